@@ -1,0 +1,146 @@
+"""The ``jaxspeech`` command: quickstart | corpus build | train | evaluate | transcribe."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+
+DEFAULT_DATA_DIR = os.path.join("data", "espeak")
+
+
+def _corpus_build(args) -> int:
+    from jaxspeech.data.corpus import build_corpus
+
+    summary = build_corpus(args.out, size=args.size, seed=args.seed)
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
+def _train(args, overrides) -> int:
+    from jaxspeech.train import recipes
+    from jaxspeech.train.config import load_config
+
+    config = load_config(args.config, overrides)
+    recipes.get(config.recipe).train(config, args.workdir)
+    return 0
+
+
+def _evaluate(args) -> int:
+    from jaxspeech.train import recipes
+
+    result = recipes.for_workdir(args.workdir).evaluate(args.workdir, split=args.split, beam_size=args.beam_size)
+    print(json.dumps(result, sort_keys=True) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+    return 0
+
+
+def _transcribe(args) -> int:
+    from jaxspeech.train import recipes
+
+    missing = [f for f in args.files if not os.path.isfile(f)]
+    if missing:
+        raise SystemExit(f"jaxspeech transcribe: no such file(s): {', '.join(missing)}")
+    texts = recipes.for_workdir(args.workdir).transcribe(args.workdir, args.files, beam_size=args.beam_size)
+    for path, text in zip(args.files, texts):
+        print(json.dumps({"file": path, "text": text}, ensure_ascii=False) if args.json else text)
+    return 0
+
+
+def _bundled_config(name: str) -> str:
+    """``configs/NAME`` of the source checkout (editable install) or of the current directory."""
+    for root in (os.path.join(os.path.dirname(__file__), os.pardir), os.curdir):
+        path = os.path.normpath(os.path.join(root, "configs", name))
+        if os.path.isfile(path):
+            return path
+    raise SystemExit(f"configs/{name} not found: run from a jaxspeech checkout or pass --config")
+
+
+def _quickstart(args) -> int:
+    from jaxspeech.train import recipes
+    from jaxspeech.train.config import load_config
+
+    started = time.time()
+    if not os.path.isfile(os.path.join(args.data_dir, "corpus.json")):
+        from jaxspeech.data.corpus import build_corpus
+
+        print(f"[quickstart] building the eSpeak corpus in {args.data_dir} ...", flush=True)
+        build_corpus(args.data_dir, size=args.corpus_size or None, seed=0)
+    overrides = [f"--config.data.dir={args.data_dir}"]
+    if args.steps:
+        overrides.append(f"--config.train.steps={args.steps}")
+    config = load_config(args.config or _bundled_config("asr_ctc_tiny.py"), overrides)
+    recipe = recipes.get(config.recipe)
+    print(f"[quickstart] training {config.recipe} in {args.workdir} ...", flush=True)
+    recipe.train(config, args.workdir)
+    results = {split: recipe.evaluate(args.workdir, split=split, beam_size=0) for split in ("test-seen", "test-unseen")}
+    for split, r in results.items():
+        print(f"[quickstart] {split}: CER {100 * r['cer']:.2f}%  WER {100 * r['wer']:.2f}%  ({r['utterances']} utterances)")
+    from jaxspeech.data.readers import load_records
+
+    samples = load_records(args.data_dir, split="test-unseen")[:3]
+    for record, text in zip(samples, recipe.transcribe(args.workdir, [r["audio"] for r in samples], beam_size=0)):
+        print(f"[quickstart] {os.path.basename(record['audio'])}\n    reference:  {record['text']}\n    recognised: {text}")
+    print(f"[quickstart] done in {time.time() - started:.0f} s. Corpus: {args.data_dir}; run: {args.workdir} "
+          f"(checkpoints/, metrics.jsonl, TensorBoard events, config.json, eval_*.json)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jaxspeech", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    quick = sub.add_parser("quickstart", help="build the corpus, train the tiny recognizer, evaluate, transcribe")
+    quick.add_argument("--workdir", default=os.path.join("runs", "quickstart"))
+    quick.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    quick.add_argument("--config", default=None, help="config file (default: configs/asr_ctc_tiny.py)")
+    quick.add_argument("--steps", type=int, default=0, help="training steps (default: the config's)")
+    quick.add_argument("--corpus-size", type=int, default=0, help="utterances (default: about one hour)")
+
+    corpus = sub.add_parser("corpus", help="the embedded eSpeak NG corpus")
+    corpus_sub = corpus.add_subparsers(dest="corpus_command", required=True)
+    build = corpus_sub.add_parser("build", help="synthesize the corpus")
+    build.add_argument("--out", required=True)
+    build.add_argument("--size", type=int, default=None, help="utterances (default: about one hour of audio)")
+    build.add_argument("--seed", type=int, default=0)
+
+    train = sub.add_parser("train", help="train from a config; override fields with --config.a.b=value")
+    train.add_argument("--config", required=True)
+    train.add_argument("--workdir", required=True)
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a trained workdir on a split")
+    evaluate.add_argument("--workdir", required=True)
+    evaluate.add_argument("--split", default="test-unseen")
+    evaluate.add_argument("--beam-size", type=int, default=None, help="0 = greedy (default: the config's)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+
+    transcribe = sub.add_parser("transcribe", help="transcribe audio files with a trained workdir")
+    transcribe.add_argument("--workdir", required=True)
+    transcribe.add_argument("--beam-size", type=int, default=None)
+    transcribe.add_argument("--json", action="store_true", help="print JSON lines")
+    transcribe.add_argument("files", nargs="+")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    overrides = [a for a in argv if a.startswith("--config.")]
+    args = build_parser().parse_args([a for a in argv if not a.startswith("--config.")])
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if not args.verbose:  # orbax (absl) logs every save step by step; JAX logs its backend probing
+        for name in ("absl", "jax._src.xla_bridge"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    if overrides and args.command != "train":
+        raise SystemExit(f"jaxspeech {args.command}: --config.* overrides only apply to `train`")
+    if args.command == "train":
+        return _train(args, overrides)
+    handlers = {"quickstart": _quickstart, "corpus": _corpus_build, "evaluate": _evaluate, "transcribe": _transcribe}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""Speech batches on grain: records -> decoded audio -> log-mel -> length-bucketed, padded batches.
+
+A :class:`SpeechDataset` holds the records that survived validation, their frame lengths and
+labels, and decodes + featurises an example on demand (cached in memory when asked). A
+:class:`SpeechBatches` iterator turns a deterministic epoch plan (see ``bucketing``) into a
+grain ``MapDataset`` of batches read by background threads; its state is one grain iterator
+state, so a checkpointed run resumes on exactly the batch it stopped at.
+
+Batch layout (``B`` rows of this process, ``T``/``L`` fixed per bucket)::
+
+    mel [B,T,F] float32, mel_mask [B,T] bool, tokens [B,L] int32, token_mask [B,L] bool,
+    index [B] int32 (record index, -1 for filler rows)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+
+import grain
+import jax
+import numpy as np
+import soundfile
+
+from jaxspeech import audio
+from jaxspeech.data import bucketing
+from jaxspeech.data.manifest import SkipCounter
+
+Labeler = Callable[[dict], np.ndarray]
+_FEATURE_CHUNK_HOPS = 64  # waveforms are zero-padded to a multiple of 64 hops: few jit shapes
+
+
+def _record_duration(record: dict) -> float:
+    if record.get("duration"):
+        return float(record["duration"])
+    return soundfile.info(record["audio"]).duration
+
+
+class SpeechDataset:
+    """Validated records with frame lengths ``[N]`` and labels; examples decoded on demand.
+
+    Records with unreadable audio metadata, empty or unencodable text are skipped, counted in
+    ``skips`` and logged, never silently dropped. Audio that fails to decode later is
+    counted at that point and its row is masked out.
+    """
+
+    def __init__(self, records: Sequence[dict], *, preset: str, labeler: Labeler | None,
+                 skips: SkipCounter | None = None, cache: bool = True, max_seconds: float | None = None):
+        self.preset = audio.get_preset(preset)
+        self.skips = skips if skips is not None else SkipCounter()
+        self.records, self.labels, lengths = [], [], []
+        for record in records:
+            where = record.get("id", record.get("audio", "?"))
+            try:
+                duration = _record_duration(record)
+                label = labeler(record) if labeler else np.zeros((0,), np.int32)
+            except (RuntimeError, ValueError, OSError) as e:  # soundfile, tokenizer and text errors
+                self.skips.skip(f"{type(e).__name__}: {e}", where)
+                continue
+            if labeler and label.size == 0:
+                self.skips.skip("empty transcript", where)
+                continue
+            if max_seconds and duration > max_seconds:
+                self.skips.skip(f"longer than {max_seconds} s", where)
+                continue
+            self.records.append(record)
+            self.labels.append(label)
+            lengths.append(audio.num_frames(round(duration * self.preset.sample_rate), self.preset))
+        if not self.records:
+            raise ValueError(f"no usable records ({self.skips.summary()})")
+        self.lengths = np.asarray(lengths, np.int32)
+        self._cache: dict[int, np.ndarray] | None = {} if cache else None
+        self._log_mel = jax.jit(lambda w: audio.log_mel(w, self.preset))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def keep(self, predicate: Callable[[int, np.ndarray], bool], reason: str) -> None:
+        """Drops, counts and logs records for which ``predicate(frames, label)`` is false."""
+        kept = [i for i in range(len(self)) if predicate(int(self.lengths[i]), self.labels[i])]
+        for i in sorted(set(range(len(self))) - set(kept)):
+            self.skips.skip(reason, self.records[i].get("id", self.records[i]["audio"]))
+        self.records = [self.records[i] for i in kept]
+        self.labels = [self.labels[i] for i in kept]
+        self.lengths = self.lengths[kept]
+
+    def features(self, index: int) -> np.ndarray | None:
+        """Log-mel ``[T,F]`` of example ``index``, or None (counted) if its audio cannot be decoded."""
+        if self._cache is not None and index in self._cache:
+            return self._cache[index]
+        record = self.records[index]
+        try:
+            wave = audio.load_audio(record["audio"], sample_rate=self.preset.sample_rate)
+        except audio.AudioError as e:
+            self.skips.skip(str(e), record.get("id", record["audio"]))
+            return None
+        chunk = _FEATURE_CHUNK_HOPS * self.preset.hop_length
+        padded = np.pad(wave, (0, -len(wave) % chunk))
+        mel = np.asarray(self._log_mel(padded))[: audio.num_frames(len(wave), self.preset)]
+        if self._cache is not None:
+            self._cache[index] = mel
+        return mel
+
+
+def collate(dataset: SpeechDataset, rows: np.ndarray, frames: int, label_len: int) -> dict[str, np.ndarray]:
+    """Pads the examples ``rows`` (``-1`` = filler) into one batch dict of fixed shape."""
+    n_mels = dataset.preset.n_mels
+    batch = {
+        "mel": np.zeros((len(rows), frames, n_mels), np.float32),
+        "mel_mask": np.zeros((len(rows), frames), bool),
+        "tokens": np.zeros((len(rows), label_len), np.int32),
+        "token_mask": np.zeros((len(rows), label_len), bool),
+        "index": np.full((len(rows),), -1, np.int32),
+    }
+    for r, i in enumerate(rows):
+        if i < 0 or (mel := dataset.features(int(i))) is None:
+            continue
+        t, label = min(len(mel), frames), dataset.labels[i][:label_len]
+        batch["mel"][r, :t], batch["mel_mask"][r, :t] = mel[:t], True
+        batch["tokens"][r, : len(label)], batch["token_mask"][r, : len(label)] = label, True
+        batch["index"][r] = i
+    return batch
+
+
+class SpeechBatches:
+    """Iterator of this process's share of bucketed batches, with grain-style checkpoint state.
+
+    Global batch ``b`` is the same whatever the number of processes; process ``p`` of ``P``
+    yields rows ``[p B/P, (p+1) B/P)`` of it. ``shuffle=False`` gives one pass in length
+    order (evaluation); otherwise epochs repeat, each with its own permutation.
+    """
+
+    def __init__(self, dataset: SpeechDataset, buckets: bucketing.Buckets, *, seed: int = 0, shuffle: bool = True,
+                 process_index: int = 0, process_count: int = 1, num_threads: int = 2, prefetch: int = 4,
+                 label_multiple: int = 16):
+        if any(size % process_count for size in buckets.sizes):
+            raise ValueError(f"bucket rows {buckets.sizes} must divide over {process_count} processes")
+        self.dataset, self.buckets, self.seed, self.shuffle = dataset, buckets, seed, shuffle
+        self._process = (process_index, process_count)
+        self.bucket_ids = buckets.assign(dataset.lengths)
+        label_lens = np.asarray([len(label) for label in dataset.labels])
+        self.label_lengths = [
+            max(label_multiple, int(bucketing.round_up(label_lens[self.bucket_ids == k].max(initial=1), label_multiple)))
+            for k in range(len(buckets.sizes))
+        ]
+        self.batches_per_epoch = bucketing.batches_per_epoch(self.bucket_ids, buckets)
+        self._plans: dict[int, list] = {}
+        epochs = 1 << 20 if shuffle else 1
+        source = grain.MapDataset.range(self.batches_per_epoch * epochs).map(self._load_batch)
+        options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
+        self._iterator = source.to_iter_dataset(options).__iter__()
+
+    def plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
+        """The global batches of ``epoch`` as ``(bucket, record indices)``."""
+        if epoch not in self._plans:
+            self._plans = {epoch: bucketing.plan_epoch(self.bucket_ids, self.buckets, seed=self.seed, epoch=epoch,
+                                                       shuffle=self.shuffle)}
+        return self._plans[epoch]
+
+    def _load_batch(self, step: int) -> dict[str, np.ndarray]:
+        bucket, rows = self.plan(step // self.batches_per_epoch)[step % self.batches_per_epoch]
+        p, count = self._process
+        share = len(rows) // count
+        return collate(self.dataset, rows[p * share:(p + 1) * share], self.buckets.lengths[bucket],
+                       self.label_lengths[bucket])
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        return next(self._iterator)
+
+    def get_state(self) -> dict:
+        return self._iterator.get_state()
+
+    def set_state(self, state: dict) -> None:
+        self._iterator.set_state(state)
+
+    def padding_report(self, *, random_batch_size: int | None = None) -> dict[str, float]:
+        """Padding share of bucketed batching vs shuffled fixed-size batching (same mean rows/batch)."""
+        plan = self.plan(0)
+        rows = random_batch_size or max(1, round(len(self.dataset) / len(plan)))
+        return {
+            "padding_bucketed": bucketing.padding_fraction(plan, self.dataset.lengths, self.buckets),
+            "padding_random": bucketing.random_batching_padding_fraction(self.dataset.lengths, batch_size=rows,
+                                                                          seed=self.seed),
+            "random_batch_size": rows,
+        }

@@ -1,0 +1,1 @@
+"""Losses as pure functions over arrays or callables (ctc: CTC with masks and feasibility)."""

@@ -1,0 +1,1 @@
+"""Assembled models, each exposing init / apply / loss functions (ctc_asr: Conformer CTC)."""

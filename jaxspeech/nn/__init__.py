@@ -1,0 +1,1 @@
+"""Layers: attention dispatch and rotary embedding (attention), Conformer blocks, conv subsampling."""

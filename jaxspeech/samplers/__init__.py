@@ -1,0 +1,1 @@
+"""Samplers and decoders (ctc_decoding: greedy and prefix beam search)."""

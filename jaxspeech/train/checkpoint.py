@@ -1,0 +1,167 @@
+"""Checkpoints: train state + data-iterator state in one orbax step directory.
+
+Layout: `<directory>/<step>/state` (the TrainState pytree, typed PRNG keys included) and
+`<directory>/<step>/data/process_<i>-of-<n>.json` (each process's data-iterator state, as
+grain's own orbax handler does: every process reads a different shard of the data). Saves are async by default: the
+arrays are copied to host before `save` returns, so the caller may donate the state to the
+next step immediately; the files are written in a background thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+log = logging.getLogger(__name__)
+
+
+def _abstract(leaf: Any) -> Any:
+    """Restore target: shape, dtype and (when the leaf has one) sharding of the template."""
+    if isinstance(leaf, jax.ShapeDtypeStruct):
+        return leaf
+    return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=getattr(leaf, "sharding", None))
+
+
+def _process_file(directory: Any) -> Any:
+    return directory / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+
+
+class IteratorStateHandler(ocp.CheckpointHandler):
+    """Saves this process's data-iterator state (JSON-serialisable, or None) to its own file."""
+
+    def save(self, directory, args: IteratorStateSave):
+        _process_file(directory).write_text(json.dumps(args.state))
+
+    def restore(self, directory, args: IteratorStateRestore | None = None) -> dict | None:
+        path = _process_file(directory)
+        if not path.exists():
+            saved = sorted(p.name for p in directory.iterdir())
+            raise FileNotFoundError(
+                f"{path} not found (saved: {saved}); was the checkpoint written by a job with a "
+                "different number of processes?"
+            )
+        return json.loads(path.read_text())
+
+
+@ocp.args.register_with_handler(IteratorStateHandler, for_save=True)
+@dataclasses.dataclass
+class IteratorStateSave(ocp.args.CheckpointArgs):
+    state: dict | None
+
+
+@ocp.args.register_with_handler(IteratorStateHandler, for_restore=True)
+@dataclasses.dataclass
+class IteratorStateRestore(ocp.args.CheckpointArgs):
+    pass
+
+
+class Checkpointer:
+    """Keeps the newest `keep` checkpoints of a run under `directory`.
+
+    Every process of a multi-process job must make the same calls (orbax synchronises them);
+    the directory must be shared by all processes.
+    """
+
+    def __init__(self, directory: str | os.PathLike, *, keep: int = 3, async_save: bool = True):
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        self.directory = Path(directory).absolute()
+        self._manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=keep,
+                enable_async_checkpointing=async_save,
+                # Temporary directories left by a process killed mid-save are removed.
+                cleanup_tmp_directories=True,
+            ),
+        )
+        self._unreadable: set[int] = set()
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
+    def save(
+        self, step: int, state: Any, data_state: dict | None = None, *, force: bool = False
+    ) -> bool:
+        """Saves `state` (pytree of arrays) and `data_state` (JSON-serialisable) as `step`.
+
+        Returns whether a save was started: False when `step` is already saved (e.g. the final
+        save of a run whose last step was also a periodic one). A step that `restore` found
+        unreadable is replaced. force: save even where orbax's save policy would skip.
+        """
+        step = int(step)
+        if step in self._manager.all_steps():
+            if step not in self._unreadable:
+                return False
+            log.warning("replacing unreadable checkpoint step %d in %s", step, self.directory)
+            self._manager.delete(step)
+            self._unreadable.discard(step)
+        return self._manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                data=IteratorStateSave(data_state),
+            ),
+            force=force,
+        )
+
+    def restore(self, state_template: Any) -> tuple[Any, dict | None] | None:
+        """Restores the newest readable step into `state_template`'s structure, shapes, dtypes
+        and shardings (arrays or ShapeDtypeStructs). Returns (state, data_state), or None when
+        the directory holds no checkpoint.
+
+        A step that fails to restore (deleted or truncated files, ...) is logged as a warning
+        naming it and the previous step is tried; if none can be restored, RuntimeError.
+        """
+        self._manager.wait_until_finished()
+        abstract_state = jax.tree.map(_abstract, state_template)
+        steps = sorted(self._manager.all_steps(), reverse=True)
+        failures = []
+        for step in steps:
+            try:
+                restored = self._manager.restore(
+                    step,
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(abstract_state),
+                        data=IteratorStateRestore(),
+                    ),
+                )
+            # orbax and tensorstore raise many error types for damaged files; any of them means
+            # "this step is unusable", and the fallback is the same.
+            except Exception as error:  # noqa: BLE001
+                # tensorstore messages embed whole JSON specs; the head names the damaged file.
+                reason = f"{type(error).__name__}: {str(error)[:400]}"
+                log.warning(
+                    "checkpoint step %d in %s cannot be restored (%s); falling back to the "
+                    "previous step",
+                    step,
+                    self.directory,
+                    reason,
+                )
+                self._unreadable.add(step)
+                failures.append(f"step {step}: {reason}")
+                continue
+            return restored.state, restored.data
+        if failures:
+            raise RuntimeError(
+                f"no checkpoint in {self.directory} can be restored:\n" + "\n".join(failures)
+            )
+        return None
+
+    def wait(self) -> None:
+        """Blocks until pending async saves are on disk."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        """Waits for pending saves and releases the manager."""
+        self._manager.close()

@@ -1,0 +1,210 @@
+"""Conformer-CTC character recognition: train, evaluate and transcribe from a workdir.
+
+A workdir holds ``config.json`` (resolved config), ``vocab.json`` (tokenizer),
+``checkpoints/`` (orbax), ``metrics.jsonl`` + TensorBoard events, ``data_stats.json``
+(skips, padding) and ``eval_<split>.json``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from jaxspeech.data.bucketing import make_buckets
+from jaxspeech.data.manifest import SkipCounter
+from jaxspeech.data.pipeline import SpeechBatches, SpeechDataset
+from jaxspeech.data.readers import load_records
+from jaxspeech.eval import error_rates
+from jaxspeech.losses.ctc import ctc_min_frames
+from jaxspeech.models import ctc_asr
+from jaxspeech.nn.subsampling import subsampled_length
+from jaxspeech.samplers.ctc_decoding import beam_search_batch, greedy_decode
+from jaxspeech.text import Tokenizer, normalize_for_asr
+from jaxspeech.train.checkpoint import Checkpointer
+from jaxspeech.train.config import read_saved_config, save_config
+from jaxspeech.train.loop import train as train_loop
+from jaxspeech.train.mesh import batch_sharding, make_mesh
+from jaxspeech.train.metrics import MetricWriter, plot_mel
+from jaxspeech.train.state import create_train_state
+from jaxspeech.train.step import compile_train_step, make_train_step, place_state
+
+log = logging.getLogger(__name__)
+_VOCAB = "vocab.json"
+
+
+def _labeler(tokenizer: Tokenizer):
+    return lambda record: tokenizer.encode(normalize_for_asr(record["text"]))
+
+
+def _optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    o = config.optim
+    schedule = optax.warmup_cosine_decay_schedule(0.0, o.lr, o.warmup_steps, max(config.train.steps, o.warmup_steps + 1),
+                                                  end_value=o.lr * 0.05)
+    return optax.chain(optax.clip_by_global_norm(o.clip_norm),
+                       optax.adamw(schedule, b2=o.b2, weight_decay=o.weight_decay))
+
+
+def _alignable(frames: int, label: np.ndarray) -> bool:
+    """Whether CTC can align ``label`` to the encoder frames left after 4x subsampling."""
+    label = jnp.asarray(label)[None]
+    return int(subsampled_length(frames)) >= int(ctc_min_frames(label, jnp.ones_like(label, bool))[0])
+
+
+def _tokenizer(config, records, workdir) -> Tokenizer:
+    path = os.path.join(workdir, _VOCAB)
+    if os.path.exists(path):  # resuming: the vocabulary must not change under the checkpoint
+        return Tokenizer.load(path)
+    tokenizer = Tokenizer.from_texts((normalize_for_asr(r["text"]) for r in records), "chars")
+    tokenizer.save(path)
+    return tokenizer
+
+
+def _state_template(config, key):
+    graphdef, params = ctc_asr.init(config.model, key)
+    return graphdef, create_train_state(params, _optimizer(config), jax.random.key(config.seed))
+
+
+class _Recognizer:
+    """Decodes SpeechDatasets in batches with a recognizer's params."""
+
+    def __init__(self, config, tokenizer: Tokenizer, graphdef, params, step: int):
+        self.config, self.tokenizer, self.params, self.step = config, tokenizer, params, step
+        self._logits = jax.jit(functools.partial(ctc_asr.apply, graphdef))
+
+    @classmethod
+    def from_workdir(cls, workdir: str) -> _Recognizer:
+        """The latest checkpoint of ``workdir`` (a corrupt latest falls back to the previous one)."""
+        config = read_saved_config(workdir)
+        graphdef, template = _state_template(config, jax.random.key(0))
+        checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
+        restored = checkpointer.restore(template)
+        checkpointer.close()
+        if restored is None:
+            raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints: train first")
+        state = restored[0]
+        return cls(config, Tokenizer.load(os.path.join(workdir, _VOCAB)), graphdef, state.params, int(state.step))
+
+    def decode(self, dataset: SpeechDataset, *, beam_size: int) -> dict[int, str]:
+        """Hypothesis text for every decodable record index of ``dataset``."""
+        d = self.config.data
+        buckets = make_buckets(dataset.lengths, max_frames=d.max_frames, num_buckets=d.num_buckets)
+        batches = SpeechBatches(dataset, buckets, shuffle=False, num_threads=d.num_threads)
+        texts = {}
+        for _ in range(batches.batches_per_epoch):
+            batch = next(batches)
+            logits, mask = self._logits(self.params, batch["mel"], batch["mel_mask"])
+            if beam_size > 0:
+                lengths = np.asarray(mask.sum(axis=1))
+                best = [beams[0][0] for beams in beam_search_batch(np.asarray(jax.nn.log_softmax(logits)), lengths,
+                                                                    beam_size=beam_size)]
+            else:
+                ids, lengths = jax.device_get(greedy_decode(logits, mask))
+                best = [row[:n] for row, n in zip(ids, lengths)]
+            for index, hyp in zip(batch["index"], best):
+                if index >= 0:
+                    texts[int(index)] = self.tokenizer.decode(hyp)
+        return texts
+
+
+def _dataset(records, config, labeler=None, skips=None) -> SpeechDataset:
+    d = config.data
+    return SpeechDataset(records, preset=d.preset, labeler=labeler, skips=skips, cache=d.cache_features,
+                         max_seconds=d.max_seconds if labeler else None)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Trains (or resumes) a recognizer in ``workdir``."""
+    os.makedirs(workdir, exist_ok=True)
+    skips = SkipCounter()
+    records = load_records(config.data.dir, split=config.data.train_split, skips=skips)
+    tokenizer = _tokenizer(config, records, workdir)
+    config.model.vocab_size = tokenizer.vocab_size
+    save_config(config, workdir)
+
+    dataset = _dataset(records, config, _labeler(tokenizer), skips)
+    dataset.keep(_alignable, "CTC alignment impossible: fewer encoder frames than labels + repeats")
+    mesh = make_mesh({"data": config.mesh.data, "fsdp": config.mesh.fsdp})
+    rows = mesh.size * config.train.accum_steps
+    d = config.data
+    buckets = make_buckets(dataset.lengths, max_frames=d.max_frames, num_buckets=d.num_buckets, row_multiple=rows)
+    batches = SpeechBatches(dataset, buckets, seed=config.seed, process_index=jax.process_index(),
+                            process_count=jax.process_count(), num_threads=d.num_threads)
+    stats = {"train_utterances": len(dataset), "buckets": [list(buckets.lengths), list(buckets.sizes)],
+             "batches_per_epoch": batches.batches_per_epoch, **batches.padding_report(), "skips": dict(skips.counts)}
+    log.info("data: %s", json.dumps(stats))
+    with open(os.path.join(workdir, "data_stats.json"), "w") as f:
+        json.dump(stats, f, indent=2)
+
+    graphdef, state = _state_template(config, jax.random.key(config.seed))
+    optimizer = _optimizer(config)
+    step = make_train_step(ctc_asr.make_loss_fn(graphdef, config.model), optimizer,
+                           accum_steps=config.train.accum_steps, compute_dtype=jnp.dtype(config.train.compute_dtype))
+    rules = [(pattern, tuple(spec)) for pattern, spec in config.mesh.rules]
+    step_fn, shardings = compile_train_step(step, state, mesh, rules)
+    state = place_state(state, shardings)
+
+    valid = _dataset(load_records(config.data.dir, split=config.data.eval_split), config)
+    writer = MetricWriter(workdir)
+    if jax.process_index() == 0:
+        writer.image(0, "data/log_mel", plot_mel(valid.features(0)))
+
+    def evaluate_valid(state) -> dict[str, float]:
+        hyps = _Recognizer(config, tokenizer, graphdef, state.params, int(state.step)).decode(valid, beam_size=0)
+        return error_rates([valid.records[i]["text"] for i in sorted(hyps)], [hyps[i] for i in sorted(hyps)])
+
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.train.keep_checkpoints)
+    started = time.time()
+    try:
+        train_loop(state=state, step_fn=step_fn, batches=batches, num_steps=config.train.steps,
+                   batch_sharding=batch_sharding(mesh), checkpointer=checkpointer, writer=writer,
+                   log_every=config.train.log_every, checkpoint_every=config.train.checkpoint_every,
+                   max_nonfinite_streak=config.train.max_nonfinite_streak,
+                   eval_fn=evaluate_valid, eval_every=config.train.eval_every)
+    finally:
+        checkpointer.close()
+        writer.close()
+        skips.summary()
+    log.info("trained to step %d in %.0f s", config.train.steps, time.time() - started)
+
+
+def evaluate(workdir: str, *, split: str, beam_size: int | None = None) -> dict:
+    """CER/WER of the latest checkpoint on ``split`` of the training corpus; also written to eval_<split>.json."""
+    recognizer = _Recognizer.from_workdir(workdir)
+    config = recognizer.config
+    beam = config.decode.beam_size if beam_size is None else beam_size
+    skips = SkipCounter()
+    dataset = _dataset(load_records(config.data.dir, split=split, skips=skips), config, skips=skips)
+    started = time.time()
+    hyps = recognizer.decode(dataset, beam_size=beam)
+    elapsed = time.time() - started
+    missing = len(dataset) - len(hyps)
+    order = sorted(hyps)
+    result = error_rates([dataset.records[i]["text"] for i in order], [hyps[i] for i in order])
+    audio_seconds = float(sum(dataset.lengths[i] for i in order)) * dataset.preset.hop_length / dataset.preset.sample_rate
+    result.update(split=split, step=recognizer.step, decoder=f"beam{beam}" if beam else "greedy",
+                  skipped=skips.total + missing, rtf=elapsed / max(audio_seconds, 1e-9))
+    with open(os.path.join(workdir, f"eval_{split}.json"), "w") as f:
+        json.dump(result, f, indent=2, sort_keys=True)
+    return result
+
+
+def transcribe(workdir: str, files: list[str], *, beam_size: int | None = None) -> list[str]:
+    """One transcript per file, in order; a file that cannot be decoded raises, naming it."""
+    recognizer = _Recognizer.from_workdir(workdir)
+    beam = recognizer.config.decode.beam_size if beam_size is None else beam_size
+    skips = SkipCounter()
+    records = [{"id": path, "audio": path, "text": ""} for path in files]
+    dataset = _dataset(records, recognizer.config, skips=skips)
+    hyps = recognizer.decode(dataset, beam_size=beam)
+    if len(hyps) != len(files):
+        raise ValueError(f"could not transcribe: {skips.summary()}")
+    return [hyps[i] for i in range(len(files))]

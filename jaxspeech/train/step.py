@@ -1,0 +1,216 @@
+"""The train step: gradient accumulation, mixed precision, non-finite skipping, sharded jit.
+
+A model is just `loss_fn(params, batch, key) -> (loss [], metrics {name: []})`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+from jax.sharding import Mesh
+
+from jaxspeech.train.mesh import ShardingRules, batch_sharding, param_shardings, replicated
+from jaxspeech.train.state import TrainState
+
+LossFn = Callable[[Any, Mapping[str, jax.Array], jax.Array], tuple[jax.Array, Mapping[str, jax.Array]]]
+TrainStep = Callable[[TrainState, Mapping[str, jax.Array], jax.Array], tuple[TrainState, dict[str, jax.Array]]]
+
+
+def cast_floating(tree: Any, dtype: jnp.dtype) -> Any:
+    """Casts floating leaves to `dtype`; integer, bool and key leaves are left alone."""
+
+    def cast(x):
+        x = jnp.asarray(x)
+        return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+    return jax.tree.map(cast, tree)
+
+
+def split_micro_batches(batch: Mapping[str, Any], accum_steps: int) -> dict[str, jax.Array]:
+    """[B, ...] -> [accum_steps, B // accum_steps, ...], micro-batch i = rows i, i+A, i+2A, ...
+
+    Strided rather than contiguous because the batch is sharded over devices along B: every
+    device then owns an equal share of every micro-batch, so no micro-batch sits on a subset
+    of devices and no resharding is needed.
+    """
+
+    def split(x):
+        x = jnp.asarray(x)
+        if x.ndim == 0 or x.shape[0] % accum_steps:
+            raise ValueError(
+                f"batch leading dim {x.shape[:1]} is not divisible by accum_steps={accum_steps}"
+            )
+        micro = x.reshape(x.shape[0] // accum_steps, accum_steps, *x.shape[1:])
+        return jnp.swapaxes(micro, 0, 1)
+
+    return {name: split(x) for name, x in batch.items()}
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def make_train_step(
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    *,
+    accum_steps: int = 1,
+    compute_dtype: jnp.dtype = jnp.float32,
+) -> TrainStep:
+    """Returns the pure `train_step(state, batch, key) -> (state, metrics)`.
+
+    batch: dict of arrays [B, ...]; B must be divisible by `accum_steps`. The batch is split
+    into `accum_steps` micro-batches (see `split_micro_batches`) run under `lax.scan`; micro-
+    batch i gets `fold_in(key, i)`; loss, grads and metrics are averaged, which equals the
+    full-batch gradient when the loss is a per-example mean.
+    Mixed precision: floating params and batch arrays are cast to `compute_dtype` for the
+    forward pass only; params, loss and grads stay float32.
+    A non-finite loss or gradient skips the update (params and opt_state are returned
+    bitwise unchanged), still advances `step`, and increments `nonfinite_streak` (reset to 0
+    by a finite step).
+    metrics: the loss_fn's metrics plus `loss`, `grad_norm`, `skipped` (0./1.) and
+    `nonfinite_streak`; all scalars.
+    """
+    if not (isinstance(accum_steps, int) and accum_steps >= 1):
+        raise ValueError(f"accum_steps must be a positive int, got {accum_steps!r}")
+
+    def micro_loss(params, micro_batch, key):
+        loss, metrics = loss_fn(
+            cast_floating(params, compute_dtype), cast_floating(micro_batch, compute_dtype), key
+        )
+        chex.assert_shape(loss, ())
+        metrics = {name: jnp.asarray(value, jnp.float32) for name, value in metrics.items()}
+        for name, value in metrics.items():
+            if value.shape != ():
+                raise ValueError(f"loss_fn metric {name!r} must be a scalar, got shape {value.shape}")
+        return loss.astype(jnp.float32), metrics
+
+    loss_and_grad = jax.value_and_grad(micro_loss, has_aux=True)
+
+    def apply_update(grads, params, opt_state):
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    def keep(grads, params, opt_state):
+        del grads
+        return params, opt_state
+
+    def train_step(state: TrainState, batch: Mapping[str, Any], key: jax.Array):
+        micro_batches = split_micro_batches(batch, accum_steps)
+
+        def accumulate(total, indexed_micro_batch):
+            index, micro_batch = indexed_micro_batch
+            (loss, metrics), grads = loss_and_grad(
+                state.params, micro_batch, jax.random.fold_in(key, index)
+            )
+            return jax.tree.map(jnp.add, total, (loss, metrics, grads)), None
+
+        first = jax.tree.map(lambda x: x[0], micro_batches)
+        shapes = jax.eval_shape(loss_and_grad, state.params, first, key)
+        (loss_shape, metric_shapes), grad_shapes = shapes
+        zeros = jax.tree.map(
+            lambda s: jnp.zeros(s.shape, s.dtype), (loss_shape, metric_shapes, grad_shapes)
+        )
+        total, _ = lax.scan(
+            accumulate, zeros, (jnp.arange(accum_steps, dtype=jnp.uint32), micro_batches)
+        )
+        loss, metrics, grads = jax.tree.map(lambda x: x / accum_steps, total)
+
+        finite = jnp.isfinite(loss) & _all_finite(grads)
+        params, opt_state = lax.cond(
+            finite, apply_update, keep, grads, state.params, state.opt_state
+        )
+        streak = jnp.where(finite, 0, state.nonfinite_streak + 1).astype(jnp.int32)
+        new_state = state.replace(
+            step=state.step + 1, params=params, opt_state=opt_state, nonfinite_streak=streak
+        )
+        metrics = {
+            **metrics,
+            "loss": loss,
+            "grad_norm": optax.tree.norm(grads),
+            "skipped": (~finite).astype(jnp.float32),
+            "nonfinite_streak": streak,
+        }
+        return new_state, metrics
+
+    return train_step
+
+
+def train_state_shardings(state: TrainState, mesh: Mesh, rules: ShardingRules) -> TrainState:
+    """A TrainState of NamedShardings: params by `rules`; optimizer leaves follow their param.
+
+    Optax states hold params-shaped subtrees (adam's mu and nu, ...): any opt_state subtree
+    with the params' tree structure gets the params' shardings leaf by leaf where shapes match;
+    everything else (counts, step, rng, streak, ...) is replicated.
+    """
+    params_sharding = param_shardings(state.params, rules, mesh)
+    params_def = jax.tree.structure(state.params)
+    params_leaves = jax.tree.leaves(state.params)
+    sharding_leaves = jax.tree.leaves(params_sharding)
+    rep = replicated(mesh)
+
+    def mirrors_params(node):
+        return jax.tree.structure(node) == params_def
+
+    def opt_sharding(node):
+        if not mirrors_params(node):
+            return rep
+        leaves = jax.tree.leaves(node)
+        chosen = [
+            sharding if jnp.shape(leaf) == jnp.shape(param) else rep
+            for leaf, param, sharding in zip(leaves, params_leaves, sharding_leaves)
+        ]
+        return jax.tree.unflatten(params_def, chosen)
+
+    return TrainState(
+        step=rep,
+        params=params_sharding,
+        opt_state=jax.tree.map(opt_sharding, state.opt_state, is_leaf=mirrors_params),
+        rng=rep,
+        nonfinite_streak=rep,
+    )
+
+
+def compile_train_step(
+    train_step: TrainStep, state: TrainState, mesh: Mesh, rules: ShardingRules = ()
+) -> tuple[TrainStep, TrainState]:
+    """jit with shardings: state by `train_state_shardings`, batch by `batch_sharding`, key and
+    metrics replicated; the state argument is donated (do not reuse the state passed in).
+
+    state: a TrainState (arrays or ShapeDtypeStructs) giving shapes. Returns (step_fn,
+    state_shardings); put a host state on the mesh with `place_state(state, state_shardings)`.
+    """
+    state_shardings = train_state_shardings(state, mesh, rules)
+    rep = replicated(mesh)
+    step_fn = jax.jit(
+        train_step,
+        in_shardings=(state_shardings, batch_sharding(mesh), rep),
+        out_shardings=(state_shardings, rep),
+        donate_argnums=(0,),
+    )
+    return step_fn, state_shardings
+
+
+def place_state(state: TrainState, state_shardings: TrainState) -> TrainState:
+    """Puts a host (or single-device) state onto the mesh: each device gets its slice.
+
+    Every process must pass the same values (they do when built from the same seeds).
+    Works across processes, where `jax.device_put` of committed arrays does not.
+    """
+
+    def place(leaf, sharding):
+        if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            # key_data has trailing dims the spec leaves unsplit, so the same sharding fits.
+            data = place(jax.random.key_data(leaf), sharding)
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+        host = np.asarray(leaf)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(place, state, state_shardings)
