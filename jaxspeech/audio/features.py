@@ -171,7 +171,9 @@ def num_frames(num_samples, preset: str | MelPreset, *, pad_or_trim: bool = Fals
 
 def _check_pad_or_trim(preset: MelPreset) -> None:
     if preset.pad_or_trim_samples is None:
-        raise ValueError("pad_or_trim=True needs a preset with a fixed window (pad_or_trim_samples)")
+        raise ValueError(
+            "pad_or_trim=True needs a preset with a fixed window (pad_or_trim_samples)"
+        )
 
 
 def _preset_filterbank(preset: MelPreset) -> np.ndarray:
@@ -222,7 +224,9 @@ def log_mel(
             f"and {preset.pad_samples} samples of {preset.pad_mode} padding"
         )
     pad = preset.pad_samples
-    waveform = jnp.pad(waveform, [(0, 0)] * (waveform.ndim - 1) + [(pad, pad)], mode=preset.pad_mode)
+    waveform = jnp.pad(
+        waveform, [(0, 0)] * (waveform.ndim - 1) + [(pad, pad)], mode=preset.pad_mode
+    )
     spec = stft(
         waveform,
         n_fft=preset.n_fft,

@@ -50,10 +50,15 @@ def load_audio(path: str | os.PathLike, *, sample_rate: int) -> np.ndarray:
 
 
 def save_audio(path: str | os.PathLike, waveform: np.ndarray, sample_rate: int) -> None:
-    """Write ``waveform [samples]`` or ``[samples, channels]`` as 16-bit PCM WAV, clipped to [-1, 1]."""
+    """Write ``waveform [samples]`` or ``[samples, channels]`` as 16-bit PCM WAV.
+
+    Samples are clipped to [-1, 1]; non-finite samples raise AudioError.
+    """
     waveform = np.asarray(waveform, dtype=np.float32)
     if waveform.ndim not in (1, 2) or waveform.shape[0] == 0:
-        raise AudioError(path, f"need a non-empty [samples] or [samples, channels] waveform, got {waveform.shape}")
+        raise AudioError(
+            path, f"need a non-empty [samples] or [samples, channels] array, got {waveform.shape}"
+        )
     if not np.all(np.isfinite(waveform)):
         raise AudioError(path, "refusing to write NaN or infinite samples")
     sf.write(path, np.clip(waveform, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")

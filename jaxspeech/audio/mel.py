@@ -75,7 +75,7 @@ def mel_filterbank(
     scale: str = "slaney",
     norm: str | None = "slaney",
 ) -> np.ndarray:
-    """Triangular mel filters as float32 ``[n_fft // 2 + 1, n_mels]`` (librosa.filters.mel, transposed).
+    """Triangular mel filters, float32 ``[n_fft // 2 + 1, n_mels]`` (librosa.filters.mel, .T).
 
     Filter centres are ``n_mels + 2`` points evenly spaced on the mel ``scale`` between
     ``fmin`` and ``fmax`` (default ``sample_rate / 2``); each filter rises linearly in Hz from
@@ -93,7 +93,9 @@ def mel_filterbank(
     nyquist = sample_rate / 2.0
     fmax = nyquist if fmax is None else float(fmax)
     if not 0.0 <= fmin < fmax <= nyquist:
-        raise ValueError(f"need 0 <= fmin < fmax <= sample_rate / 2 = {nyquist}, got {fmin}, {fmax}")
+        raise ValueError(
+            f"need 0 <= fmin < fmax <= sample_rate / 2 = {nyquist}, got {fmin}, {fmax}"
+        )
 
     bin_hz = np.linspace(0.0, nyquist, n_fft // 2 + 1)
     mel_edges = np.linspace(

@@ -31,16 +31,18 @@ Labeler = Callable[[dict], np.ndarray]
 _FEATURE_CHUNK_HOPS = 64  # waveforms are zero-padded to a multiple of 64 hops: few jit shapes
 
 
-def _record_duration(record: dict) -> float:
-    if record.get("duration"):
-        return float(record["duration"])
-    return soundfile.info(record["audio"]).duration
+def _resampled_samples(path: str, sample_rate: int) -> int:
+    """Samples of ``path`` after resampling to ``sample_rate``, from its header (checks it is readable)."""
+    info = soundfile.info(path)
+    if info.frames == 0:
+        raise ValueError("audio file has no samples")
+    return info.frames if info.samplerate == sample_rate else round(info.frames * sample_rate / info.samplerate)
 
 
 class SpeechDataset:
     """Validated records with frame lengths ``[N]`` and labels; examples decoded on demand.
 
-    Records with unreadable audio metadata, empty or unencodable text are skipped, counted in
+    Records with missing or unreadable audio, empty or unencodable text are skipped, counted in
     ``skips`` and logged, never silently dropped. Audio that fails to decode later is
     counted at that point and its row is masked out.
     """
@@ -53,7 +55,7 @@ class SpeechDataset:
         for record in records:
             where = record.get("id", record.get("audio", "?"))
             try:
-                duration = _record_duration(record)
+                samples = _resampled_samples(record["audio"], self.preset.sample_rate)
                 label = labeler(record) if labeler else np.zeros((0,), np.int32)
             except (RuntimeError, ValueError, OSError) as e:  # soundfile, tokenizer and text errors
                 self.skips.skip(f"{type(e).__name__}: {e}", where)
@@ -61,12 +63,12 @@ class SpeechDataset:
             if labeler and label.size == 0:
                 self.skips.skip("empty transcript", where)
                 continue
-            if max_seconds and duration > max_seconds:
+            if max_seconds and samples > max_seconds * self.preset.sample_rate:
                 self.skips.skip(f"longer than {max_seconds} s", where)
                 continue
             self.records.append(record)
             self.labels.append(label)
-            lengths.append(audio.num_frames(round(duration * self.preset.sample_rate), self.preset))
+            lengths.append(audio.num_frames(samples, self.preset))
         if not self.records:
             raise ValueError(f"no usable records ({self.skips.summary()})")
         self.lengths = np.asarray(lengths, np.int32)

@@ -32,7 +32,10 @@ def put_batch(batch: Mapping[str, np.ndarray], sharding: Sharding) -> dict[str, 
     B_global = B_local * process_count for a batch sharding over all processes; every process
     must pass the same keys and B_local.
     """
+    arrays = {name: np.asarray(x) for name, x in batch.items()}
+    sizes = {name: x.shape[0] if x.ndim else None for name, x in arrays.items()}
+    if len(set(sizes.values())) > 1 or None in sizes.values():
+        raise ValueError(f"batch arrays need one shared leading (batch) dim, got {sizes}")
     return {
-        name: jax.make_array_from_process_local_data(sharding, np.asarray(x))
-        for name, x in batch.items()
+        name: jax.make_array_from_process_local_data(sharding, x) for name, x in arrays.items()
     }

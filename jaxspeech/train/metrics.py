@@ -27,7 +27,7 @@ class MetricWriter:
     """Writes scalars, images and audio for one run; only process 0 writes.
 
     Files under `workdir`: `metrics.jsonl` (one {"step": ..., **scalars} line per call,
-    appended, so a resumed run adds lines; `read_metrics` keeps the last line per step) and
+    appended, so a resumed run adds lines; `read_metrics` merges them per step, later wins) and
     `tensorboard/` (events; a resumed run purges events from its first written step on).
     """
 
@@ -75,7 +75,7 @@ class MetricWriter:
         if waveform.ndim != 1:
             raise ValueError(f"waveform must be [S], got shape {waveform.shape}")
         self._tensorboard(int(step)).add_audio(
-            tag, np.clip(waveform, -1.0, 1.0)[None], int(step), sample_rate=int(sample_rate)
+            tag, np.clip(waveform, -1.0, 1.0), int(step), sample_rate=int(sample_rate)
         )
 
     def flush(self) -> None:
@@ -128,14 +128,15 @@ def plot_mel(mel: np.ndarray, *, title: str | None = None) -> np.ndarray:
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, float]]:
-    """metrics.jsonl -> records sorted by step; where a resumed run logged a step again, the
-    last record wins."""
+    """metrics.jsonl -> one record per step, sorted by step. Records of the same step are merged
+    (train and eval scalars logged separately); where a resumed run logged a step again, the
+    later values win."""
     by_step: dict[int, dict[str, float]] = {}
     with open(path, encoding="utf-8") as lines:
         for line in lines:
             if line.strip():
                 record = json.loads(line)
-                by_step[int(record["step"])] = record
+                by_step.setdefault(int(record["step"]), {}).update(record)
     return [by_step[step] for step in sorted(by_step)]
 
 

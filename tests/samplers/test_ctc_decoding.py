@@ -75,7 +75,7 @@ def test_wide_beam_is_exact(seed):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_narrow_beam_finds_exact_best_on_peaked_posteriors_and_scores_lower_bound(seed):
+def test_narrow_beam_scores_are_lower_bounds_of_exact_probabilities(seed):
     rng = np.random.default_rng(100 + seed)
     log_probs = _random_log_probs(rng, 6, 4, sharpness=3.0)
     exact = exact_labelling_log_probs(log_probs)
@@ -84,7 +84,9 @@ def test_narrow_beam_finds_exact_best_on_peaked_posteriors_and_scores_lower_boun
     # A pruned beam can only lose paths, never invent probability.
     for labels, score in hyps:
         assert score <= exact[labels] + 1e-9
-    assert hyps[0][0] == max(exact, key=exact.get)
+    assert [s for _, s in hyps] == sorted((s for _, s in hyps), reverse=True)
+    # (A narrow beam may miss the best labelling: seed 1 here returns (3, 2, 3, 1) at beam 4
+    # while (3, 2, 1) is more probable, so "finds the best" is not asserted.)
 
 
 def test_length_and_batch_helpers():

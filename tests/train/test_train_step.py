@@ -152,6 +152,12 @@ def test_compiled_step_matches_plain_step_and_donates_state():
     assert jnp.issubdtype(compiled_state.rng.dtype, jax.dtypes.prng_key)
 
 
+def test_raw_uint32_key_is_wrapped_into_a_typed_key():
+    state = create_train_state({"w": jnp.zeros(2)}, optax.sgd(1.0), jax.random.PRNGKey(4))
+    assert jnp.issubdtype(state.rng.dtype, jax.dtypes.prng_key)
+    np.testing.assert_array_equal(jax.random.key_data(state.rng), jax.random.key_data(jax.random.key(4)))
+
+
 def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="accum_steps"):
         make_train_step(linear_loss, optax.sgd(1.0), accum_steps=0)

@@ -3,7 +3,10 @@
 Run as a subprocess by the tests: resumption after SIGKILL, 8 simulated devices, 2 processes.
 
     python tests/train/toy_training.py --workdir /tmp/run --num-steps 12 --checkpoint-every 3 \
-        [--mesh data=4,fsdp=2] [--kill-at-step 8] [--coordinator 127.0.0.1:PORT --num-processes 2 --process-id 0]
+        [--mesh data=4,fsdp=2] [--coordinator 127.0.0.1:PORT --num-processes 2 --process-id 0]
+
+If <workdir>/KILL_AT_STEP exists, the run deletes it and SIGKILLs itself after that many steps,
+so running the identical command again must resume.
 """
 
 from __future__ import annotations
@@ -22,10 +25,14 @@ RULES = (("dense1/kernel", (None, "fsdp")), ("dense2/kernel", ("fsdp", None)))
 class SyntheticRegression:
     """Grain-style iterator: batch i is a pure function of (seed, i); this process gets rows
     [process_id * B_local, (process_id + 1) * B_local) of it. Kills its own process with
-    SIGKILL when asked for batch `kill_at` (i.e. after `kill_at` train steps)."""
+    SIGKILL when asked for batch int(<kill_file>) (i.e. after that many train steps), deleting
+    kill_file first."""
 
-    def __init__(self, seed, process_id, num_processes, kill_at=None):
-        self.seed, self.index, self.kill_at = seed, 0, kill_at
+    def __init__(self, seed, process_id, num_processes, kill_file=None):
+        self.seed, self.index = seed, 0
+        self.kill_at = None
+        if kill_file is not None and os.path.exists(kill_file):
+            self.kill_at, self.kill_file = int(open(kill_file).read()), kill_file
         local = GLOBAL_BATCH // num_processes
         self.rows = slice(process_id * local, (process_id + 1) * local)
         teacher = np.random.default_rng(seed)
@@ -37,6 +44,7 @@ class SyntheticRegression:
 
     def __next__(self):
         if self.index == self.kill_at:
+            os.remove(self.kill_file)
             os.kill(os.getpid(), signal.SIGKILL)
         rng = np.random.default_rng([self.seed, self.index])
         x = rng.normal(size=(GLOBAL_BATCH, IN_DIM))
@@ -88,7 +96,6 @@ def main():
     parser.add_argument("--num-steps", type=int, default=12)
     parser.add_argument("--checkpoint-every", type=int, default=3)
     parser.add_argument("--mesh", default="data=-1,fsdp=1")
-    parser.add_argument("--kill-at-step", type=int, default=None)
     parser.add_argument("--coordinator", default=None)
     parser.add_argument("--num-processes", type=int, default=1)
     parser.add_argument("--process-id", type=int, default=0)
@@ -115,7 +122,9 @@ def main():
     jst.train(
         state=jst.place_state(state, shardings),
         step_fn=step_fn,
-        batches=SyntheticRegression(7, args.process_id, args.num_processes, args.kill_at_step),
+        batches=SyntheticRegression(
+            7, args.process_id, args.num_processes, os.path.join(args.workdir, "KILL_AT_STEP")
+        ),
         num_steps=args.num_steps,
         batch_sharding=jst.batch_sharding(mesh),
         checkpointer=checkpointer,
