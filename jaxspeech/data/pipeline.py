@@ -14,8 +14,7 @@ Batch layout (``B`` rows of this process, ``T``/``L`` fixed per bucket)::
 
 from __future__ import annotations
 
-import logging
-import os
+import functools
 from collections.abc import Callable, Sequence
 
 import grain
@@ -147,18 +146,16 @@ class SpeechBatches:
             for k in range(len(buckets.sizes))
         ]
         self.batches_per_epoch = bucketing.batches_per_epoch(self.bucket_ids, buckets)
-        self._plans: dict[int, list] = {}
+        # Loader threads straddle epoch boundaries: keep two plans, computed once each.
+        self.plan = functools.lru_cache(maxsize=2)(self._plan)
         epochs = 1 << 20 if shuffle else 1
         source = grain.MapDataset.range(self.batches_per_epoch * epochs).map(self._load_batch)
         options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
         self._iterator = source.to_iter_dataset(options).__iter__()
 
-    def plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
+    def _plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
         """The global batches of ``epoch`` as ``(bucket, record indices)``."""
-        if epoch not in self._plans:
-            self._plans = {epoch: bucketing.plan_epoch(self.bucket_ids, self.buckets, seed=self.seed, epoch=epoch,
-                                                       shuffle=self.shuffle)}
-        return self._plans[epoch]
+        return bucketing.plan_epoch(self.bucket_ids, self.buckets, seed=self.seed, epoch=epoch, shuffle=self.shuffle)
 
     def _load_batch(self, step: int) -> dict[str, np.ndarray]:
         bucket, rows = self.plan(step // self.batches_per_epoch)[step % self.batches_per_epoch]

@@ -1,4 +1,4 @@
-"""Conformer CTC speech recognizer: log-mel [B,T,F] -> per-frame token logits [B,T/4,V].
+"""Conformer CTC speech recognizer: log-mel [B,T,F] -> per-frame token logits [B,T/4*up,V].
 
 Architecture: per-frame LayerNorm over the mel bins (the input normalisation: it needs no corpus
 statistics and cannot see padding) -> 4x convolutional subsampling -> Conformer blocks with RoPE
@@ -14,6 +14,9 @@ Config fields (an ``ml_collections.ConfigDict`` or any mapping; ``default_config
   conv_kernel           depthwise convolution kernel (odd)
   dropout               dropout rate inside the blocks (training only)
   subsampling_channels  channels of the two subsampling convolutions
+  ctc_upsample          CTC frames emitted per encoder frame (the head predicts this many at once):
+                        2 keeps the encoder at 1/4 rate while CTC sees 1/2 rate, so fast speech
+                        with more characters than encoder frames can still be aligned
   specaugment           num_freq_masks, max_freq_width, num_time_masks, max_time_ratio
                         (see ``jaxspeech.data.specaugment.spec_augment``; zero masks disable it)
 
@@ -47,6 +50,7 @@ _MODEL_FIELDS = (
     "conv_kernel",
     "dropout",
     "subsampling_channels",
+    "ctc_upsample",
 )
 _SPECAUGMENT_FIELDS = ("num_freq_masks", "max_freq_width", "num_time_masks", "max_time_ratio")
 
@@ -66,6 +70,7 @@ def default_config() -> ml_collections.ConfigDict:
             conv_kernel=15,
             dropout=0.1,
             subsampling_channels=64,
+            ctc_upsample=1,
             specaugment=dict(num_freq_masks=2, max_freq_width=27, num_time_masks=10, max_time_ratio=0.05),
         )
     )
@@ -82,7 +87,7 @@ class CTCRecognizer(nnx.Module):
     """Conformer CTC model. See the module docstring for the config fields."""
 
     def __init__(self, config: Mapping[str, Any], *, rngs: nnx.Rngs):
-        n_mels, vocab_size, d_model, num_layers, num_heads, ff_mult, conv_kernel, dropout, channels = (
+        n_mels, vocab_size, d_model, num_layers, num_heads, ff_mult, conv_kernel, dropout, channels, upsample = (
             _field(config, name) for name in _MODEL_FIELDS
         )
         if vocab_size < 2:
@@ -92,14 +97,18 @@ class CTCRecognizer(nnx.Module):
         self.encoder = ConformerEncoder(
             d_model, num_layers, num_heads, ff_mult=ff_mult, conv_kernel=conv_kernel, dropout=dropout, rngs=rngs
         )
-        self.head = nnx.Linear(d_model, vocab_size, rngs=rngs)
+        if upsample < 1:
+            raise ValueError(f"ctc_upsample must be >= 1, got {upsample}")
+        self.upsample = upsample
+        self.head = nnx.Linear(d_model, vocab_size * upsample, rngs=rngs)
 
     def __call__(
         self, mel: jax.Array, mel_mask: jax.Array, *, key: jax.Array | None = None
     ) -> tuple[jax.Array, jax.Array]:
         """mel [B,T,F], mel_mask [B,T] bool (right-padded); key: dropout key, None = deterministic.
 
-        Returns (logits [B,T',V] float32, logit_mask [B,T'] bool), T' = ((T - 1) // 2 - 1) // 2.
+        Returns (logits [B,T',V] float32, logit_mask [B,T'] bool),
+        T' = ctc_upsample * (((T - 1) // 2 - 1) // 2).
         """
         chex.assert_rank([mel, mel_mask], [3, 2])
         chex.assert_type(mel_mask, bool)
@@ -109,7 +118,9 @@ class CTCRecognizer(nnx.Module):
         mel = jnp.where(mel_mask[..., None], mel, 0.0)
         x, mask = self.subsampling(self.input_norm(mel), mel_mask)
         x = self.encoder(x, mask, rngs=rngs)
-        return self.head(x).astype(jnp.float32), mask
+        b, t, _ = x.shape
+        logits = self.head(x).reshape(b, t * self.upsample, -1)
+        return logits.astype(jnp.float32), jnp.repeat(mask, self.upsample, axis=1)
 
 
 def init(config: Mapping[str, Any], key: jax.Array) -> tuple[nnx.GraphDef, nnx.State]:
@@ -157,13 +168,16 @@ def make_loss_fn(
             k_dropout = None
         logits, logit_mask = apply(graphdef, params, mel, mel_mask, key=k_dropout)
         nll = ctc_loss(logits, logit_mask, tokens, token_mask)
-        feasible = ctc_feasible(logit_mask, tokens, token_mask)
+        # Filler rows (no labels, no frames) pad a batch to its bucket shape: they weigh nothing.
+        present = jnp.any(token_mask, axis=1)
+        alignable = ctc_feasible(logit_mask, tokens, token_mask)
+        feasible = alignable & present
         label_len = jnp.maximum(jnp.sum(token_mask, axis=1), 1).astype(jnp.float32)
         per_utterance = jnp.where(feasible, nll / label_len, 0.0)
         loss = jnp.sum(per_utterance) / jnp.maximum(jnp.sum(feasible), 1)
         metrics = {
             "ctc_loss": loss,
-            "ctc_infeasible": jnp.sum(~feasible).astype(jnp.int32),
+            "ctc_infeasible": jnp.sum(present & ~alignable).astype(jnp.int32),
             "frames": jnp.sum(logit_mask).astype(jnp.int32),
         }
         return loss, metrics

@@ -81,7 +81,7 @@ def test_loss_is_mean_length_normalised_ctc_and_drops_infeasible_utterances():
     assert int(metrics["ctc_infeasible"]) == 1
     assert int(metrics["frames"]) == subsampled_length(40) + subsampled_length(8)
     np.testing.assert_allclose(metrics["ctc_loss"], loss)
-    grads = jax.grad(lambda p: loss_fn(p, batch, jax.random.key(0))[0])(params)
+    grads = jax.jit(jax.grad(lambda p: loss_fn(p, batch, jax.random.key(0))[0]))(params)
     assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
     # With both feasible: the mean of the two length-normalised losses.
     batch["mel_mask"] = tiny_batch()["mel_mask"]
@@ -108,7 +108,7 @@ def test_training_loss_uses_the_key_for_specaugment():
 
 
 def test_overfits_a_single_tiny_batch():
-    config = tiny_config(d_model=32, num_heads=2, num_layers=2)
+    config = tiny_config(d_model=32)
     config.specaugment.num_freq_masks = 0
     config.specaugment.num_time_masks = 0
     graphdef, params = ctc_asr.init(config, jax.random.key(4))
@@ -124,7 +124,7 @@ def test_overfits_a_single_tiny_batch():
         return optax.apply_updates(params, updates), opt_state, loss
 
     losses = []
-    for i in range(60):
+    for i in range(50):
         params, opt_state, loss = step(params, opt_state, jax.random.key(i))
         losses.append(float(loss))
     assert losses[-1] < 0.1 * losses[0], losses[::10]
@@ -144,3 +144,34 @@ def test_config_errors_are_clear():
     graphdef, _ = ctc_asr.init(plain, jax.random.key(0))
     with pytest.raises(KeyError, match="specaugment"):
         ctc_asr.make_loss_fn(graphdef, plain)
+
+
+def test_ctc_upsample_doubles_the_ctc_rate_and_makes_dense_labels_alignable():
+    config = tiny_config(ctc_upsample=2)
+    graphdef, params = ctc_asr.init(config, jax.random.key(3))
+    batch = tiny_batch()
+    frames = subsampled_length(40)
+    labels = jnp.tile(jnp.array([1, 2], jnp.int32), frames)[None, : frames + 3]  # more labels than encoder frames
+    batch = {"mel": batch["mel"][:1], "mel_mask": batch["mel_mask"][:1], "tokens": labels,
+             "token_mask": jnp.ones(labels.shape, bool)}
+    logits, mask = ctc_asr.apply(graphdef, params, batch["mel"], batch["mel_mask"])
+    assert logits.shape == (1, 2 * frames, 5) and int(mask.sum()) == 2 * frames
+    # Frames 2t and 2t+1 come from encoder frame t: the mask repeats, the logits need not.
+    _, metrics = ctc_asr.make_loss_fn(graphdef, config)(params, batch, jax.random.key(0))
+    assert int(metrics["ctc_infeasible"]) == 0
+    plain = tiny_config()
+    plain_graphdef, plain_params = ctc_asr.init(plain, jax.random.key(3))
+    _, plain_metrics = ctc_asr.make_loss_fn(plain_graphdef, plain)(plain_params, batch, jax.random.key(0))
+    assert int(plain_metrics["ctc_infeasible"]) == 1
+
+
+def test_filler_rows_weigh_nothing_and_are_not_counted_infeasible():
+    config = tiny_config()
+    graphdef, params = ctc_asr.init(config, jax.random.key(4))
+    batch = tiny_batch()
+    loss_fn = ctc_asr.make_loss_fn(graphdef, config, train=False)
+    loss, metrics = loss_fn(params, batch, None)
+    padded = {k: jnp.concatenate([v, jnp.zeros_like(v[:1])]) for k, v in batch.items()}
+    padded_loss, padded_metrics = loss_fn(params, padded, None)
+    np.testing.assert_allclose(padded_loss, loss, rtol=1e-6)
+    assert int(padded_metrics["ctc_infeasible"]) == int(metrics["ctc_infeasible"]) == 0

@@ -9,11 +9,12 @@ from jaxspeech.nn.subsampling import ConvSubsampling, subsampled_length
 
 def test_subsampled_length_matches_conv_arithmetic_and_layer_shapes():
     layer = ConvSubsampling(12, 16, channels=4, rngs=nnx.Rngs(0))
-    for frames in (2, 3, 4, 5, 6, 7, 8, 13, 30):
+    for frames in (2, 3, 6, 7, 30):
         y, mask = layer(jnp.ones((1, frames, 12)), jnp.ones((1, frames), bool))
         assert y.shape == (1, subsampled_length(frames), 16)
-        assert subsampled_length(frames) == max(((frames - 1) // 2 - 1) // 2, 0)
         assert int(mask.sum()) == y.shape[1]
+    for frames in range(3, 100):
+        assert subsampled_length(frames) == ((frames - 1) // 2 - 1) // 2
     assert subsampled_length(0) == subsampled_length(2) == 0
     np.testing.assert_array_equal(subsampled_length(jnp.array([0, 7, 8, 100])), [0, 1, 1, 24])
 

@@ -53,10 +53,15 @@ def _optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformatio
                        optax.adamw(schedule, b2=o.b2, weight_decay=o.weight_decay))
 
 
-def _alignable(frames: int, label: np.ndarray) -> bool:
-    """Whether CTC can align ``label`` to the encoder frames left after 4x subsampling."""
-    label = jnp.asarray(label)[None]
-    return int(subsampled_length(frames)) >= int(ctc_min_frames(label, jnp.ones_like(label, bool))[0])
+def _alignable(model_config):
+    """Predicate ``(input frames, label) -> bool``: can CTC align the label to the model's output frames?"""
+
+    def alignable(frames: int, label: np.ndarray) -> bool:
+        label = jnp.asarray(label)[None]
+        output_frames = subsampled_length(frames) * model_config.ctc_upsample
+        return int(output_frames) >= int(ctc_min_frames(label, jnp.ones_like(label, bool))[0])
+
+    return alignable
 
 
 def _tokenizer(config, records, workdir) -> Tokenizer:
@@ -131,7 +136,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     save_config(config, workdir)
 
     dataset = _dataset(records, config, _labeler(tokenizer), skips)
-    dataset.keep(_alignable, "CTC alignment impossible: fewer encoder frames than labels + repeats")
+    dataset.keep(_alignable(config.model), "CTC alignment impossible: fewer encoder frames than labels + repeats")
     mesh = make_mesh({"data": config.mesh.data, "fsdp": config.mesh.fsdp})
     rows = mesh.size * config.train.accum_steps
     d = config.data
