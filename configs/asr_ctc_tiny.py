@@ -18,7 +18,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.train_split = "train"
     c.data.eval_split = "valid"
     c.data.preset = "tts_22k"
-    c.data.max_frames = 4096  # frames per batch, padding included
+    c.data.max_frames = 3072  # frames per batch, padding included
     c.data.num_buckets = 8
     c.data.max_seconds = 20.0
     c.data.cache_features = True
@@ -49,11 +49,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.optim.b2 = 0.98
 
     c.train = ml_collections.ConfigDict()
-    c.train.steps = 1000
+    c.train.steps = 1300
     c.train.accum_steps = 1
     c.train.compute_dtype = "float32"
     c.train.log_every = 25
-    c.train.eval_every = 250
+    c.train.eval_every = 325
     c.train.checkpoint_every = 250
     c.train.keep_checkpoints = 3
     c.train.max_nonfinite_streak = 20
