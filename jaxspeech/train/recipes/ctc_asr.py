@@ -73,9 +73,9 @@ def _tokenizer(config, records, workdir) -> Tokenizer:
     return tokenizer
 
 
-def _state_template(config, key):
+def _state_template(config, key, optimizer):
     graphdef, params = ctc_asr.init(config.model, key)
-    return graphdef, create_train_state(params, _optimizer(config), jax.random.key(config.seed))
+    return graphdef, create_train_state(params, optimizer, jax.random.key(config.seed))
 
 
 class _Recognizer:
@@ -89,7 +89,7 @@ class _Recognizer:
     def from_workdir(cls, workdir: str) -> _Recognizer:
         """The latest checkpoint of ``workdir`` (a corrupt latest falls back to the previous one)."""
         config = read_saved_config(workdir)
-        graphdef, template = _state_template(config, jax.random.key(0))
+        graphdef, template = _state_template(config, jax.random.key(0), _optimizer(config))
         checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
         restored = checkpointer.restore(template)
         checkpointer.close()
@@ -149,8 +149,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     with open(os.path.join(workdir, "data_stats.json"), "w") as f:
         json.dump(stats, f, indent=2)
 
-    graphdef, state = _state_template(config, jax.random.key(config.seed))
     optimizer = _optimizer(config)
+    graphdef, state = _state_template(config, jax.random.key(config.seed), optimizer)
     step = make_train_step(ctc_asr.make_loss_fn(graphdef, config.model), optimizer,
                            accum_steps=config.train.accum_steps, compute_dtype=jnp.dtype(config.train.compute_dtype))
     rules = [(pattern, tuple(spec)) for pattern, spec in config.mesh.rules]
