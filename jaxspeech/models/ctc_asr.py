@@ -38,7 +38,7 @@ from flax import nnx
 from jaxspeech.data.specaugment import spec_augment
 from jaxspeech.losses.ctc import ctc_feasible, ctc_loss
 from jaxspeech.nn.conformer import ConformerEncoder
-from jaxspeech.nn.subsampling import ConvSubsampling
+from jaxspeech.nn.subsampling import ConvSubsampling, subsampled_length
 
 _MODEL_FIELDS = (
     "n_mels",
@@ -121,6 +121,11 @@ class CTCRecognizer(nnx.Module):
         b, t, _ = x.shape
         logits = self.head(x).reshape(b, t * self.upsample, -1)
         return logits.astype(jnp.float32), jnp.repeat(mask, self.upsample, axis=1)
+
+
+def output_length(config: Mapping[str, Any], frames):
+    """CTC frames the model emits for ``frames`` valid input frames (int or int array)."""
+    return subsampled_length(frames) * _field(config, "ctc_upsample")
 
 
 def init(config: Mapping[str, Any], key: jax.Array) -> tuple[nnx.GraphDef, nnx.State]:

@@ -156,6 +156,7 @@ def test_ctc_upsample_doubles_the_ctc_rate_and_makes_dense_labels_alignable():
              "token_mask": jnp.ones(labels.shape, bool)}
     logits, mask = ctc_asr.apply(graphdef, params, batch["mel"], batch["mel_mask"])
     assert logits.shape == (1, 2 * frames, 5) and int(mask.sum()) == 2 * frames
+    assert ctc_asr.output_length(config, 40) == 2 * frames and ctc_asr.output_length(tiny_config(), 40) == frames
     # Frames 2t and 2t+1 come from encoder frame t: the mask repeats, the logits need not.
     _, metrics = ctc_asr.make_loss_fn(graphdef, config)(params, batch, jax.random.key(0))
     assert int(metrics["ctc_infeasible"]) == 0

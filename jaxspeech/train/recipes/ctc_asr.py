@@ -26,7 +26,6 @@ from jaxspeech.data.readers import load_records
 from jaxspeech.eval import error_rates
 from jaxspeech.losses.ctc import ctc_min_frames
 from jaxspeech.models import ctc_asr
-from jaxspeech.nn.subsampling import subsampled_length
 from jaxspeech.samplers.ctc_decoding import beam_search_batch, greedy_decode
 from jaxspeech.text import Tokenizer, normalize_for_asr
 from jaxspeech.train.checkpoint import Checkpointer
@@ -58,8 +57,7 @@ def _alignable(model_config):
 
     def alignable(frames: int, label: np.ndarray) -> bool:
         label = jnp.asarray(label)[None]
-        output_frames = subsampled_length(frames) * model_config.ctc_upsample
-        return int(output_frames) >= int(ctc_min_frames(label, jnp.ones_like(label, bool))[0])
+        return int(ctc_asr.output_length(model_config, frames)) >= int(ctc_min_frames(label, jnp.ones_like(label, bool))[0])
 
     return alignable
 
@@ -79,15 +77,15 @@ def _state_template(config, key, optimizer):
 
 
 class _Recognizer:
-    """Decodes SpeechDatasets in batches with a recognizer's params."""
+    """Decodes SpeechDatasets in batches; the forward pass is compiled once per bucket shape."""
 
-    def __init__(self, config, tokenizer: Tokenizer, graphdef, params, step: int):
-        self.config, self.tokenizer, self.params, self.step = config, tokenizer, params, step
+    def __init__(self, config, tokenizer: Tokenizer, graphdef):
+        self.config, self.tokenizer = config, tokenizer
         self._logits = jax.jit(functools.partial(ctc_asr.apply, graphdef))
 
     @classmethod
-    def from_workdir(cls, workdir: str) -> _Recognizer:
-        """The latest checkpoint of ``workdir`` (a corrupt latest falls back to the previous one)."""
+    def from_workdir(cls, workdir: str) -> tuple[_Recognizer, object, int]:
+        """(recognizer, params, step) of the latest checkpoint of ``workdir`` (a corrupt latest falls back)."""
         config = read_saved_config(workdir)
         graphdef, template = _state_template(config, jax.random.key(0), _optimizer(config))
         checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
@@ -96,9 +94,9 @@ class _Recognizer:
         if restored is None:
             raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints: train first")
         state = restored[0]
-        return cls(config, Tokenizer.load(os.path.join(workdir, _VOCAB)), graphdef, state.params, int(state.step))
+        return cls(config, Tokenizer.load(os.path.join(workdir, _VOCAB)), graphdef), state.params, int(state.step)
 
-    def decode(self, dataset: SpeechDataset, *, beam_size: int) -> dict[int, str]:
+    def decode(self, params, dataset: SpeechDataset, *, beam_size: int) -> dict[int, str]:
         """Hypothesis text for every decodable record index of ``dataset``."""
         d = self.config.data
         buckets = make_buckets(dataset.lengths, max_frames=d.max_frames, num_buckets=d.num_buckets)
@@ -106,7 +104,7 @@ class _Recognizer:
         texts = {}
         for _ in range(batches.batches_per_epoch):
             batch = next(batches)
-            logits, mask = self._logits(self.params, batch["mel"], batch["mel_mask"])
+            logits, mask = self._logits(params, batch["mel"], batch["mel_mask"])
             if beam_size > 0:
                 lengths = np.asarray(mask.sum(axis=1))
                 best = [beams[0][0] for beams in beam_search_batch(np.asarray(jax.nn.log_softmax(logits)), lengths,
@@ -136,7 +134,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     save_config(config, workdir)
 
     dataset = _dataset(records, config, _labeler(tokenizer), skips)
-    dataset.keep(_alignable(config.model), "CTC alignment impossible: fewer encoder frames than labels + repeats")
+    dataset.keep(_alignable(config.model), "CTC alignment impossible: fewer output frames than labels + repeats")
     mesh = make_mesh({"data": config.mesh.data, "fsdp": config.mesh.fsdp})
     rows = mesh.size * config.train.accum_steps
     d = config.data
@@ -162,8 +160,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     if jax.process_index() == 0:
         writer.image(0, "data/log_mel", plot_mel(valid.features(0)))
 
+    recognizer = _Recognizer(config, tokenizer, graphdef)
+
     def evaluate_valid(state) -> dict[str, float]:
-        hyps = _Recognizer(config, tokenizer, graphdef, state.params, int(state.step)).decode(valid, beam_size=0)
+        hyps = recognizer.decode(state.params, valid, beam_size=0)
         return error_rates([valid.records[i]["text"] for i in sorted(hyps)], [hyps[i] for i in sorted(hyps)])
 
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.train.keep_checkpoints)
@@ -183,19 +183,19 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 def evaluate(workdir: str, *, split: str, beam_size: int | None = None) -> dict:
     """CER/WER of the latest checkpoint on ``split`` of the training corpus; also written to eval_<split>.json."""
-    recognizer = _Recognizer.from_workdir(workdir)
+    recognizer, params, step = _Recognizer.from_workdir(workdir)
     config = recognizer.config
     beam = config.decode.beam_size if beam_size is None else beam_size
     skips = SkipCounter()
     dataset = _dataset(load_records(config.data.dir, split=split, skips=skips), config, skips=skips)
     started = time.time()
-    hyps = recognizer.decode(dataset, beam_size=beam)
+    hyps = recognizer.decode(params, dataset, beam_size=beam)
     elapsed = time.time() - started
     missing = len(dataset) - len(hyps)
     order = sorted(hyps)
     result = error_rates([dataset.records[i]["text"] for i in order], [hyps[i] for i in order])
     audio_seconds = float(sum(dataset.lengths[i] for i in order)) * dataset.preset.hop_length / dataset.preset.sample_rate
-    result.update(split=split, step=recognizer.step, decoder=f"beam{beam}" if beam else "greedy",
+    result.update(split=split, step=step, decoder=f"beam{beam}" if beam else "greedy",
                   skipped=skips.total + missing, rtf=elapsed / max(audio_seconds, 1e-9))
     with open(os.path.join(workdir, f"eval_{split}.json"), "w") as f:
         json.dump(result, f, indent=2, sort_keys=True)
@@ -204,12 +204,12 @@ def evaluate(workdir: str, *, split: str, beam_size: int | None = None) -> dict:
 
 def transcribe(workdir: str, files: list[str], *, beam_size: int | None = None) -> list[str]:
     """One transcript per file, in order; a file that cannot be decoded raises, naming it."""
-    recognizer = _Recognizer.from_workdir(workdir)
+    recognizer, params, _ = _Recognizer.from_workdir(workdir)
     beam = recognizer.config.decode.beam_size if beam_size is None else beam_size
     skips = SkipCounter()
     records = [{"id": path, "audio": path, "text": ""} for path in files]
     dataset = _dataset(records, recognizer.config, skips=skips)
-    hyps = recognizer.decode(dataset, beam_size=beam)
+    hyps = recognizer.decode(params, dataset, beam_size=beam)
     if len(hyps) != len(files):
         raise ValueError(f"could not transcribe: {skips.summary()}")
     return [hyps[i] for i in range(len(files))]
