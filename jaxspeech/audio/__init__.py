@@ -21,3 +21,29 @@ __all__ = [
     "save_audio",
     "stft",
 ]
+
+from jaxspeech.audio.f0 import (
+    contour_direction,
+    estimate_f0,
+    pitch_contour,
+    reject_octave_outliers,
+    terminal_slope,
+)
+from jaxspeech.audio.griffin_lim import (
+    griffin_lim,
+    log_mel_to_audio,
+    mel_to_magnitude,
+    spectral_convergence,
+)
+
+__all__ += [
+    "contour_direction",
+    "estimate_f0",
+    "griffin_lim",
+    "log_mel_to_audio",
+    "mel_to_magnitude",
+    "pitch_contour",
+    "reject_octave_outliers",
+    "spectral_convergence",
+    "terminal_slope",
+]

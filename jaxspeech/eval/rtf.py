@@ -1,0 +1,37 @@
+"""Real-time factor of a (jitted) JAX callable: compute seconds per second of audio."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from time import perf_counter
+
+import jax
+
+
+def time_call(fn: Callable, *args, warmup: int = 1, repeats: int = 5, **kwargs) -> float:
+    """Median wall-clock seconds of ``fn(*args, **kwargs)`` with its outputs ready.
+
+    ``warmup`` untimed calls come first (compilation and caches); each timed call waits on
+    ``jax.block_until_ready`` so asynchronous dispatch is not mistaken for speed.
+    """
+    if warmup < 0 or repeats < 1:
+        raise ValueError(f"need warmup >= 0 and repeats >= 1, got {warmup}, {repeats}")
+    for _ in range(warmup):
+        jax.block_until_ready(fn(*args, **kwargs))
+    times = []
+    for _ in range(repeats):
+        start = perf_counter()
+        jax.block_until_ready(fn(*args, **kwargs))
+        times.append(perf_counter() - start)
+    return statistics.median(times)
+
+
+def real_time_factor(
+    fn: Callable, *args, audio_seconds: float, warmup: int = 1, repeats: int = 5, **kwargs
+) -> float:
+    """RTF = median seconds of one ``fn(*args, **kwargs)`` call (:func:`time_call`) divided by
+    ``audio_seconds``, the duration of the audio that call produces or consumes."""
+    if not audio_seconds > 0:
+        raise ValueError(f"audio_seconds must be positive, got {audio_seconds}")
+    return time_call(fn, *args, warmup=warmup, repeats=repeats, **kwargs) / audio_seconds
