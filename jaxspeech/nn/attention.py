@@ -1,90 +1,102 @@
 """Scaled dot-product attention: the single entry point every model calls, plus rotary embeddings.
 
 ``attention`` dispatches on ``impl``; ``reference_attention`` is the plain-JAX definition that
-faster kernels are tested against. Masks are described by a small ``MaskSpec`` rather than a
-dense [B,H,Tq,Tk] array so that kernels can exploit their structure.
+the kernels are tested against. Masks are described by a small ``MaskSpec`` (causal, key
+padding, packed-utterance segment ids, the UniVoice dual span) rather than a dense [B,H,Tq,Tk]
+array so that kernels can exploit their structure. Both live in ``jaxspeech.kernels`` (kernels
+sit below nn) and are re-exported here.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
+import functools
+import warnings
 
 import chex
 import jax
 import jax.numpy as jnp
 
-_IMPLS = ("xla",)
+from jaxspeech.kernels import flash_attention as flash
+from jaxspeech.kernels.attention_mask import MaskSpec, check_attention_inputs
+
+__all__ = ["MaskSpec", "attention", "reference_attention", "resolve_impl", "rotary_embedding"]
+
+IMPLS = ("auto", "xla", "pallas", "cudnn")
+reference_attention = flash.reference
+_CUDNN_DTYPES = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
+_CUDNN_MAX_HEAD_DIM = 128
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class MaskSpec:
-    """Which keys each query may attend to.
+def _cudnn_unsupported_reason(q: jax.Array, k: jax.Array, v: jax.Array, mask: MaskSpec | None) -> str | None:
+    """Why ``jax.nn.dot_product_attention(implementation="cudnn")`` cannot run this call, or None."""
+    if jax.default_backend() != "gpu":
+        return f"cuDNN attention needs a CUDA GPU (backend is {jax.default_backend()})"
+    dtypes = {jnp.dtype(x.dtype) for x in (q, k, v)}
+    if len(dtypes) != 1 or dtypes.pop() not in _CUDNN_DTYPES:
+        return f"cuDNN attention takes float16 or bfloat16 q/k/v of one dtype, got {q.dtype}/{k.dtype}/{v.dtype}"
+    if q.shape[-1] > _CUDNN_MAX_HEAD_DIM:
+        return f"cuDNN attention is used for head dim <= {_CUDNN_MAX_HEAD_DIM}, got {q.shape[-1]}"
+    if mask is None:
+        return None
+    if mask.has_segments or mask.has_span:
+        return "cuDNN attention supports only causal and key-padding masks (not segment ids or a dual span)"
+    if mask.key_mask is not None and not mask.key_mask_is_prefix:
+        return "cuDNN attention needs key padding as lengths: build the mask with MaskSpec.from_lengths"
+    if mask.causal and q.shape[1] != k.shape[1]:
+        return "cuDNN's causal mask is aligned to the first key; ours to the last, so Tq must equal Tk"
+    return None
 
-    key_mask: [B,Tk] bool, True for real keys (padding is False), or None for no padding.
-    causal: query i sees keys j <= i + (Tk - Tq), i.e. queries are aligned to the end of the
-      keys, which is what incremental decoding with a cache needs; for Tq == Tk it is j <= i.
-    """
 
-    key_mask: jax.Array | None = None
-    causal: bool = dataclasses.field(default=False, metadata=dict(static=True))
-
-    @classmethod
-    def from_lengths(cls, key_lengths: jax.Array, max_len: int, *, causal: bool = False) -> MaskSpec:
-        """Key padding mask from valid lengths [B] for keys padded to ``max_len``."""
-        return cls(key_mask=jnp.arange(max_len)[None, :] < key_lengths[:, None], causal=causal)
-
-
-def _check_inputs(q, k, v, mask: MaskSpec | None):
-    chex.assert_rank([q, k, v], 4)
-    chex.assert_equal_shape([k, v])
-    batch, _, heads, head_dim = q.shape
-    if k.shape[0] != batch or k.shape[3] != head_dim:
-        raise ValueError(f"q {q.shape} and k {k.shape} disagree on batch or head dim")
-    if heads % k.shape[2]:
-        raise ValueError(f"query heads ({heads}) must be a multiple of key/value heads ({k.shape[2]})")
+def _cudnn_attention(q, k, v, mask: MaskSpec | None, scale: float | None) -> jax.Array:
+    lengths = None
     if mask is not None and mask.key_mask is not None:
-        if mask.key_mask.shape != (batch, k.shape[1]):
-            raise ValueError(f"key_mask must be [B,Tk] = {(batch, k.shape[1])}, got {mask.key_mask.shape}")
+        lengths = mask.key_mask.sum(-1, dtype=jnp.int32)  # exact: the mask is a prefix
+    return jax.nn.dot_product_attention(
+        q, k, v, scale=scale, is_causal=mask is not None and mask.causal,
+        key_value_seq_lengths=lengths, implementation="cudnn",
+    )
 
 
-def reference_attention(
-    q: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
-    mask: MaskSpec | None = None,
-    *,
-    scale: float | None = None,
-) -> jax.Array:
-    """softmax(q k^T * scale + mask) v with the softmax in float32.
+def resolve_impl(
+    impl: str, q: jax.Array, k: jax.Array, v: jax.Array, mask: MaskSpec | None, *, interpret: bool = False
+) -> tuple[str, str | None]:
+    """The implementation ``attention`` will run, and why it fell back to "xla" (None if it did not).
 
-    q: [B,Tq,H,D]; k, v: [B,Tk,Hkv,D] with H a multiple of Hkv (grouped-query attention:
-    query head h reads key/value head h // (H // Hkv)). Returns [B,Tq,H,D] in q's dtype.
-    A query whose every key is masked gets uniform weights over all keys (finite, never NaN);
-    its output is meaningless and is expected to be masked downstream.
+    "auto": on GPU cuDNN when it supports the mask and dtype, else the Pallas kernel, else the
+    reference (with the reason); elsewhere the reference. An explicit "pallas" or "cudnn" that
+    cannot run raises ValueError with the reason.
     """
-    _check_inputs(q, k, v, mask)
-    batch, q_len, heads, head_dim = q.shape
-    k_len, kv_heads = k.shape[1], k.shape[2]
-    group = heads // kv_heads
-    scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
-    q_grouped = q.reshape(batch, q_len, kv_heads, group, head_dim)
-    logits = jnp.einsum("bqhgd,bkhd->bhgqk", q_grouped, k, preferred_element_type=jnp.float32)
-    logits = logits.astype(jnp.float32) * scale
-    allowed = jnp.ones((batch, 1, 1, q_len, k_len), bool)
-    if mask is not None and mask.key_mask is not None:
-        allowed &= mask.key_mask[:, None, None, None, :]
-    if mask is not None and mask.causal:
-        offset = k_len - q_len
-        causal = jnp.arange(k_len)[None, :] <= jnp.arange(q_len)[:, None] + offset
-        allowed &= causal[None, None, None]
-    # A finite floor (not -inf) keeps fully masked rows finite; exp underflows to exactly 0
-    # for masked keys whenever the row has at least one allowed key.
-    logits = jnp.where(allowed, logits, jnp.finfo(jnp.float32).min)
-    weights = jax.nn.softmax(logits, axis=-1)
-    out = jnp.einsum("bhgqk,bkhd->bqhgd", weights.astype(v.dtype), v)
-    return out.reshape(batch, q_len, heads, head_dim).astype(q.dtype)
+    if impl not in IMPLS:
+        raise ValueError(f"unknown attention impl {impl!r}; available: {IMPLS}")
+    if interpret and impl != "pallas":
+        raise ValueError(
+            f"interpret=True runs the Pallas kernel in the interpreter: it needs impl='pallas', got {impl!r}")
+    if impl == "xla":
+        return "xla", None
+    if impl == "pallas":
+        reason = flash.unsupported_reason(q, k, v, interpret=interpret)
+        if reason:
+            raise ValueError(f"impl='pallas' cannot run this call: {reason}")
+        return "pallas", None
+    if impl == "cudnn":
+        reason = _cudnn_unsupported_reason(q, k, v, mask)
+        if reason:
+            raise ValueError(f"impl='cudnn' cannot run this call: {reason}")
+        return "cudnn", None
+    if jax.default_backend() != "gpu":
+        return "xla", None
+    cudnn_reason = _cudnn_unsupported_reason(q, k, v, mask)
+    if cudnn_reason is None:
+        return "cudnn", None
+    pallas_reason = flash.unsupported_reason(q, k, v)
+    if pallas_reason is None:
+        return "pallas", None
+    return "xla", f"{pallas_reason}; {cudnn_reason}"
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_fallback_once(reason: str) -> None:
+    warnings.warn(f"attention(impl='auto') falls back to the XLA reference: {reason}", stacklevel=3)
 
 
 def attention(
@@ -93,15 +105,26 @@ def attention(
     v: jax.Array,
     mask: MaskSpec | None = None,
     *,
-    impl: str = "xla",
+    impl: str = "auto",
     scale: float | None = None,
+    interpret: bool = False,
 ) -> jax.Array:
     """Multi-head (optionally grouped-query) attention. Shapes as in ``reference_attention``.
 
-    impl: "xla" runs ``reference_attention``; kernel implementations plug in here.
+    impl: "auto" (see ``resolve_impl``), "xla" (``reference_attention``), "pallas" (block-sparse
+    flash attention, ``jaxspeech.kernels.flash_attention``) or "cudnn"
+    (``jax.nn.dot_product_attention``; causal and length padding only).
+    interpret: with impl="pallas", run the kernel through the Pallas interpreter (CPU tests).
+    Under "auto" an unsupported dtype/mask falls back to the reference with a one-time warning.
     """
-    if impl not in _IMPLS:
-        raise ValueError(f"unknown attention impl {impl!r}; available: {_IMPLS}")
+    check_attention_inputs(q, k, v, mask)
+    chosen, fallback = resolve_impl(impl, q, k, v, mask, interpret=interpret)
+    if fallback:
+        _warn_fallback_once(fallback)
+    if chosen == "pallas":
+        return flash.flash_attention(q, k, v, mask, scale=scale, interpret=interpret)
+    if chosen == "cudnn":
+        return _cudnn_attention(q, k, v, mask, scale)
     return reference_attention(q, k, v, mask, scale=scale)
 
 

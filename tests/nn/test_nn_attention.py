@@ -1,13 +1,18 @@
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxspeech.nn.attention import MaskSpec, attention, reference_attention, rotary_embedding
+from jaxspeech.nn import attention as attention_module
+from jaxspeech.nn.attention import MaskSpec, attention, reference_attention, resolve_impl, rotary_embedding
 
 
 def numpy_attention(q, k, v, allowed):
-    """Direct per-head softmax(q k^T / sqrt(D)) v in float64; allowed: [B,Tq,Tk] bool."""
+    """Direct per-head softmax(q k^T / sqrt(D)) v in float64; allowed: [B,Tq,Tk] bool.
+
+    A row with no allowed key is all zeros (the library's convention)."""
     q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
     batch, q_len, heads, dim = q.shape
     group = heads // k.shape[2]
@@ -16,6 +21,8 @@ def numpy_attention(q, k, v, allowed):
         for h in range(heads):
             kh, vh = k[b, :, h // group], v[b, :, h // group]
             for i in range(q_len):
+                if not allowed[b, i].any():
+                    continue
                 s = kh @ q[b, i, h] / np.sqrt(dim)
                 s = np.where(allowed[b, i], s, -np.inf)
                 w = np.exp(s - s.max())
@@ -23,18 +30,18 @@ def numpy_attention(q, k, v, allowed):
     return out
 
 
-def _qkv(key, batch=2, q_len=5, k_len=7, heads=4, kv_heads=2, dim=8):
-    kq, kk, kv = jax.random.split(key, 3)
-    return (
-        jax.random.normal(kq, (batch, q_len, heads, dim)),
-        jax.random.normal(kk, (batch, k_len, kv_heads, dim)),
-        jax.random.normal(kv, (batch, k_len, kv_heads, dim)),
+def _qkv(seed, batch=2, q_len=5, k_len=7, heads=4, kv_heads=2, dim=8):
+    # numpy draws: eager jax.random ops would each need a compile, which dominates these tiny tests.
+    rng = np.random.default_rng(seed)
+    return tuple(
+        jnp.asarray(rng.standard_normal(shape), jnp.float32)
+        for shape in ((batch, q_len, heads, dim), (batch, k_len, kv_heads, dim), (batch, k_len, kv_heads, dim))
     )
 
 
 @pytest.mark.parametrize("kv_heads", [1, 2, 4])
 def test_matches_numpy_softmax_with_padding_and_gqa(kv_heads):
-    q, k, v = _qkv(jax.random.key(0), kv_heads=kv_heads)
+    q, k, v = _qkv(0, kv_heads=kv_heads)
     lengths = jnp.array([7, 4])
     mask = MaskSpec.from_lengths(lengths, 7)
     allowed = np.broadcast_to(np.asarray(mask.key_mask)[:, None, :], (2, 5, 7))
@@ -43,7 +50,7 @@ def test_matches_numpy_softmax_with_padding_and_gqa(kv_heads):
 
 
 def test_causal_mask_aligned_to_the_end_of_the_keys():
-    q, k, v = _qkv(jax.random.key(1), q_len=3, k_len=6)
+    q, k, v = _qkv(1, q_len=3, k_len=6)
     key_mask = jnp.array([[True] * 6, [True] * 5 + [False]])
     got = attention(q, k, v, MaskSpec(key_mask=key_mask, causal=True))
     causal = np.arange(6)[None, :] <= np.arange(3)[:, None] + 3
@@ -52,7 +59,7 @@ def test_causal_mask_aligned_to_the_end_of_the_keys():
 
 
 def test_padded_keys_get_no_weight():
-    q, k, v = _qkv(jax.random.key(2))
+    q, k, v = _qkv(2)
     mask = MaskSpec.from_lengths(jnp.array([3, 5]), 7)
     base = attention(q, k, v, mask)
     # Arbitrary (even huge) values in padded keys/values must not change anything.
@@ -62,29 +69,124 @@ def test_padded_keys_get_no_weight():
     np.testing.assert_array_equal(attention(q, k2, v2, mask), base)
 
 
-def test_fully_masked_row_is_finite_and_jit_works():
-    q, k, v = _qkv(jax.random.key(3))
-    mask = MaskSpec(key_mask=jnp.zeros((2, 7), bool))
+def test_fully_masked_rows_are_zero_with_finite_gradients_and_jit_works():
+    q, k, v = _qkv(3)
+    mask = MaskSpec(key_mask=jnp.array([[False] * 7, [True] * 3 + [False] * 4]))
     out = jax.jit(attention)(q, k, v, mask)
+    np.testing.assert_array_equal(out[0], 0)
     assert np.all(np.isfinite(out))
+    grads = jax.grad(lambda q, k, v: jnp.sum(attention(q, k, v, mask) ** 2), argnums=(0, 1, 2))(q, k, v)
+    assert all(np.all(np.isfinite(g)) for g in grads)
+    np.testing.assert_array_equal(grads[0][0], 0)
+
+
+def _numpy_allowed(batch, q_len, k_len, *, key_lengths=None, causal=False, segments=None, span=None):
+    """Dense mask built element by element from the definitions (independent of MaskSpec code)."""
+    allowed = np.ones((batch, q_len, k_len), bool)
+    for b in range(batch):
+        for i in range(q_len):
+            p = i + k_len - q_len
+            for j in range(k_len):
+                ok = key_lengths is None or j < key_lengths[b]
+                if causal:
+                    in_span = span is not None and span[0][b] <= p < span[1][b] and span[0][b] <= j < span[1][b]
+                    ok &= j <= p or in_span
+                if segments is not None:
+                    ok &= segments[0][b][i] == segments[1][b][j]
+                allowed[b, i, j] = ok
+    return allowed
+
+
+def test_segment_ids_match_numpy():
+    q, k, v = _qkv(8, q_len=6, k_len=6)
+    q_ids = np.array([[0, 0, 1, 1, 1, 2], [0, 0, 0, 0, 5, 5]])
+    kv_ids = np.array([[0, 0, 1, 1, 1, 2], [0, 0, 0, 0, 1, 1]])  # row 1: queries 4, 5 see nothing
+    got = attention(q, k, v, MaskSpec(q_segment_ids=jnp.array(q_ids), kv_segment_ids=jnp.array(kv_ids)))
+    allowed = _numpy_allowed(2, 6, 6, segments=(q_ids, kv_ids))
+    np.testing.assert_allclose(got, numpy_attention(q, k, v, allowed), atol=1e-5)
+
+
+def test_univoice_dual_mask_matches_numpy():
+    """Causal everywhere plus a bidirectional block over the speech span, with key padding."""
+    q, k, v = _qkv(9, q_len=8, k_len=8)
+    start, end, lengths = np.array([2, 0]), np.array([6, 8]), np.array([8, 7])
+    mask = MaskSpec(key_mask=jnp.asarray(np.arange(8)[None, :] < lengths[:, None]), causal=True,
+                    span_start=jnp.array(start), span_end=jnp.array(end))
+    allowed = _numpy_allowed(2, 8, 8, key_lengths=lengths, causal=True, span=(start, end))
+    assert allowed[0, 2, 5] and not allowed[0, 1, 2] and not allowed[0, 6, 7]  # span, text, after span
+    np.testing.assert_allclose(attention(q, k, v, mask), numpy_attention(q, k, v, allowed), atol=1e-5)
+
+
+def test_pallas_kernel_in_interpret_mode_matches_reference():
+    q, k, v = _qkv(10, q_len=20, k_len=20)
+    mask = MaskSpec(causal=True, span_start=jnp.array([4, 0]), span_end=jnp.array([12, 20]),
+                    key_mask=jnp.asarray(np.arange(20)[None, :] < np.array([[20], [13]])))
+    run = jax.jit(lambda q, k, v: attention(q, k, v, mask, impl="pallas", interpret=True),
+                  compiler_options={"xla_backend_optimization_level": 0})
+    np.testing.assert_allclose(run(q, k, v), reference_attention(q, k, v, mask), atol=2e-5)
+
+
+def test_auto_dispatch_picks_by_platform_mask_and_dtype(monkeypatch):
+    q, k, v = (x.astype(jnp.bfloat16) for x in _qkv(11, q_len=7, k_len=7))
+    causal, lengths = MaskSpec(causal=True), MaskSpec.from_lengths(jnp.array([7, 3]), 7)
+    segments = MaskSpec(q_segment_ids=jnp.zeros((2, 7), int), kv_segment_ids=jnp.zeros((2, 7), int))
+    scattered = MaskSpec(key_mask=jnp.ones((2, 7), bool))
+    if jax.default_backend() == "cpu":
+        assert resolve_impl("auto", q, k, v, causal) == ("xla", None)
+        with pytest.raises(ValueError, match="impl='cudnn' cannot run this call: cuDNN attention needs a CUDA GPU"):
+            attention(q, k, v, causal, impl="cudnn")
+        with pytest.raises(ValueError, match="impl='pallas' cannot run this call: .*use interpret=True"):
+            attention(q, k, v, causal, impl="pallas")
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert resolve_impl("auto", q, k, v, causal) == ("cudnn", None)
+    assert resolve_impl("auto", q, k, v, lengths) == ("cudnn", None)
+    assert resolve_impl("auto", q, k, v, scattered) == ("pallas", None)  # a key_mask not known to be a prefix
+    assert resolve_impl("auto", q, k, v, segments) == ("pallas", None)
+    assert resolve_impl("auto", q[:, :3], k, v, causal) == ("pallas", None)  # cuDNN aligns causal differently
+    assert resolve_impl("auto", *(x.astype(jnp.float32) for x in (q, k, v)), causal) == ("pallas", None)
+    impl, reason = resolve_impl("auto", *(x.astype(jnp.float16) for x in (q, k, v)), segments)
+    assert impl == "xla" and "float32 or bfloat16" in reason and "segment ids" in reason
+    with pytest.raises(ValueError, match="impl='cudnn' cannot run this call: .*segment ids"):
+        resolve_impl("cudnn", q, k, v, segments)
+    with pytest.raises(ValueError, match="interpret=True .* needs impl='pallas'"):
+        resolve_impl("auto", q, k, v, causal, interpret=True)
+
+
+def test_auto_fallback_warns_once_and_uses_the_reference(monkeypatch):
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    attention_module._warn_fallback_once.cache_clear()
+    q, k, v = (x.astype(jnp.float16) for x in _qkv(12))
+    mask = MaskSpec(q_segment_ids=jnp.zeros((2, 5), int), kv_segment_ids=jnp.zeros((2, 7), int))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = attention(q, k, v, mask)
+        attention(q, k, v, mask)
+    assert len(caught) == 1 and "falls back to the XLA reference" in str(caught[0].message)
+    np.testing.assert_array_equal(first, reference_attention(q, k, v, mask))
 
 
 def test_bf16_inputs_keep_dtype_and_accuracy():
-    q, k, v = _qkv(jax.random.key(4))
+    q, k, v = _qkv(4)
     got = reference_attention(q.astype(jnp.bfloat16), k.astype(jnp.bfloat16), v.astype(jnp.bfloat16))
     assert got.dtype == jnp.bfloat16
     np.testing.assert_allclose(got.astype(np.float32), attention(q, k, v), atol=5e-2)
 
 
 def test_bad_inputs_raise_clear_errors():
-    q, k, v = _qkv(jax.random.key(5), heads=3, kv_heads=2)
+    q, k, v = _qkv(5, heads=3, kv_heads=2)
     with pytest.raises(ValueError, match="multiple of key/value heads"):
         attention(q, k, v)
-    q, k, v = _qkv(jax.random.key(5))
+    q, k, v = _qkv(5)
     with pytest.raises(ValueError, match="unknown attention impl"):
         attention(q, k, v, impl="magic")
     with pytest.raises(ValueError, match="key_mask must be"):
         attention(q, k, v, MaskSpec(key_mask=jnp.ones((2, 5), bool)))
+    with pytest.raises(ValueError, match="both q_segment_ids and kv_segment_ids"):
+        attention(q, k, v, MaskSpec(q_segment_ids=jnp.zeros((2, 5), int)))
+    with pytest.raises(ValueError, match="span_start must be"):
+        attention(q, k, v, MaskSpec(causal=True, span_start=jnp.zeros((3,), int), span_end=jnp.zeros((2,), int)))
+    with pytest.raises(ValueError, match="set causal=True"):
+        attention(q, k, v, MaskSpec(span_start=jnp.zeros((2,), int), span_end=jnp.zeros((2,), int)))
 
 
 def test_rotary_dot_products_depend_only_on_position_difference():
