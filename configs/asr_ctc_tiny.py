@@ -49,12 +49,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.optim.b2 = 0.98
 
     c.train = ml_collections.ConfigDict()
-    c.train.steps = 1300
+    c.train.steps = 3000
     c.train.accum_steps = 1
     c.train.compute_dtype = "float32"
     c.train.log_every = 25
-    c.train.eval_every = 325
-    c.train.checkpoint_every = 250
+    c.train.eval_every = 750
+    c.train.checkpoint_every = 500
     c.train.keep_checkpoints = 3
     c.train.max_nonfinite_streak = 20
 

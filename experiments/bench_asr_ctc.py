@@ -40,7 +40,8 @@ def _update_docs(results: dict, command: str) -> None:
     rows = [
         ("corpus build (default size)", f"{r['corpus']['build_seconds']:.1f} s wall, {r['corpus']['utterances']} utterances, "
                                         f"{r['corpus']['hours']:.2f} h audio, {r['corpus']['megabytes']:.0f} MB"),
-        ("training wall time (incl. compilation)", f"{r['train']['wall_seconds']:.0f} s for {r['train']['steps']} steps"),
+        ("training wall time (incl. compilation)", f"{r['train']['wall_seconds']:.0f} s for {r['train']['steps']} steps "
+         f"(1-min load average {r['train']['load_average_1min'][0]:.1f} before, {r['train']['load_average_1min'][1]:.1f} after)"),
         ("steady training speed", f"{r['train']['steps_per_second']:.2f} steps/s, "
                                   f"{r['train']['frames_per_second']:.0f} padded frames/s"),
         ("padding: bucketed vs random batching", f"{100 * r['data']['padding_bucketed']:.1f}% vs "
@@ -82,9 +83,11 @@ def main() -> None:
     overrides = [f"--config.data.dir={data_dir}"] + ([f"--config.train.steps={args.steps}"] if args.steps else [])
     config = load_config("configs/asr_ctc_tiny.py", overrides)
     recipe = recipes.get(config.recipe)
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     recipe.train(config, workdir)
     train_seconds = time.perf_counter() - started
+    load_after = os.getloadavg()[0]  # other work on the machine slows the timed run
 
     metrics = [m for m in read_metrics(os.path.join(workdir, "metrics.jsonl")) if "steps_per_second" in m]
     steady = metrics[len(metrics) // 2:]  # second half: every bucket compiled, features cached
@@ -101,7 +104,8 @@ def main() -> None:
         "corpus": {"build_seconds": build_seconds, "utterances": corpus["size"], "hours": corpus["hours"],
                    "megabytes": _du_megabytes(data_dir)},
         "train": {"wall_seconds": train_seconds, "steps": config.train.steps, "steps_per_second": steps_per_second,
-                  "frames_per_second": steps_per_second * config.data.max_frames},
+                  "frames_per_second": steps_per_second * config.data.max_frames,
+                  "load_average_1min": [load_before, load_after]},
         "data": {k: stats[k] for k in ("padding_bucketed", "padding_random", "random_batch_size", "buckets")},
         "eval": evals,
         "loss_curve": curve,

@@ -105,22 +105,23 @@ def make_train_step(
     def train_step(state: TrainState, batch: Mapping[str, Any], key: jax.Array):
         micro_batches = split_micro_batches(batch, accum_steps)
 
-        def accumulate(total, indexed_micro_batch):
-            index, micro_batch = indexed_micro_batch
-            (loss, metrics), grads = loss_and_grad(
-                state.params, micro_batch, jax.random.fold_in(key, index)
-            )
-            return jax.tree.map(jnp.add, total, (loss, metrics, grads)), None
+        def micro_step(index, micro_batch):
+            (loss, metrics), grads = loss_and_grad(state.params, micro_batch, jax.random.fold_in(key, index))
+            return loss, metrics, grads
 
-        first = jax.tree.map(lambda x: x[0], micro_batches)
-        shapes = jax.eval_shape(loss_and_grad, state.params, first, key)
-        (loss_shape, metric_shapes), grad_shapes = shapes
-        zeros = jax.tree.map(
-            lambda s: jnp.zeros(s.shape, s.dtype), (loss_shape, metric_shapes, grad_shapes)
-        )
-        total, _ = lax.scan(
-            accumulate, zeros, (jnp.arange(accum_steps, dtype=jnp.uint32), micro_batches)
-        )
+        if accum_steps == 1:
+            # Not a one-trip scan: XLA:CPU runs the whole step about 2x slower inside a while
+            # loop (measured on the tiny CTC recipe: 400 -> 190 ms per step).
+            total = micro_step(0, jax.tree.map(lambda x: x[0], micro_batches))
+        else:
+            def accumulate(total, indexed_micro_batch):
+                return jax.tree.map(jnp.add, total, micro_step(*indexed_micro_batch)), None
+
+            first = jax.tree.map(lambda x: x[0], micro_batches)
+            zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(micro_step, 0, first))
+            total, _ = lax.scan(
+                accumulate, zeros, (jnp.arange(accum_steps, dtype=jnp.uint32), micro_batches)
+            )
         loss, metrics, grads = jax.tree.map(lambda x: x / accum_steps, total)
 
         finite = jnp.isfinite(loss) & _all_finite(grads)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxspeech.nn.conformer import ConformerBlock, ConformerEncoder
+from jaxspeech.nn.conformer import ConformerBlock, ConformerEncoder, depthwise_conv1d
 
 
 def _encoder(dropout=0.0):
@@ -64,3 +64,12 @@ def test_block_rejects_bad_configuration():
         ConformerBlock(12, 4, ff_mult=2, conv_kernel=5, dropout=0.0, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="odd"):
         ConformerBlock(16, 2, ff_mult=2, conv_kernel=4, dropout=0.0, rngs=nnx.Rngs(0))
+
+
+def test_depthwise_conv1d_matches_grouped_convolution():
+    x = jax.random.normal(jax.random.key(0), (3, 11, 6))
+    kernel = jax.random.normal(jax.random.key(1), (5, 6))
+    grouped = jax.lax.conv_general_dilated(
+        x, kernel[:, None, :], (1,), "SAME", dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=6
+    )
+    np.testing.assert_allclose(depthwise_conv1d(x, kernel), grouped, atol=1e-5)
