@@ -1,0 +1,42 @@
+import pytest
+
+from jaxspeech.text import Tokenizer
+from jaxspeech.text.phrasing import BREAK, Boundary, phrase
+
+
+def test_breaks_words_and_boundaries():
+    p = phrase("hˈɛloʊ, wˈɜːld?")
+    assert p.symbols == ("h", "ˈ", "ɛ", "l", "o", "ʊ", ",", BREAK, "w", "ˈ", "ɜː", "l", "d", "?")
+    assert p.words == ((0, 6), (8, 13))
+    assert p.boundaries == (Boundary(0, 6, "comma"), Boundary(1, 13, "question"))
+
+
+def test_every_word_boundary_gets_exactly_one_break_and_spans_cover_the_phonemes():
+    text = "dʒˈuːliə, plˈiːz bˈaɪ ðoʊz hˈæpi dˈɑːlz."
+    p = phrase(text)
+    assert p.symbols.count(BREAK) == len(text.split()) - 1
+    covered = sorted(i for start, end in p.words for i in range(start, end))
+    assert covered == [i for i, s in enumerate(p.symbols) if s not in {BREAK, ",", "."}]
+    assert [b.kind for b in p.boundaries] == ["comma", "statement"]
+    assert [p.words[b.word][1] for b in p.boundaries] == [b.symbol for b in p.boundaries]  # mark follows its word
+
+
+def test_symbol_indices_are_phoneme_tokenizer_indices():
+    p = phrase("ðə kˈæt, sˈæt ˈɒn ðə mˈæt!")
+    tokenizer = Tokenizer.from_texts([p.text], "phonemes")
+    ids = tokenizer.encode(p.text)
+    assert len(ids) == len(p.symbols)
+    assert tokenizer.decode(ids) == p.text
+
+
+def test_silent_punctuation_and_detached_marks():
+    p = phrase('"wˈʌn" , tˈuː .')
+    assert p.text == "wˈʌn,|tˈuː."
+    assert p.boundaries == (Boundary(0, 4, "comma"), Boundary(1, 9, "statement"))
+
+
+@pytest.mark.parametrize("bad, message", [("", "empty"), ("   ", "empty"), (", wˈʌn", "before any word"),
+                                          ("wˈʌn,tˈuː", "inside the word"), ("a|b", "break symbol")])
+def test_bad_input_is_named(bad, message):
+    with pytest.raises(ValueError, match=message):
+        phrase(bad)
