@@ -11,8 +11,21 @@ from jaxspeech.kernels.monotonic_alignment import (
     durations_from_path,
     gaussian_log_likelihood,
     monotonic_alignment,
+    pallas_alignment,
     reference,
+    resolve_impl,
+    scan_alignment,
 )
+
+# Every implementation against the independent checks; "pallas" runs in the Pallas interpreter.
+IMPLS = ["reference", "xla", "pallas"]
+
+
+def align(impl, value, text_mask, mel_mask):
+    args = (jnp.asarray(value), jnp.asarray(text_mask), jnp.asarray(mel_mask))
+    if impl == "reference":
+        return np.asarray(reference(*args))
+    return np.asarray(monotonic_alignment(*args, impl=impl, interpret=impl == "pallas"))
 
 
 def brute_force_path(value):
@@ -65,37 +78,40 @@ def padded_batch(rng, lengths, n_text, n_mel, integer=False):
     return value, text_mask, mel_mask
 
 
-def test_matches_brute_force_on_padded_batches():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_matches_brute_force_on_padded_batches(impl):
     rng = np.random.default_rng(0)
     lengths = [(1, 1), (1, 6), (2, 2), (3, 5), (4, 7), (2, 7), (7, 7), (3, 4)]
     for trial in range(3):
         value, text_mask, mel_mask = padded_batch(rng, lengths, 7, 7)
-        path = np.asarray(monotonic_alignment(jnp.asarray(value), jnp.asarray(text_mask), jnp.asarray(mel_mask)))
+        path = align(impl, value, text_mask, mel_mask)
         for b, (n_text, n_mel) in enumerate(lengths):
             np.testing.assert_array_equal(path[b, :n_text, :n_mel], brute_force_path(value[b, :n_text, :n_mel]))
             assert path[b].sum() == n_mel  # nothing on padding
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("integer", [False, True])
-def test_matches_matcha_cython_port(integer):
+def test_matches_matcha_cython_port(integer, impl):
     rng = np.random.default_rng(1 + integer)
     lengths = [(12, 40), (30, 61), (1, 17), (25, 25), (9, 33)]
     value, text_mask, mel_mask = padded_batch(rng, lengths, 30, 61, integer=integer)
-    path = np.asarray(monotonic_alignment(jnp.asarray(value), jnp.asarray(text_mask), jnp.asarray(mel_mask)))
+    path = align(impl, value, text_mask, mel_mask)
     for b, (n_text, n_mel) in enumerate(lengths):
         expected = cython_port(value[b], n_text, n_mel)
         np.testing.assert_array_equal(path[b, :n_text, :n_mel], expected)
         assert np.all(path[b, n_text:] == 0) and np.all(path[b, :, n_mel:] == 0)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("all_impossible", [False, True])
-def test_path_properties_and_durations(all_impossible):
+def test_path_properties_and_durations(all_impossible, impl):
     rng = np.random.default_rng(3)
     lengths = [(5, 20), (8, 9), (3, 3)]
     value, text_mask, mel_mask = padded_batch(rng, lengths, 8, 20)
     if all_impossible:  # every score ties at -inf: the path must still be a valid alignment
         value[text_mask[:, :, None] & mel_mask[:, None, :]] = -np.inf
-    path = monotonic_alignment(jnp.asarray(value), jnp.asarray(text_mask), jnp.asarray(mel_mask))
+    path = jnp.asarray(align(impl, value, text_mask, mel_mask))
     durations = np.asarray(durations_from_path(path))
     assert durations.dtype == np.int32
     for b, (n_text, n_mel) in enumerate(lengths):
@@ -149,3 +165,54 @@ def test_bad_inputs():
         monotonic_alignment(value, jnp.array([[1, 0, 1], [1, 1, 1]], bool), ok_mel)
     with pytest.raises(ValueError, match=r"\[B,T_text\]"):
         monotonic_alignment(value, ok_mel, ok_mel)
+
+
+@pytest.mark.parametrize("n_text, n_mel", [(16, 16), (5, 23), (1, 9)])
+def test_kernel_and_scan_equal_reference_bitwise(n_text, n_mel):
+    """Random padded batches with many exact ties (small integers), NaN/inf/1e9 in the padding,
+    rows with tokens == frames, a single token, and a full row; n_text = 16 is a kernel width
+    with no token padding. Both fast paths must reproduce the reference path exactly."""
+    rng = np.random.default_rng(n_text * 100 + n_mel)
+    lengths = [(n_text, n_mel), (n_text, n_text), (1, n_mel), (1, 1), (max(1, n_text // 2), n_mel - 1)]
+    for integer in (True, False):
+        value, text_mask, mel_mask = padded_batch(rng, lengths, n_text, n_mel, integer=integer)
+        value[~(text_mask[:, :, None] & mel_mask[:, None, :]) & (rng.random(value.shape) < 0.2)] = -np.inf
+        args = (jnp.asarray(value), jnp.asarray(text_mask), jnp.asarray(mel_mask))
+        expected = np.asarray(reference(*args))
+        np.testing.assert_array_equal(scan_alignment(*args), expected)
+        np.testing.assert_array_equal(pallas_alignment(*args, interpret=True), expected)
+
+
+def test_kernel_composes_with_jit_and_has_no_gradient():
+    rng = np.random.default_rng(6)
+    value, text_mask, mel_mask = padded_batch(rng, [(3, 6), (2, 4)], 3, 6)
+    value = jnp.asarray(np.nan_to_num(value, nan=0.0))  # NaN padding would give NaN * 0 gradients
+    text_mask, mel_mask = jnp.asarray(text_mask), jnp.asarray(mel_mask)
+    expected = reference(value, text_mask, mel_mask)
+
+    def score(v):
+        return jnp.sum(monotonic_alignment(v, text_mask, mel_mask, impl="pallas", interpret=True) * v)
+
+    np.testing.assert_array_equal(jax.grad(jax.jit(score))(value), expected)
+
+
+def test_dispatch(monkeypatch):
+    assert resolve_impl("xla") == "xla" and resolve_impl("pallas", interpret=True) == "pallas"
+    with pytest.raises(ValueError, match="impl must be one of"):
+        resolve_impl("cuda")
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    assert resolve_impl("auto") == "xla"
+    with pytest.raises(ValueError, match="GPUs only.*interpret=True"):
+        monotonic_alignment(jnp.zeros((1, 2, 3)), jnp.ones((1, 2), bool), jnp.ones((1, 3), bool), impl="pallas")
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert resolve_impl("auto") == "pallas" and resolve_impl("pallas") == "pallas"
+
+
+def test_kernel_lowers_to_triton_for_cuda(monkeypatch):
+    """Without a GPU, lowering for the "cuda" platform still runs the Pallas Triton lowering
+    (dynamic loop bounds, shifted and scalar loads, int8 stores, barriers); an unsupported
+    primitive or shape would fail here. PTX compilation and execution need a GPU."""
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    args = (jnp.zeros((2, 37, 90)), jnp.ones((2, 37), bool), jnp.ones((2, 90), bool))
+    lowered = jax.jit(pallas_alignment).trace(*args).lower(lowering_platforms=("cuda",))
+    assert lowered.as_text().count("__gpu$xla.gpu.triton") == 1
