@@ -1,0 +1,215 @@
+"""Import and export of ``transformers`` Whisper checkpoints (config.json + safetensors / PyTorch).
+
+The NNX parameter tree mirrors transformers' module names, so a tensor name is the parameter
+path with flax leaf names mapped to torch ones (kernel/scale/embedding -> weight); Linear
+kernels are transposed ([out, in] -> [in, out]) and Conv1d kernels permuted
+([out, in, k] -> [k, in, out]). The output projection ``proj_out.weight`` is the token
+embedding (tied), so it is accepted only if equal to it and never written.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxspeech.models.whisper.config import WhisperConfig
+from jaxspeech.models.whisper.model import abstract_init, apply
+
+_SAFETENSORS = "model.safetensors"
+_TORCH = "pytorch_model.bin"
+_TIED_OUTPUT = "proj_out.weight"
+_LEAF_NAMES = {"kernel": "weight", "scale": "weight", "embedding": "weight", "bias": "bias"}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint's tensors do not match its config (missing, unexpected or mis-shaped)."""
+
+
+def _tensor_name(path: tuple) -> str:
+    *modules, leaf = (str(p) for p in path)
+    if leaf == "embed_positions":  # a bare nnx.Param standing for an nn.Embedding
+        return ".".join(["model", *modules, leaf, "weight"])
+    return ".".join(["model", *modules, _LEAF_NAMES[leaf]])
+
+
+def _swap_layout(path: tuple, array):
+    """Flax <-> torch layout of one parameter; the map is its own inverse."""
+    if path[-1] == "kernel":  # Linear [in, out] <-> [out, in]; Conv [k, in, out] <-> [out, in, k]
+        return array.T if array.ndim == 2 else np.transpose(array, (2, 1, 0))
+    return array
+
+
+def _expected_tensors(config: WhisperConfig) -> tuple[nnx.GraphDef, nnx.State, dict[str, tuple[tuple, tuple]]]:
+    """(graphdef, abstract params, {tensor name: (param path, torch-layout shape)})."""
+    graphdef, abstract = abstract_init(config)
+    expected = {}
+    for path, variable in nnx.to_flat_state(abstract):
+        shape = variable.get_value().shape
+        expected[_tensor_name(path)] = (path, shape[::-1] if path[-1] == "kernel" else shape)
+    return graphdef, abstract, expected
+
+
+def _summarise(items: list[str], limit: int = 20) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+def params_from_state_dict(
+    state_dict: Mapping[str, np.ndarray], config: WhisperConfig, *, dtype=jnp.float32, source: str = "checkpoint"
+) -> tuple[nnx.GraphDef, nnx.State]:
+    """Transformers tensors (names as in WhisperForConditionalGeneration) -> (graphdef, params).
+
+    Names without the ``model.`` prefix (a bare WhisperModel) are accepted. Raises
+    CheckpointError listing every missing, unexpected and mis-shaped tensor (expected vs actual
+    shape, torch layout). ``dtype`` casts every parameter (None keeps the stored dtypes).
+    """
+    tensors = {name if name.startswith("model.") or name == _TIED_OUTPUT else f"model.{name}": value
+               for name, value in state_dict.items()}  # fmt: skip
+    graphdef, abstract, expected = _expected_tensors(config)
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected) - {_TIED_OUTPUT})
+    mismatched = [
+        f"{name} expected {expected[name][1]} got {tuple(tensors[name].shape)}"
+        for name in sorted(set(expected) & set(tensors))
+        if tuple(tensors[name].shape) != expected[name][1]
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing tensors: {_summarise(missing)}")
+    if mismatched:
+        problems.append(f"shape mismatches: {_summarise(mismatched)}")
+    if unexpected:
+        problems.append(f"unexpected tensors: {_summarise(unexpected)}")
+    if problems:
+        raise CheckpointError(f"{source} does not match its Whisper config: " + "; ".join(problems))
+    embedding = "model.decoder.embed_tokens.weight"
+    tied = np.asarray(tensors[embedding])
+    if _TIED_OUTPUT in tensors and not np.array_equal(np.asarray(tensors[_TIED_OUTPUT]), tied):
+        raise CheckpointError(f"{source}: {_TIED_OUTPUT} differs from {embedding}; untied outputs are not supported")
+    flat = {}
+    for name, (path, _) in expected.items():
+        value = _swap_layout(path, np.asarray(tensors[name]))
+        flat[path] = jnp.asarray(value, dtype=dtype if dtype is not None else value.dtype)
+    pure = {}
+    for path, value in flat.items():
+        node = pure
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    nnx.replace_by_pure_dict(abstract, pure)
+    return graphdef, abstract
+
+
+def params_to_state_dict(params: nnx.State) -> dict[str, np.ndarray]:
+    """Inverse of ``params_from_state_dict``: transformers tensor names -> numpy arrays."""
+    return {
+        _tensor_name(path): np.ascontiguousarray(_swap_layout(path, np.asarray(variable.get_value())))
+        for path, variable in nnx.to_flat_state(params)
+    }
+
+
+def _read_safetensors(files: list[str]) -> dict[str, np.ndarray]:
+    from safetensors import safe_open
+
+    tensors = {}
+    for file in files:
+        with safe_open(file, framework="numpy") as f:
+            for name in f.keys():
+                tensors[name] = f.get_tensor(name)
+    return tensors
+
+
+def _read_torch(files: list[str]) -> dict[str, np.ndarray]:
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(
+            f"{files[0]} is a PyTorch checkpoint and reading it needs torch, which is not installed; "
+            "install torch or convert the checkpoint to model.safetensors"
+        ) from None
+    tensors = {}
+    for file in files:
+        for name, tensor in torch.load(file, map_location="cpu", weights_only=True).items():
+            tensor = tensor.detach()
+            # numpy has no bfloat16: go through float32, then to ml_dtypes' bfloat16 that jax uses.
+            tensors[name] = (tensor.float().numpy().astype(jnp.bfloat16) if tensor.dtype == torch.bfloat16
+                             else tensor.numpy())  # fmt: skip
+    return tensors
+
+
+def _weight_files(path: str, single: str) -> list[str] | None:
+    if os.path.exists(os.path.join(path, single)):
+        return [os.path.join(path, single)]
+    index = os.path.join(path, single + ".index.json")
+    if os.path.exists(index):
+        with open(index) as f:
+            shards = sorted(set(json.load(f)["weight_map"].values()))
+        return [os.path.join(path, shard) for shard in shards]
+    return None
+
+
+def read_transformers_config(path: str | os.PathLike) -> WhisperConfig:
+    """The WhisperConfig of checkpoint directory ``path`` (its config.json)."""
+    config_file = os.path.join(path, "config.json")
+    if not os.path.exists(config_file):
+        raise FileNotFoundError(f"{path} has no config.json; is it a transformers Whisper checkpoint directory?")
+    with open(config_file) as f:
+        return WhisperConfig.from_transformers(json.load(f))
+
+
+def import_transformers_checkpoint(
+    path: str | os.PathLike, *, dtype=jnp.float32
+) -> tuple[WhisperConfig, nnx.GraphDef, nnx.State]:
+    """(config, graphdef, params) of a transformers Whisper checkpoint directory.
+
+    Reads config.json and model.safetensors (or its sharded index), else pytorch_model.bin
+    (or its index; needs torch). Raises FileNotFoundError without weights, ValueError for an
+    unsupported config and CheckpointError for tensors that do not match it.
+    """
+    path = os.fspath(path)
+    config = read_transformers_config(path)
+    if files := _weight_files(path, _SAFETENSORS):
+        tensors = _read_safetensors(files)
+    elif files := _weight_files(path, _TORCH):
+        tensors = _read_torch(files)
+    else:
+        raise FileNotFoundError(f"{path} has no {_SAFETENSORS} or {_TORCH} (nor a sharded index of either)")
+    graphdef, params = params_from_state_dict(tensors, config, dtype=dtype, source=files[0])
+    return config, graphdef, params
+
+
+def load_transformers_checkpoint(
+    path: str | os.PathLike, *, dtype=jnp.float32
+) -> tuple[Callable[..., jax.Array], nnx.State]:
+    """(apply_fn, params) with ``apply_fn(params, input_features [B, n_mels, frames],
+    decoder_input_ids [B, L]) -> logits [B, L, vocab]``, like transformers' model.
+
+    ``apply_fn`` is ``functools.partial(model.apply, graphdef)`` (jit it; it also takes
+    ``frame_mask=`` and ``key=``). ``import_transformers_checkpoint`` also returns the config.
+    """
+    _, graphdef, params = import_transformers_checkpoint(path, dtype=dtype)
+    return functools.partial(apply, graphdef), params
+
+
+def save_transformers_checkpoint(params: nnx.State, config: WhisperConfig, path: str | os.PathLike) -> None:
+    """Writes config.json + model.safetensors that ``WhisperForConditionalGeneration.from_pretrained`` loads."""
+    from safetensors.numpy import save_file
+
+    tensors = params_to_state_dict(params)
+    _, _, expected = _expected_tensors(config)
+    if set(tensors) != set(expected) or any(tensors[n].shape != expected[n][1] for n in expected):
+        raise CheckpointError("params do not match the config they are saved with")
+    dtypes = {str(t.dtype) for t in tensors.values()}
+    if len(dtypes) != 1:
+        raise ValueError(f"params mix dtypes {sorted(dtypes)}; cast them to one before saving")
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(config.to_transformers(dtype=dtypes.pop()), f, indent=2, sort_keys=True)
+    save_file(tensors, os.path.join(path, _SAFETENSORS), metadata={"format": "pt"})
