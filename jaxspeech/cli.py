@@ -38,12 +38,23 @@ def _evaluate(args) -> int:
 
 
 def _transcribe(args) -> int:
-    from jaxspeech.train import recipes
-
     missing = [f for f in args.files if not os.path.isfile(f)]
     if missing:
         raise SystemExit(f"jaxspeech transcribe: no such file(s): {', '.join(missing)}")
-    texts = recipes.for_workdir(args.workdir).transcribe(args.workdir, args.files, beam_size=args.beam_size)
+    if args.checkpoint is not None:
+        from jaxspeech.models.whisper.files import transcribe_files
+
+        try:
+            texts = transcribe_files(args.checkpoint, args.files, language=args.language,
+                                     beam_size=args.beam_size or None)  # 0 = greedy, as for a workdir
+        except (FileNotFoundError, ImportError, ValueError) as err:  # bad checkpoint, tokenizer, language or audio
+            raise SystemExit(f"jaxspeech transcribe: {err}") from err
+    else:
+        if args.language is not None:
+            raise SystemExit("jaxspeech transcribe: --language only applies to a Whisper --checkpoint")
+        from jaxspeech.train import recipes
+
+        texts = recipes.for_workdir(args.workdir).transcribe(args.workdir, args.files, beam_size=args.beam_size)
     for path, text in zip(args.files, texts):
         print(json.dumps({"file": path, "text": text}, ensure_ascii=False) if args.json else text)
     return 0
@@ -117,9 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--beam-size", type=int, default=None, help="0 = greedy (default: the config's)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
 
-    transcribe = sub.add_parser("transcribe", help="transcribe audio files with a trained workdir")
-    transcribe.add_argument("--workdir", required=True)
-    transcribe.add_argument("--beam-size", type=int, default=None)
+    transcribe = sub.add_parser(
+        "transcribe", help="transcribe audio files with a trained workdir or a transformers Whisper checkpoint"
+    )
+    model = transcribe.add_mutually_exclusive_group(required=True)
+    model.add_argument("--workdir", help="a run directory trained by `jaxspeech train`")
+    model.add_argument("--checkpoint", help="a transformers Whisper directory (config.json, weights, tokenizer)")
+    transcribe.add_argument("--language", default=None, help="Whisper language code, e.g. en (default: detected)")
+    transcribe.add_argument("--beam-size", type=int, default=None,
+                            help="0 = greedy (default: the config's; Whisper: greedy)")
     transcribe.add_argument("--json", action="store_true", help="print JSON lines")
     transcribe.add_argument("files", nargs="+")
     return parser
