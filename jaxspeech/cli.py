@@ -54,7 +54,11 @@ def _transcribe(args) -> int:
             raise SystemExit("jaxspeech transcribe: --language only applies to a Whisper --checkpoint")
         from jaxspeech.train import recipes
 
-        texts = recipes.for_workdir(args.workdir).transcribe(args.workdir, args.files, beam_size=args.beam_size)
+        recipe = recipes.for_workdir(args.workdir)
+        if not hasattr(recipe, "transcribe"):
+            raise SystemExit(f"jaxspeech transcribe: {args.workdir} holds a {recipe.__name__.rsplit('.', 1)[-1]} "
+                             "model, which does not transcribe audio")
+        texts = recipe.transcribe(args.workdir, args.files, beam_size=args.beam_size)
     for path, text in zip(args.files, texts):
         print(json.dumps({"file": path, "text": text}, ensure_ascii=False) if args.json else text)
     return 0

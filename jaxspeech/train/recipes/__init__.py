@@ -1,7 +1,7 @@
 """Recipes: what `jaxspeech train | evaluate | transcribe` run for a config's ``recipe`` field.
 
-A recipe module exposes ``train(config, workdir)``, ``evaluate(workdir, *, split, beam_size)``
-and ``transcribe(workdir, files, *, beam_size)``. A small registry, not a class tree.
+A recipe module exposes ``train(config, workdir)`` and ``evaluate(workdir, *, split, beam_size)``;
+recognizers also ``transcribe(workdir, files, *, beam_size)``. A small registry, not a class tree.
 """
 
 import importlib
@@ -10,7 +10,7 @@ from types import ModuleType
 
 from jaxspeech.train.config import read_saved_config
 
-_RECIPES = {"ctc_asr": "jaxspeech.train.recipes.ctc_asr"}
+_RECIPES = {"ctc_asr": "jaxspeech.train.recipes.ctc_asr", "vocoder": "jaxspeech.train.recipes.vocoder"}
 
 
 def get(name: str) -> ModuleType:

@@ -1,0 +1,211 @@
+"""iSTFT vocoder (``jaxspeech.models.vocoder``): train on random segments, evaluate, vocode from a workdir.
+
+A workdir holds ``config.json`` (resolved config), ``checkpoints/`` (orbax), ``metrics.jsonl``
++ TensorBoard events (with a vocoded validation segment at each evaluation), ``data_stats.json``
+and ``eval_<split>.json``. ``vocode(workdir)`` gives the trained log-mel -> waveform function
+other recipes (text-to-speech) call.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from jaxspeech import audio
+from jaxspeech.data.bucketing import make_buckets
+from jaxspeech.data.manifest import SkipCounter
+from jaxspeech.data.pipeline import SpeechBatches, SpeechDataset
+from jaxspeech.data.readers import load_records
+from jaxspeech.data.segments import SegmentBatches
+from jaxspeech.eval.mcd import mel_cepstral_distortion
+from jaxspeech.losses.stft import mel_l1_loss
+from jaxspeech.models import vocoder
+from jaxspeech.train.checkpoint import Checkpointer
+from jaxspeech.train.config import read_saved_config, save_config
+from jaxspeech.train.loop import train as train_loop
+from jaxspeech.train.mesh import batch_sharding, make_mesh
+from jaxspeech.train.metrics import MetricWriter
+from jaxspeech.train.state import create_train_state
+from jaxspeech.train.step import compile_train_step, make_train_step, place_state
+
+log = logging.getLogger(__name__)
+_VOCODE_FRAME_MULTIPLE = 64  # vocode() pads frames to a multiple of this: few jit shapes
+
+
+def _optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    o = config.optim
+    decay_steps = max(config.train.steps, o.warmup_steps + 1)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, o.lr, o.warmup_steps, decay_steps, end_value=o.lr * 0.05)
+    return optax.chain(optax.clip_by_global_norm(o.clip_norm),
+                       optax.adamw(schedule, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay))
+
+
+def _state_template(config, key, optimizer):
+    graphdef, params = vocoder.init(config.model, key)
+    return graphdef, create_train_state(params, optimizer, jax.random.key(config.seed))
+
+
+def _dataset(config, split: str, skips: SkipCounter) -> SpeechDataset:
+    records = load_records(config.data.dir, split=split, skips=skips)
+    return SpeechDataset(records, preset=config.model.preset, labeler=None, skips=skips, cache=False)
+
+
+def _segments(config, dataset: SpeechDataset, *, seed: int, **process) -> SegmentBatches:
+    d = config.data
+    return SegmentBatches(dataset, segment_frames=d.segment_frames, batch_size=d.batch_size, seed=seed,
+                          num_threads=d.num_threads, **process)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Trains (or resumes) a vocoder in ``workdir``."""
+    os.makedirs(workdir, exist_ok=True)
+    save_config(config, workdir)
+    skips = SkipCounter()
+    dataset = _dataset(config, config.data.train_split, skips)
+    mesh = make_mesh({"data": config.mesh.data, "fsdp": config.mesh.fsdp})
+    if config.data.batch_size % (mesh.size * config.train.accum_steps):
+        raise ValueError(f"data.batch_size={config.data.batch_size} must divide over {mesh.size} devices x "
+                         f"{config.train.accum_steps} accumulation steps")
+    batches = _segments(config, dataset, seed=config.seed, process_index=jax.process_index(),
+                        process_count=jax.process_count())
+    stats = {"train_utterances": len(dataset), "segment_samples": batches.segment_samples,
+             "train_seconds": float(dataset.lengths.sum()) * dataset.preset.hop_length / dataset.preset.sample_rate,
+             "skips": dict(skips.counts)}
+    log.info("data: %s", json.dumps(stats))
+    with open(os.path.join(workdir, "data_stats.json"), "w") as f:
+        json.dump(stats, f, indent=2)
+
+    optimizer = _optimizer(config)
+    graphdef, state = _state_template(config, jax.random.key(config.seed), optimizer)
+    loss_fn = vocoder.make_loss_fn(graphdef, config.model)
+    step = make_train_step(loss_fn, optimizer, accum_steps=config.train.accum_steps,
+                           compute_dtype=jnp.dtype(config.train.compute_dtype))
+    rules = [(pattern, tuple(spec)) for pattern, spec in config.mesh.rules]
+    step_fn, shardings = compile_train_step(step, state, mesh, rules)
+    state = place_state(state, shardings)
+
+    # A fixed set of validation segments: the eval loss is comparable over steps.
+    valid = _segments(config, _dataset(config, config.data.eval_split, SkipCounter()), seed=config.seed)
+    valid_batches = [{k: v for k, v in valid.batch(b).items() if k != "index"}
+                     for b in range(config.train.eval_batches)]
+    eval_loss = jax.jit(loss_fn)
+    vocode_batch = jax.jit(functools.partial(vocoder.apply, graphdef))
+    writer = MetricWriter(workdir)
+
+    def evaluate_valid(state) -> dict[str, float]:
+        metrics = [jax.device_get(eval_loss(state.params, batch, state.rng)[1]) for batch in valid_batches]
+        first = valid_batches[0]
+        waveform = vocode_batch(state.params, first["mel"][:1], first["mel_mask"][:1])
+        writer.audio(int(state.step), "valid/vocoded", np.asarray(waveform[0]), dataset.preset.sample_rate)
+        return {name: float(np.mean([m[name] for m in metrics])) for name in metrics[0]}
+
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.train.keep_checkpoints)
+    started = time.time()
+    try:
+        train_loop(state=state, step_fn=step_fn, batches=batches, num_steps=config.train.steps,
+                   batch_sharding=batch_sharding(mesh), checkpointer=checkpointer, writer=writer,
+                   log_every=config.train.log_every, checkpoint_every=config.train.checkpoint_every,
+                   max_nonfinite_streak=config.train.max_nonfinite_streak,
+                   eval_fn=evaluate_valid, eval_every=config.train.eval_every)
+    finally:
+        checkpointer.close()
+        writer.close()
+        skips.summary()
+    log.info("trained to step %d in %.0f s", config.train.steps, time.time() - started)
+
+
+def _restore(workdir: str):
+    """(config, graphdef, params, step) of the latest readable checkpoint of ``workdir``."""
+    config = read_saved_config(workdir)
+    graphdef, template = _state_template(config, jax.random.key(0), _optimizer(config))
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
+    restored = checkpointer.restore(template)
+    checkpointer.close()
+    if restored is None:
+        raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints: train first")
+    state = restored[0]
+    return config, graphdef, state.params, int(state.step)
+
+
+def vocode(workdir: str) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
+    """The trained vocoder of ``workdir`` as ``fn(mel, mel_mask=None) -> audio``.
+
+    mel: log-mels of the workdir's preset, ``[T,F]`` or ``[B,T,F]``; mel_mask: bool ``[B,T]``
+    (right-padded; None = all valid). Returns float32 numpy ``[T*hop]`` or ``[B,T*hop]``, zero
+    past each example's valid frames. Frames are padded to a multiple of 64 inside, so the
+    forward pass compiles once per 64-frame length class.
+    """
+    config, graphdef, params, _ = _restore(workdir)
+    forward = jax.jit(functools.partial(vocoder.apply, graphdef))
+    hop, n_mels = vocoder.hop_length(config.model), config.model.n_mels
+
+    def fn(mel: np.ndarray, mel_mask: np.ndarray | None = None) -> np.ndarray:
+        mel = np.asarray(mel, np.float32)
+        single = mel.ndim == 2
+        mel = mel[None] if single else mel
+        if mel.ndim != 3 or mel.shape[-1] != n_mels or mel.shape[1] == 0:
+            raise ValueError(f"mel must be [T,{n_mels}] or [B,T,{n_mels}] with T > 0, got {mel.shape}")
+        mask = np.ones(mel.shape[:2], bool) if mel_mask is None else np.asarray(mel_mask, bool).reshape(mel.shape[:2])
+        frames = mel.shape[1]
+        pad = -frames % _VOCODE_FRAME_MULTIPLE
+        waveform = forward(params, np.pad(mel, ((0, 0), (0, pad), (0, 0))), np.pad(mask, ((0, 0), (0, pad))))
+        waveform = np.asarray(waveform)[:, : frames * hop]
+        return waveform[0] if single else waveform
+
+    return fn
+
+
+def evaluate(workdir: str, *, split: str, beam_size: int | None = None) -> dict:
+    """Vocodes every utterance of ``split`` from its reference log-mel; also written to eval_<split>.json.
+
+    Result: ``mcd_db`` (DTW-aligned mel-cepstral distortion against the reference waveform,
+    mean over utterances), ``mel_l1`` (log-mel L1), ``rtf`` (vocoding seconds per second of
+    audio, compiled shapes only), ``utterances``, ``skipped``, ``step``. ``beam_size`` is part
+    of the recipe interface and has no meaning for a vocoder.
+    """
+    del beam_size
+    config, graphdef, params, step = _restore(workdir)
+    skips = SkipCounter()
+    dataset = SpeechDataset(load_records(config.data.dir, split=split, skips=skips), preset=config.model.preset,
+                            labeler=None, skips=skips, cache=False)
+    d = config.data
+    buckets = make_buckets(dataset.lengths, max_frames=d.eval_max_frames, num_buckets=d.eval_num_buckets)
+    loader = SpeechBatches(dataset, buckets, shuffle=False, num_threads=d.num_threads)
+    batches = [next(loader) for _ in range(loader.batches_per_epoch)]
+    forward = jax.jit(functools.partial(vocoder.apply, graphdef))
+    for shape in {b["mel"].shape for b in batches}:  # compile outside the timed passes
+        jax.block_until_ready(forward(params, np.zeros(shape, np.float32), np.ones(shape[:2], bool)))
+    hop, preset = dataset.preset.hop_length, dataset.preset
+    mcd, mel_l1, seconds, vocoded_seconds = [], [], 0.0, 0.0
+    for batch in batches:
+        started = time.perf_counter()
+        waveforms = np.asarray(jax.block_until_ready(forward(params, batch["mel"], batch["mel_mask"])))
+        seconds += time.perf_counter() - started
+        for row, index in enumerate(batch["index"]):
+            if index < 0:
+                continue
+            samples = int(dataset.lengths[index]) * hop
+            reference = audio.load_audio(dataset.records[index]["audio"], sample_rate=preset.sample_rate)[:samples]
+            estimate = waveforms[row, :samples]
+            vocoded_seconds += samples / preset.sample_rate
+            mcd.append(mel_cepstral_distortion(estimate, reference, preset=preset))
+            mask = np.ones((1, samples), bool)
+            mel_l1.append(float(mel_l1_loss(estimate[None], reference[None], mask, preset=preset)[0]))
+    if not mcd:
+        raise ValueError(f"no utterance of split {split!r} could be vocoded ({skips.summary()})")
+    result = {"split": split, "step": step, "utterances": len(mcd), "skipped": skips.total + len(dataset) - len(mcd),
+              "mcd_db": float(np.mean(mcd)), "mel_l1": float(np.mean(mel_l1)),
+              "rtf": seconds / max(vocoded_seconds, 1e-9)}
+    with open(os.path.join(workdir, f"eval_{split}.json"), "w") as f:
+        json.dump(result, f, indent=2, sort_keys=True)
+    return result
