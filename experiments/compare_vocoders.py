@@ -10,6 +10,7 @@ import sys
 
 import jax
 import numpy as np
+
 from jaxspeech.audio import load_audio, log_mel, log_mel_to_audio
 from jaxspeech.eval import mel_cepstral_distortion
 from jaxspeech.data.readers import load_records
