@@ -1,0 +1,241 @@
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxspeech.models import tts
+
+N_MELS, VOCAB, BREAK = 8, 10, 1
+WEIGHTED = ("duration_loss", "prior_loss", "flow_mse", "intonation_ce")
+
+
+def tiny_config(kind="unet"):
+    config = tts.default_config()
+    config.update(dict(n_mels=N_MELS, vocab_size=VOCAB, num_speakers=2, break_token=BREAK, mel_mean=-2.0, mel_std=1.5))
+    config.encoder.update(dict(d_model=16, num_layers=1, num_heads=2, ff_mult=2, prenet_layers=1, prenet_kernel=3,
+                               dropout=0.0))
+    config.duration_predictor.update(dict(channels=16, dropout=0.0))
+    config.intonation.update(dict(num_tokens=3, contour_points=8, lstm_hidden=8, attention_dim=8, num_heads=2))
+    config.decoder.update(dict(kind=kind, speaker_dim=4))
+    # No transformer blocks inside the tiny U-Net: they are tested in tests/nn, and compile time counts here.
+    config.decoder.unet.update(dict(channels=(8, 8), time_dim=16, num_blocks=0, num_mid_blocks=1, norm_groups=4,
+                                    dropout=0.0))
+    config.decoder.dit.update(dict(d_model=16, num_layers=1, num_heads=2, ff_mult=2, dropout=0.0))
+    config.flow.cond_drop_prob = 0.2
+    return config
+
+
+def tiny_batch():
+    rng = np.random.default_rng(0)
+    batch, length, frames = 2, 7, 30
+    return dict(
+        tokens=jnp.array([[2, 3, BREAK, 4, 5, 6, 7], [2, BREAK, 3, 8, 0, 0, 0]]),
+        token_mask=jnp.arange(length)[None] < jnp.array([[7], [4]]),
+        speaker=jnp.array([0, 1]),
+        mel=jnp.asarray(rng.normal(size=(batch, frames, N_MELS)) - 2.0, jnp.float32),
+        mel_mask=jnp.arange(frames)[None] < jnp.array([[30], [21]]),
+        boundary_word_start=jnp.array([[0, 3], [0, 2]]),
+        boundary_word_end=jnp.array([[2, 6], [1, 4]]),
+        boundary_mask=jnp.array([[True, True], [True, False]]),
+        boundary_contour=jnp.asarray(rng.normal(size=(batch, 2, 8)), jnp.float32),
+    )
+
+
+def _boundary_args(batch):
+    return {name: batch[name] for name in tts.BOUNDARY_KEYS}
+
+
+def _train(kind, steps=30):
+    """Adam on one batch with a fixed key; returns (graphdef, params, losses, gradients).
+
+    ``gradients(params, weights)`` are the gradients of sum_i weights[i] * metrics[WEIGHTED[i]]:
+    loss weights are an input so that one compiled step serves training and the per-term checks.
+    """
+    config, batch = tiny_config(kind), tiny_batch()
+    if kind == "dit":
+        config.flow.segment_frames = 16  # also covers Matcha's random-segment decoder training
+    graphdef, params = tts.init(config, jax.random.key(0))
+    loss_fn = tts.make_loss_fn(graphdef, config)
+    optimizer = optax.adam(3e-3)
+
+    @jax.jit
+    def train_step(params, opt_state, weights):
+        def weighted(p):
+            _, metrics = loss_fn(p, batch, jax.random.key(7))
+            return sum(w * metrics[name] for w, name in zip(weights, WEIGHTED)), metrics
+
+        grads, metrics = jax.grad(weighted, has_aux=True)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, metrics["loss"], grads
+
+    opt_state = optimizer.init(params)
+    losses = []
+    for _ in range(steps):
+        params, opt_state, loss, _ = train_step(params, opt_state, jnp.ones(4))
+        losses.append(float(loss))
+
+    def gradients(params, weights):
+        return train_step(params, opt_state, jnp.asarray(weights, jnp.float32))[3]
+
+    return graphdef, params, losses, gradients
+
+
+@pytest.fixture(scope="module")
+def trained_unet():
+    return _train("unet")
+
+
+@pytest.mark.parametrize("kind", ["unet", "dit"])
+def test_loss_decreases_when_overfitting_one_batch(kind, trained_unet):
+    losses = trained_unet[2] if kind == "unet" else _train(kind)[2]
+    assert np.all(np.isfinite(losses))
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def _subtree_norms(grads):
+    return {name: float(np.sqrt(sum(np.sum(np.square(leaf)) for leaf in jax.tree.leaves(sub))))
+            for name, sub in grads.items()}
+
+
+def test_duration_and_intonation_losses_do_not_reach_the_encoder(trained_unet):
+    _, params, _, gradients = trained_unet
+    encoder = ("embed", "speaker", "prenet", "prenet_proj", "transformer", "mean_proj", "intonation")
+    duration_grads = gradients(params, [1, 0, 0, 0])
+    norms = _subtree_norms(duration_grads)
+    assert all(norms[name] == 0.0 for name in encoder), norms
+    assert norms["duration_body"] > 0 and norms["duration_proj"] > 0
+    intonation_grads = gradients(params, [0, 0, 0, 1])
+    norms = _subtree_norms(intonation_grads)
+    assert all(norms[name] == 0.0 for name in encoder + ("duration_body", "decoder")), norms
+    assert norms["intonation_predictor"] > 0
+    # ...whereas the prior and flow losses do train the encoder.
+    prior_grads = gradients(params, [0, 1, 1, 0])
+    norms = _subtree_norms(prior_grads)
+    assert norms["transformer"] > 0 and norms["intonation"] > 0 and norms["duration_body"] == 0
+
+
+def test_mas_durations_cover_the_mel_and_pure_encode_is_padding_safe():
+    config, batch = tiny_config(), tiny_batch()
+    graphdef, params = tts.init(config, jax.random.key(0))
+    enc = tts.encode(graphdef, params, batch["tokens"], batch["token_mask"], batch["speaker"], _boundary_args(batch),
+                     contour=batch["boundary_contour"])
+    mel = (batch["mel"] - config.mel_mean) / config.mel_std
+    path, durations = tts.align(enc["mu"], mel, batch["token_mask"], batch["mel_mask"])
+    np.testing.assert_array_equal(durations.sum(1), batch["mel_mask"].sum(1))
+    assert np.all(np.asarray(durations)[np.asarray(batch["token_mask"])] >= 1)
+    np.testing.assert_array_equal(path.sum(1), batch["mel_mask"])  # one token per valid frame
+    # Garbage in padded token slots changes nothing valid.
+    junk = jnp.where(batch["token_mask"], batch["tokens"], 9)
+    enc_junk = tts.encode(graphdef, params, junk, batch["token_mask"], batch["speaker"], _boundary_args(batch),
+                          contour=batch["boundary_contour"])
+    np.testing.assert_allclose(enc_junk["mu"], enc["mu"], atol=1e-5)
+    np.testing.assert_allclose(enc_junk["log_durations"], enc["log_durations"], atol=1e-5)
+
+
+def test_mas_gives_a_break_token_every_frame_of_a_pause():
+    # Two words (3 and 2 phonemes) separated by a break token whose mean matches silence;
+    # the audio has a 6-frame pause between the words, then the second word.
+    speech = jnp.array([[2.0, 0.0], [0.0, 2.0], [2.0, 2.0], [-2.0, 0.0], [0.0, -2.0]])
+    silence = jnp.array([-4.0, -4.0])
+    mu = jnp.concatenate([speech[:3], silence[None], speech[3:]])[None]  # tokens: w w w | w w
+    frames = jnp.concatenate([jnp.repeat(speech[:3], 2, axis=0), jnp.repeat(silence[None], 6, axis=0),
+                              jnp.repeat(speech[3:], 3, axis=0), jnp.zeros((3, 2))])[None]
+    mel_mask = jnp.arange(21)[None] < 18
+    _, durations = tts.align(mu, frames + 0.1, jnp.ones((1, 6), bool), mel_mask)
+    np.testing.assert_array_equal(durations[0], [2, 2, 2, 6, 3, 3])
+
+
+def test_intonation_weights_are_distributions_and_one_hot_selects_a_token():
+    config, batch = tiny_config(), tiny_batch()
+    graphdef, params = tts.init(config, jax.random.key(0))
+    enc = tts.encode(graphdef, params, batch["tokens"], batch["token_mask"], batch["speaker"], _boundary_args(batch),
+                     contour=batch["boundary_contour"])
+    weights = np.asarray(enc["intonation_weights"])
+    assert weights.shape == (2, 2, 2, 3) and np.all(weights >= 0)
+    np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-6)
+    # Reference-free: an explicit choice puts all weight on that token, in every head.
+    choice = jnp.array([[2, 0], [1, 1]])
+    chosen = tts.encode(graphdef, params, batch["tokens"], batch["token_mask"], batch["speaker"],
+                        _boundary_args(batch), intonation=choice)["intonation_weights"]
+    np.testing.assert_array_equal(chosen.argmax(-1), np.broadcast_to(np.asarray(choice)[:, :, None], (2, 2, 2)))
+    np.testing.assert_array_equal(chosen.max(-1), 1.0)
+    # From text alone: the predictor's softmax, shared by the heads.
+    predicted = tts.encode(graphdef, params, batch["tokens"], batch["token_mask"], batch["speaker"],
+                           _boundary_args(batch))
+    softmax = jax.nn.softmax(predicted["intonation_logits"], axis=-1)
+    np.testing.assert_allclose(predicted["intonation_weights"], jnp.stack([softmax] * 2, axis=2), rtol=1e-6)
+    with pytest.raises(ValueError, match="boundary word spans"):
+        tts.encode(graphdef, params, batch["tokens"], batch["token_mask"], batch["speaker"], intonation=choice)
+
+
+@pytest.fixture(scope="module")
+def synthesis(trained_unet):
+    graphdef, params, _, _ = trained_unet
+    config, batch = tiny_config(), tiny_batch()
+    generate = functools.partial(tts.generate, graphdef, params, config, batch["tokens"], batch["token_mask"],
+                                 batch["speaker"], jax.random.key(3), steps=3, **_boundary_args(batch))
+    return graphdef, params, config, batch, generate
+
+
+def test_generate_returns_finite_mels_of_the_predicted_length(synthesis):
+    graphdef, params, config, batch, generate = synthesis
+    intonation = jnp.array([[0, 0], [0, 0]])
+    mel, mel_mask = generate(intonation=intonation)
+    enc = tts.encode(graphdef, params, batch["tokens"], batch["token_mask"], batch["speaker"], _boundary_args(batch),
+                     intonation=intonation)
+    expected = np.ceil(np.where(batch["token_mask"], np.ceil(np.exp(enc["log_durations"])), 0).sum(1))
+    np.testing.assert_array_equal(mel_mask.sum(1), expected)
+    assert mel.shape == (2, tts.FRAME_BUCKET, N_MELS) and mel.shape[1] % tts.FRAME_BUCKET == 0
+    assert np.all(np.isfinite(mel)) and np.all(np.asarray(mel)[~np.asarray(mel_mask)] == 0)
+    # Same key, same inputs: deterministic. Another intonation token: different speech.
+    np.testing.assert_array_equal(generate(intonation=intonation)[0], mel)
+    other, _ = generate(intonation=jnp.array([[2, 2], [2, 2]]))
+    assert np.abs(np.asarray(other - mel)).max() > 1e-3
+    # Guidance scale 0 is the conditional field.
+    guided, _ = generate(intonation=intonation, guidance_scale=0.0)
+    np.testing.assert_allclose(guided, mel, atol=1e-4)
+
+
+def test_generate_rejects_bad_input(synthesis):
+    graphdef, params, config, batch, generate = synthesis
+    with pytest.raises(ValueError, match="unknown speaker"):
+        tts.generate(graphdef, params, config, batch["tokens"], batch["token_mask"], jnp.array([0, 5]),
+                     jax.random.key(0))
+    with pytest.raises(ValueError, match="empty text"):
+        tts.generate(graphdef, params, config, batch["tokens"], batch["token_mask"].at[1].set(False),
+                     batch["speaker"], jax.random.key(0))
+    with pytest.raises(ValueError, match="token ids"):
+        tts.generate(graphdef, params, config, batch["tokens"].at[0, 0].set(VOCAB), batch["token_mask"],
+                     batch["speaker"], jax.random.key(0))
+    with pytest.raises(ValueError, match="intonation tokens"):
+        generate(intonation=jnp.array([[0, 3], [0, 0]]))
+    with pytest.raises(ValueError, match="guidance_scale"):
+        generate(guidance_scale=float("nan"))
+    with pytest.raises(ValueError, match="need all of"):
+        tts.generate(graphdef, params, config, batch["tokens"], batch["token_mask"], batch["speaker"],
+                     jax.random.key(0), boundary_mask=batch["boundary_mask"])
+
+
+def test_random_segment_takes_one_window_inside_the_valid_frames():
+    mel_mask = jnp.arange(10)[None] < jnp.array([[10], [6], [3]])
+    frames = jnp.broadcast_to(jnp.arange(10.0)[None, :, None], (3, 10, 2))
+    for seed in range(5):
+        window, window_mask = tts._random_segment(jax.random.key(seed), [frames, mel_mask], mel_mask, 4)
+        starts = np.asarray(window[:, 0, 0]).astype(int)
+        np.testing.assert_array_equal(window[:, :, 0], starts[:, None] + np.arange(4))
+        assert starts[0] <= 6 and starts[1] <= 2 and starts[2] == 0
+        np.testing.assert_array_equal(window_mask.sum(1), [4, 4, 3])
+
+
+def test_config_errors_name_the_problem():
+    config = tiny_config()
+    config.decoder.kind = "wavenet"
+    with pytest.raises(ValueError, match="decoder kind"):
+        tts.init(config, jax.random.key(0))
+    config = tiny_config()
+    config.break_token = VOCAB
+    with pytest.raises(ValueError, match="break_token"):
+        tts.init(config, jax.random.key(0))
