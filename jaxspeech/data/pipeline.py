@@ -124,7 +124,26 @@ def collate(dataset: SpeechDataset, rows: np.ndarray, frames: int, label_len: in
     return batch
 
 
-class SpeechBatches:
+class GrainBatches:
+    """Iterator protocol of a batch source backed by a grain iterator in ``self._iterator``:
+    ``next`` gives this process's batch; ``get_state``/``set_state`` save and restore the position."""
+
+    _iterator: grain.DatasetIterator
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        return next(self._iterator)
+
+    def get_state(self) -> dict:
+        return self._iterator.get_state()
+
+    def set_state(self, state: dict) -> None:
+        self._iterator.set_state(state)
+
+
+class SpeechBatches(GrainBatches):
     """Iterator of this process's share of bucketed batches, with grain-style checkpoint state.
 
     Global batch ``b`` is the same whatever the number of processes; process ``p`` of ``P``
@@ -164,17 +183,6 @@ class SpeechBatches:
         return collate(self.dataset, rows[p * share:(p + 1) * share], self.buckets.lengths[bucket],
                        self.label_lengths[bucket])
 
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict[str, np.ndarray]:
-        return next(self._iterator)
-
-    def get_state(self) -> dict:
-        return self._iterator.get_state()
-
-    def set_state(self, state: dict) -> None:
-        self._iterator.set_state(state)
 
     def padding_report(self, *, random_batch_size: int | None = None) -> dict[str, float]:
         """Padding share of bucketed batching vs shuffled fixed-size batching (same mean rows/batch)."""

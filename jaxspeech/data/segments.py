@@ -28,10 +28,10 @@ import jax
 import numpy as np
 
 from jaxspeech import audio
-from jaxspeech.data.pipeline import SpeechDataset
+from jaxspeech.data.pipeline import GrainBatches, SpeechDataset
 
 
-class SegmentBatches:
+class SegmentBatches(GrainBatches):
     """Endless iterator of this process's share of random-segment batches, with grain checkpoint state.
 
     dataset: validated records (its ``lengths`` in frames and ``preset`` are used; features are not).
@@ -112,14 +112,3 @@ class SegmentBatches:
         out["mel_mask"] = np.arange(self.segment_frames)[None, :] < valid_frames[:, None]
         return out
 
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict[str, np.ndarray]:
-        return next(self._iterator)
-
-    def get_state(self) -> dict:
-        return self._iterator.get_state()
-
-    def set_state(self, state: dict) -> None:
-        self._iterator.set_state(state)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import Sharding
+from jax.sharding import Mesh, Sharding
 
 from jaxspeech.train.checkpoint import Checkpointer
 from jaxspeech.train.distributed import put_batch
+from jaxspeech.train.mesh import batch_sharding
+from jaxspeech.data.manifest import SkipCounter
 from jaxspeech.train.metrics import MetricWriter
 from jaxspeech.train.progress import Progress
 from jaxspeech.train.state import TrainState
@@ -148,3 +151,36 @@ def train(
 
 def _data_state(batches: Any) -> dict | None:
     return batches.get_state() if hasattr(batches, "get_state") else None
+
+
+def train_in_workdir(
+    config: Any,
+    workdir: str,
+    *,
+    state: TrainState,
+    step_fn: TrainStep,
+    batches: BatchIterator,
+    mesh: Mesh,
+    writer: MetricWriter,
+    eval_fn: Callable[[TrainState], Mapping[str, Any]] | None,
+    skips: SkipCounter,
+) -> TrainState:
+    """``train`` with a recipe config's ``train.*`` settings and checkpoints in ``workdir/checkpoints``.
+
+    Resumes from the newest checkpoint; on exit (normal or not) closes the checkpointer and the
+    writer and logs the data skip summary.
+    """
+    t = config.train
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=t.keep_checkpoints)
+    started = time.time()
+    try:
+        state = train(state=state, step_fn=step_fn, batches=batches, num_steps=t.steps,
+                      batch_sharding=batch_sharding(mesh), checkpointer=checkpointer, writer=writer,
+                      log_every=t.log_every, checkpoint_every=t.checkpoint_every,
+                      max_nonfinite_streak=t.max_nonfinite_streak, eval_fn=eval_fn, eval_every=t.eval_every)
+    finally:
+        checkpointer.close()
+        writer.close()
+        skips.summary()
+    log.info("trained to step %d in %.0f s", t.steps, time.time() - started)
+    return state

@@ -32,8 +32,8 @@ from jaxspeech.losses.stft import mel_l1_loss
 from jaxspeech.models import vocoder
 from jaxspeech.train.checkpoint import Checkpointer
 from jaxspeech.train.config import read_saved_config, save_config
-from jaxspeech.train.loop import train as train_loop
-from jaxspeech.train.mesh import batch_sharding, make_mesh
+from jaxspeech.train.loop import train_in_workdir
+from jaxspeech.train.mesh import make_mesh
 from jaxspeech.train.metrics import MetricWriter
 from jaxspeech.train.state import create_train_state
 from jaxspeech.train.step import compile_train_step, make_train_step, place_state
@@ -109,19 +109,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
         writer.audio(int(state.step), "valid/vocoded", np.asarray(waveform[0]), dataset.preset.sample_rate)
         return {name: float(np.mean([m[name] for m in metrics])) for name in metrics[0]}
 
-    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.train.keep_checkpoints)
-    started = time.time()
-    try:
-        train_loop(state=state, step_fn=step_fn, batches=batches, num_steps=config.train.steps,
-                   batch_sharding=batch_sharding(mesh), checkpointer=checkpointer, writer=writer,
-                   log_every=config.train.log_every, checkpoint_every=config.train.checkpoint_every,
-                   max_nonfinite_streak=config.train.max_nonfinite_streak,
-                   eval_fn=evaluate_valid, eval_every=config.train.eval_every)
-    finally:
-        checkpointer.close()
-        writer.close()
-        skips.summary()
-    log.info("trained to step %d in %.0f s", config.train.steps, time.time() - started)
+    train_in_workdir(config, workdir, state=state, step_fn=step_fn, batches=batches, mesh=mesh, writer=writer,
+                     eval_fn=evaluate_valid, skips=skips)
 
 
 def _restore(workdir: str):
