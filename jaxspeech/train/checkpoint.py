@@ -165,3 +165,19 @@ class Checkpointer:
     def close(self) -> None:
         """Waits for pending saves and releases the manager."""
         self._manager.close()
+
+
+def restore_latest(workdir: str | os.PathLike, template: Any) -> Any:
+    """The newest readable train state in ``workdir/checkpoints``, shaped like ``template``.
+
+    A corrupt latest checkpoint falls back to the previous one (see ``Checkpointer.restore``).
+    Raises FileNotFoundError when there is none.
+    """
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
+    try:
+        restored = checkpointer.restore(template)
+    finally:
+        checkpointer.close()
+    if restored is None:
+        raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints: train first")
+    return restored[0]

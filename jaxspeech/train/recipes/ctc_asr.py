@@ -28,7 +28,7 @@ from jaxspeech.losses.ctc import ctc_min_frames
 from jaxspeech.models import ctc_asr
 from jaxspeech.samplers.ctc_decoding import beam_search_batch, greedy_decode
 from jaxspeech.text import Tokenizer, normalize_for_asr
-from jaxspeech.train.checkpoint import Checkpointer
+from jaxspeech.train.checkpoint import restore_latest
 from jaxspeech.train.config import read_saved_config, save_config
 from jaxspeech.train.loop import train_in_workdir
 from jaxspeech.train.mesh import make_mesh
@@ -88,12 +88,7 @@ class _Recognizer:
         """(recognizer, params, step) of the latest checkpoint of ``workdir`` (a corrupt latest falls back)."""
         config = read_saved_config(workdir)
         graphdef, template = _state_template(config, jax.random.key(0), _optimizer(config))
-        checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
-        restored = checkpointer.restore(template)
-        checkpointer.close()
-        if restored is None:
-            raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints: train first")
-        state = restored[0]
+        state = restore_latest(workdir, template)
         return cls(config, Tokenizer.load(os.path.join(workdir, _VOCAB)), graphdef), state.params, int(state.step)
 
     def decode(self, params, dataset: SpeechDataset, *, beam_size: int) -> dict[int, str]:

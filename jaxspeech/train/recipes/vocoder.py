@@ -30,7 +30,7 @@ from jaxspeech.data.segments import SegmentBatches
 from jaxspeech.eval.mcd import mel_cepstral_distortion
 from jaxspeech.losses.stft import mel_l1_loss
 from jaxspeech.models import vocoder
-from jaxspeech.train.checkpoint import Checkpointer
+from jaxspeech.train.checkpoint import restore_latest
 from jaxspeech.train.config import read_saved_config, save_config
 from jaxspeech.train.loop import train_in_workdir
 from jaxspeech.train.mesh import make_mesh
@@ -117,12 +117,7 @@ def _restore(workdir: str):
     """(config, graphdef, params, step) of the latest readable checkpoint of ``workdir``."""
     config = read_saved_config(workdir)
     graphdef, template = _state_template(config, jax.random.key(0), _optimizer(config))
-    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
-    restored = checkpointer.restore(template)
-    checkpointer.close()
-    if restored is None:
-        raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints: train first")
-    state = restored[0]
+    state = restore_latest(workdir, template)
     return config, graphdef, state.params, int(state.step)
 
 
