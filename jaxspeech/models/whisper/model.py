@@ -19,6 +19,7 @@ Pure form: ``graphdef, params = init(config, key)``; ``apply(graphdef, params, f
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +32,18 @@ from jaxspeech.nn.attention import MaskSpec, attention
 _LAYER_NORM_EPS = 1e-5
 
 KVCache = tuple[jax.Array, jax.Array]
+
+
+class HiddenStates(NamedTuple):
+    """Every transformer block's output, embeddings excluded (the final LayerNorm not applied).
+
+    encoder: per encoder layer [B, T_enc, D]; encoder_mask: [B, T_enc] bool, or None when the
+    input had no frame mask; decoder: per decoder layer [B, L, D].
+    """
+
+    encoder: tuple[jax.Array, ...]
+    encoder_mask: jax.Array | None
+    decoder: tuple[jax.Array, ...]
 
 
 def _layer_norm(dim: int, rngs: nnx.Rngs) -> nnx.LayerNorm:
@@ -111,6 +124,13 @@ class WhisperEncoder(nnx.Module):
         self, features: jax.Array, frame_mask: jax.Array | None, rngs: nnx.Rngs | None
     ) -> tuple[jax.Array, jax.Array | None]:
         """features [B, n_mels, T] -> (hidden [B, ceil(T/2), D], mask [B, ceil(T/2)] or None)."""
+        hidden, mask, _ = self.forward(features, frame_mask, rngs)
+        return hidden, mask
+
+    def forward(
+        self, features: jax.Array, frame_mask: jax.Array | None, rngs: nnx.Rngs | None
+    ) -> tuple[jax.Array, jax.Array | None, tuple[jax.Array, ...]]:
+        """``__call__`` plus every layer's output (before the final LayerNorm), each [B, ceil(T/2), D]."""
         x = jnp.swapaxes(features, 1, 2)
         if frame_mask is not None:
             x = jnp.where(frame_mask[..., None], x, 0.0)
@@ -124,9 +144,11 @@ class WhisperEncoder(nnx.Module):
         x = _dropout(self.dropout, x + positions[: x.shape[1]].astype(x.dtype), rngs)
         # Right padding: encoder position t reads frames 2t-1..2t+1 and is valid iff frame 2t is.
         mask = None if frame_mask is None else frame_mask[:, ::2]
+        outputs = []
         for layer in self.layers:
             x = layer(x, mask, rngs)
-        return self.layer_norm(x), mask
+            outputs.append(x)
+        return self.layer_norm(x), mask, tuple(outputs)
 
 
 class DecoderLayer(nnx.Module):
@@ -210,6 +232,20 @@ class WhisperDecoder(nnx.Module):
         buffers [B, capacity, H, D/H]) and ``length`` [B] (slots already written), they sit at
         positions length..length+L-1 and are written into the buffers there.
         """
+        logits, cache, _ = self.forward(tokens, cross_kv, cross_mask, cache=cache, length=length, rngs=rngs)
+        return logits, cache
+
+    def forward(
+        self,
+        tokens: jax.Array,
+        cross_kv: tuple[KVCache, ...],
+        cross_mask: jax.Array | None,
+        *,
+        cache: tuple[KVCache, ...] | None = None,
+        length: jax.Array | None = None,
+        rngs: nnx.Rngs | None = None,
+    ) -> tuple[jax.Array, tuple[KVCache, ...] | None, tuple[jax.Array, ...]]:
+        """``__call__`` plus every layer's output (before the final LayerNorm), each [B, L, D]."""
         steps = tokens.shape[1]
         table = self.embed_positions[...]
         if cache is None:
@@ -221,12 +257,13 @@ class WhisperDecoder(nnx.Module):
         # A direct lookup keeps the table's dtype (nnx.Embed would compute in float32).
         embedded = jnp.take(self.embed_tokens.embedding[...], tokens, axis=0)
         x = _dropout(self.dropout, embedded + positions.astype(embedded.dtype), rngs)
-        new_cache = []
+        new_cache, outputs = [], []
         for i, layer in enumerate(self.layers):
             x, layer_cache = layer(x, cross_kv[i], cross_mask, None if cache is None else cache[i], length, rngs)
             new_cache.append(layer_cache)
+            outputs.append(x)
         logits = self.embed_tokens.attend(self.layer_norm(x)).astype(jnp.float32)
-        return logits, None if cache is None else tuple(new_cache)
+        return logits, None if cache is None else tuple(new_cache), tuple(outputs)
 
 
 class Whisper(nnx.Module):
@@ -249,10 +286,19 @@ class Whisper(nnx.Module):
         *,
         frame_mask: jax.Array | None = None,
         rngs: nnx.Rngs | None = None,
-    ) -> jax.Array:
-        """features [B, n_mels, T], decoder_input_ids [B, L] -> logits [B, L, vocab] (float32)."""
-        encoded, mask = self.encode(features, frame_mask, rngs=rngs)
-        logits, _ = self.decoder(decoder_input_ids, self.decoder.cross_keys_values(encoded), mask, rngs=rngs)
+        output_hidden_states: bool = False,
+    ) -> jax.Array | tuple[jax.Array, HiddenStates]:
+        """features [B, n_mels, T], decoder_input_ids [B, L] -> logits [B, L, vocab] (float32).
+
+        output_hidden_states: also return ``HiddenStates`` (every block's output; e.g. for
+        SquareHead distillation).
+        """
+        encoded, mask, encoder_states = self.encoder.forward(features, frame_mask, rngs)
+        logits, _, decoder_states = self.decoder.forward(
+            decoder_input_ids, self.decoder.cross_keys_values(encoded), mask, rngs=rngs
+        )
+        if output_hidden_states:
+            return logits, HiddenStates(encoder_states, mask, decoder_states)
         return logits
 
 
@@ -298,13 +344,16 @@ def apply(
     *,
     frame_mask: jax.Array | None = None,
     key: jax.Array | None = None,
-) -> jax.Array:
+    output_hidden_states: bool = False,
+) -> jax.Array | tuple[jax.Array, HiddenStates]:
     """Pure forward pass: features [B, n_mels, T], ids [B, L] -> logits [B, L, vocab] float32.
 
     frame_mask: [B, T] bool for right-padded features (None: every frame is real, as in Whisper).
     key: dropout key; None runs deterministically. ``graphdef`` is static under jit.
+    output_hidden_states: return ``(logits, HiddenStates)``.
     """
     model = nnx.merge(graphdef, params)
     _check_inputs(model.encoder.conv1.in_features, input_features, decoder_input_ids, frame_mask)
     rngs = None if key is None else nnx.Rngs(dropout=key)
-    return model(input_features, decoder_input_ids, frame_mask=frame_mask, rngs=rngs)
+    return model(input_features, decoder_input_ids, frame_mask=frame_mask, rngs=rngs,
+                 output_hidden_states=output_hidden_states)

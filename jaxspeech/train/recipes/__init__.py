@@ -10,7 +10,8 @@ from types import ModuleType
 
 from jaxspeech.train.config import read_saved_config
 
-_RECIPES = {"ctc_asr": "jaxspeech.train.recipes.ctc_asr", "vocoder": "jaxspeech.train.recipes.vocoder"}
+_RECIPES = {"ctc_asr": "jaxspeech.train.recipes.ctc_asr", "vocoder": "jaxspeech.train.recipes.vocoder",
+            "whisper_asr": "jaxspeech.train.recipes.whisper_asr"}
 
 
 def get(name: str) -> ModuleType:
