@@ -1,4 +1,4 @@
-"""The ``jaxspeech`` command: quickstart | corpus build | train | evaluate | transcribe."""
+"""The ``jaxspeech`` command: quickstart | corpus build | train | evaluate | transcribe | synthesize."""
 
 from __future__ import annotations
 
@@ -29,10 +29,24 @@ def _train(args, overrides) -> int:
     return 0
 
 
+_SYNTHESIS_EVAL_OPTIONS = ("asr_workdir", "vocoder", "steps", "guidance", "limit")
+
+
 def _evaluate(args) -> int:
+    import inspect
+
     from jaxspeech.train import recipes
 
-    result = recipes.for_workdir(args.workdir).evaluate(args.workdir, split=args.split, beam_size=args.beam_size)
+    recipe = recipes.for_workdir(args.workdir)
+    options = {name: getattr(args, name) for name in _SYNTHESIS_EVAL_OPTIONS if getattr(args, name) is not None}
+    unsupported = sorted(set(options) - set(inspect.signature(recipe.evaluate).parameters))
+    if unsupported:
+        flags = ", ".join("--" + name.replace("_", "-") for name in unsupported)
+        raise SystemExit(f"jaxspeech evaluate: {flags} only apply to a text-to-speech workdir")
+    try:
+        result = recipe.evaluate(args.workdir, split=args.split, beam_size=args.beam_size, **options)
+    except ValueError as err:  # unknown speakers, bad steps/guidance, nothing to evaluate
+        raise SystemExit(f"jaxspeech evaluate: {err}") from err
     print(json.dumps(result, sort_keys=True) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
     return 0
 
@@ -61,6 +75,50 @@ def _transcribe(args) -> int:
         texts = recipe.transcribe(args.workdir, args.files, beam_size=args.beam_size)
     for path, text in zip(args.files, texts):
         print(json.dumps({"file": path, "text": text}, ensure_ascii=False) if args.json else text)
+    return 0
+
+
+def _intonation(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(k) for k in value.split(",")]
+    except ValueError:
+        raise SystemExit(f"jaxspeech synthesize: --intonation takes token indices like 2 or 2,0,5, got {value!r}")
+
+
+def _synthesize(args) -> int:
+    if (args.text is None) == (args.text_file is None):
+        raise SystemExit("jaxspeech synthesize: give --text (with --out) or --text-file (with --out-dir)")
+    if args.text is not None:
+        if not args.out:
+            raise SystemExit("jaxspeech synthesize: --text needs --out FILE.wav")
+        texts, outs = [args.text], [args.out]
+    else:
+        if not args.out_dir:
+            raise SystemExit("jaxspeech synthesize: --text-file needs --out-dir DIR")
+        if not os.path.isfile(args.text_file):
+            raise SystemExit(f"jaxspeech synthesize: no such file: {args.text_file}")
+        with open(args.text_file, encoding="utf-8") as f:
+            texts = [line.strip() for line in f if line.strip()]
+        if not texts:
+            raise SystemExit(f"jaxspeech synthesize: {args.text_file} has no text")
+        os.makedirs(args.out_dir, exist_ok=True)
+        outs = [os.path.join(args.out_dir, f"{i:04d}.wav") for i in range(len(texts))]
+    from jaxspeech.audio import save_audio
+    from jaxspeech.train.recipes.tts_fm import synthesize_texts
+
+    options = {"steps": args.steps, "guidance": args.cfg, "temperature": args.temperature}
+    try:
+        waveforms, sample_rate = synthesize_texts(
+            args.workdir, texts, speaker=args.speaker, intonation=_intonation(args.intonation), vocoder=args.vocoder,
+            seed=args.seed, length_scale=args.length_scale, **{k: v for k, v in options.items() if v is not None})
+    except ValueError as err:  # empty text, unknown symbols or speaker, absurd steps or guidance
+        raise SystemExit(f"jaxspeech synthesize: {err}") from err
+    for text, out, waveform in zip(texts, outs, waveforms):
+        save_audio(out, waveform, sample_rate)
+        print(json.dumps({"text": text, "out": out, "seconds": round(len(waveform) / sample_rate, 3)},
+                         ensure_ascii=False))
     return 0
 
 
@@ -131,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test-unseen")
     evaluate.add_argument("--beam-size", type=int, default=None, help="0 = greedy (default: the config's)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    tts_eval = evaluate.add_argument_group("text-to-speech workdirs")
+    tts_eval.add_argument("--asr-workdir", default=None, help="recognizer for asr_cer (default: the config's)")
+    tts_eval.add_argument("--vocoder", default=None, help="griffin-lim or a vocoder workdir (default: the config's)")
+    tts_eval.add_argument("--steps", type=int, default=None, help="ODE steps (default: the config's)")
+    tts_eval.add_argument("--cfg", dest="guidance", type=float, default=None, help="classifier-free guidance scale")
+    tts_eval.add_argument("--limit", type=int, default=None, help="evaluate the first N utterances only")
 
     transcribe = sub.add_parser(
         "transcribe", help="transcribe audio files with a trained workdir or a transformers Whisper checkpoint"
@@ -143,6 +207,22 @@ def build_parser() -> argparse.ArgumentParser:
                             help="0 = greedy (default: the config's; Whisper: greedy)")
     transcribe.add_argument("--json", action="store_true", help="print JSON lines")
     transcribe.add_argument("files", nargs="+")
+
+    synth = sub.add_parser("synthesize", help="text to speech with a trained flow-matching TTS workdir")
+    synth.add_argument("--workdir", required=True)
+    synth.add_argument("--text", help="text to speak (long text is cut at phrase boundaries and joined)")
+    synth.add_argument("--out", help="output .wav for --text")
+    synth.add_argument("--text-file", help="one text per line")
+    synth.add_argument("--out-dir", help="output directory for --text-file (NNNN.wav per line)")
+    synth.add_argument("--speaker", default=None, help="speaker name or index (default: the first)")
+    synth.add_argument("--steps", type=int, default=None, help="ODE steps (default: the config's)")
+    synth.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (0 = off)")
+    synth.add_argument("--temperature", type=float, default=None, help="noise temperature (default: the config's)")
+    synth.add_argument("--length-scale", type=float, default=1.0, help="> 1 speaks slower")
+    synth.add_argument("--intonation", default=None,
+                       help="intonation token for every phrase boundary (K) or one per boundary (K1,K2,...)")
+    synth.add_argument("--vocoder", default=None, help="griffin-lim or a vocoder workdir (default: the config's)")
+    synth.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -159,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"jaxspeech {args.command}: --config.* overrides only apply to `train`")
     if args.command == "train":
         return _train(args, overrides)
-    handlers = {"quickstart": _quickstart, "corpus": _corpus_build, "evaluate": _evaluate, "transcribe": _transcribe}
+    handlers = {"quickstart": _quickstart, "corpus": _corpus_build, "evaluate": _evaluate, "transcribe": _transcribe,
+                "synthesize": _synthesize}
     return handlers[args.command](args)
 
 

@@ -27,6 +27,7 @@ from jaxspeech.data import bucketing
 from jaxspeech.data.manifest import SkipCounter
 
 Labeler = Callable[[dict], np.ndarray]
+Collate = Callable[["SpeechDataset", np.ndarray, int, int], dict[str, np.ndarray]]
 _FEATURE_CHUNK_HOPS = 64  # waveforms are zero-padded to a multiple of 64 hops: few jit shapes
 
 
@@ -148,15 +149,18 @@ class SpeechBatches(GrainBatches):
 
     Global batch ``b`` is the same whatever the number of processes; process ``p`` of ``P``
     yields rows ``[p B/P, (p+1) B/P)`` of it. ``shuffle=False`` gives one pass in length
-    order (evaluation); otherwise epochs repeat, each with its own permutation.
+    order (evaluation); otherwise epochs repeat, each with its own permutation. ``collate``
+    builds one batch from ``(dataset, rows, frames, label_len)``; models with more inputs
+    than :func:`collate`'s extend it (``jaxspeech.data.tts.TTSCollate``).
     """
 
     def __init__(self, dataset: SpeechDataset, buckets: bucketing.Buckets, *, seed: int = 0, shuffle: bool = True,
                  process_index: int = 0, process_count: int = 1, num_threads: int = 2, prefetch: int = 4,
-                 label_multiple: int = 16):
+                 label_multiple: int = 16, collate: Collate = collate):
         if any(size % process_count for size in buckets.sizes):
             raise ValueError(f"bucket rows {buckets.sizes} must divide over {process_count} processes")
         self.dataset, self.buckets, self.seed, self.shuffle = dataset, buckets, seed, shuffle
+        self._collate = collate
         self._process = (process_index, process_count)
         self.bucket_ids = buckets.assign(dataset.lengths)
         label_lens = np.asarray([len(label) for label in dataset.labels])
@@ -180,9 +184,8 @@ class SpeechBatches(GrainBatches):
         bucket, rows = self.plan(step // self.batches_per_epoch)[step % self.batches_per_epoch]
         p, count = self._process
         share = len(rows) // count
-        return collate(self.dataset, rows[p * share:(p + 1) * share], self.buckets.lengths[bucket],
-                       self.label_lengths[bucket])
-
+        return self._collate(self.dataset, rows[p * share:(p + 1) * share], self.buckets.lengths[bucket],
+                             self.label_lengths[bucket])
 
     def padding_report(self, *, random_batch_size: int | None = None) -> dict[str, float]:
         """Padding share of bucketed batching vs shuffled fixed-size batching (same mean rows/batch)."""

@@ -81,3 +81,45 @@ def phrase(phonemes: str) -> PhrasedText:
     if not words:
         raise ValueError(f"no phonemes in {phonemes!r}")
     return PhrasedText(tuple(symbols), tuple(words), tuple(boundaries))
+
+
+def _symbol_count(word: str) -> int:
+    return len(phrase(word).symbols)
+
+
+def split_phonemes(phonemes: str, max_symbols: int) -> list[str]:
+    """Splits a long IPA string into pieces of at most ``max_symbols`` phrased symbols each
+    (breaks included), cutting at phrase boundaries (after a word carrying punctuation) and
+    only inside a phrase that alone is too long, between its words. Pieces keep their order;
+    joined with spaces they give the input's words back. A single word longer than
+    ``max_symbols`` raises ValueError naming it.
+    """
+    if max_symbols < 1:
+        raise ValueError(f"max_symbols must be >= 1, got {max_symbols}")
+    phrases: list[list[str]] = [[]]
+    for word in phonemes.split():
+        phrases[-1].append(word)
+        if any(mark in word for mark in BOUNDARY_KINDS):
+            phrases.append([])
+    pieces: list[list[str]] = []
+    size = 0  # phrased symbols in pieces[-1]
+    for words in filter(None, phrases):
+        counts = [_symbol_count(w) for w in words]
+        phrase_size = sum(counts) + len(words) - 1
+        if pieces and size + 1 + phrase_size <= max_symbols:
+            pieces[-1].extend(words)
+            size += 1 + phrase_size
+            continue
+        pieces.append([])
+        size = -1
+        for word, count in zip(words, counts):
+            if count > max_symbols:
+                raise ValueError(f"the word {word!r} has {count} symbols, more than max_symbols={max_symbols}")
+            if pieces[-1] and size + 1 + count > max_symbols:
+                pieces.append([])
+                size = -1
+            pieces[-1].append(word)
+            size += 1 + count
+    if not pieces:
+        phrase(phonemes)  # raises the empty-input error
+    return [" ".join(piece) for piece in pieces]

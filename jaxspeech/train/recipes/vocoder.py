@@ -35,6 +35,7 @@ from jaxspeech.train.config import read_saved_config, save_config
 from jaxspeech.train.loop import train_in_workdir
 from jaxspeech.train.mesh import make_mesh
 from jaxspeech.train.metrics import MetricWriter
+from jaxspeech.train.optim import adamw_warmup_cosine
 from jaxspeech.train.state import create_train_state
 from jaxspeech.train.step import compile_train_step, make_train_step, place_state
 
@@ -43,11 +44,7 @@ _VOCODE_FRAME_MULTIPLE = 64  # vocode() pads frames to a multiple of this: few j
 
 
 def _optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    o = config.optim
-    decay_steps = max(config.train.steps, o.warmup_steps + 1)
-    schedule = optax.warmup_cosine_decay_schedule(0.0, o.lr, o.warmup_steps, decay_steps, end_value=o.lr * 0.05)
-    return optax.chain(optax.clip_by_global_norm(o.clip_norm),
-                       optax.adamw(schedule, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay))
+    return adamw_warmup_cosine(config.optim, config.train.steps)
 
 
 def _state_template(config, key, optimizer):

@@ -1,0 +1,85 @@
+"""Tiny Matcha/ProsodyFM flow-matching TTS on the embedded eSpeak corpus (2 CPU cores).
+
+Phrase-break tokens, terminal intonation encoder and predictor, 1D U-Net decoder (set
+``--config.model.decoder.kind=dit`` for the adaLN-zero DiT), Griffin-Lim vocoder by default.
+
+    jaxspeech train --config configs/tts_fm_tiny.py --workdir runs/tts_fm_tiny
+    jaxspeech train --config configs/asr_ctc_tiny.py --workdir runs/asr_ctc_tiny   # for asr_cer
+    jaxspeech evaluate --workdir runs/tts_fm_tiny --split test-seen --json
+    jaxspeech synthesize --workdir runs/tts_fm_tiny --text "Was the clock too shiny?" --out out.wav
+"""
+
+import ml_collections
+
+from jaxspeech.models import tts
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.recipe = "tts_fm"
+    c.seed = 0
+
+    c.data = ml_collections.ConfigDict()
+    c.data.dir = "data/espeak"  # built by `jaxspeech corpus build` if absent
+    c.data.train_split = "train"
+    c.data.eval_split = "valid"
+    c.data.preset = "tts_22k"
+    c.data.max_frames = 4096  # mel frames per batch, padding included
+    c.data.num_buckets = 6
+    c.data.max_seconds = 20.0
+    c.data.max_boundaries = 4  # phrase boundaries per utterance with a contour (the last ones)
+    c.data.cache_features = True
+    c.data.num_threads = 2
+
+    # vocab_size, num_speakers, break_token, mel_mean and mel_std are set from the training split.
+    c.model = tts.default_config()
+    m = c.model
+    m.encoder.update(dict(d_model=128, num_layers=3, num_heads=2, ff_mult=2, prenet_layers=2, prenet_kernel=5,
+                          dropout=0.05))
+    m.duration_predictor.update(dict(channels=128, kernel=3, dropout=0.05))
+    m.intonation.update(dict(num_tokens=6, contour_points=32, lstm_hidden=64, attention_dim=128, num_heads=4))
+    m.decoder.speaker_dim = 32
+    m.decoder.unet.update(dict(channels=(128, 128), time_dim=256, num_blocks=1, num_mid_blocks=1, num_heads=2,
+                               ff_mult=2, norm_groups=8, dropout=0.0))
+    m.decoder.dit.update(dict(d_model=128, num_layers=4, num_heads=2, ff_mult=2, dropout=0.0))
+    m.flow.cond_drop_prob = 0.1
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.lr = 2e-3
+    c.optim.warmup_steps = 200
+    c.optim.weight_decay = 1e-2
+    c.optim.clip_norm = 1.0
+    c.optim.b2 = 0.99
+
+    c.train = ml_collections.ConfigDict()
+    c.train.steps = 3000
+    c.train.accum_steps = 1
+    c.train.compute_dtype = "float32"
+    c.train.log_every = 25
+    c.train.eval_every = 500
+    c.train.eval_batches = 2
+    c.train.checkpoint_every = 250
+    c.train.keep_checkpoints = 3
+    c.train.max_nonfinite_streak = 20
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1
+    c.mesh.fsdp = 1
+    c.mesh.rules = (("decoder/.*/kernel", ("fsdp",)),)  # regex over param paths -> leading-dim spec
+
+    c.synth = ml_collections.ConfigDict()
+    c.synth.steps = 10  # Euler steps (NFE without guidance)
+    c.synth.method = "euler"
+    c.synth.guidance = 0.0  # classifier-free guidance scale; 0 = off
+    c.synth.temperature = 0.667
+    c.synth.sway = False
+    c.synth.max_symbols = 160  # longer texts are cut at phrase boundaries and concatenated
+    c.synth.batch_size = 16  # utterances synthesized together (evaluate, --text-file)
+    c.synth.vocoder = "griffin-lim"  # or the workdir of configs/vocoder_istft_tiny.py
+    c.synth.griffin_lim_iterations = 32
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.asr_workdir = "runs/asr_ctc_tiny"  # recognizer for asr_cer (evaluate --asr-workdir overrides)
+    c.eval.rtf_utterances = 5
+    c.eval.rtf_repeats = 3
+    return c
