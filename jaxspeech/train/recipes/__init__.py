@@ -11,6 +11,7 @@ from types import ModuleType
 from jaxspeech.train.config import read_saved_config
 
 _RECIPES = {"ctc_asr": "jaxspeech.train.recipes.ctc_asr", "vocoder": "jaxspeech.train.recipes.vocoder",
+            "tts_fm": "jaxspeech.train.recipes.tts_fm",
             "whisper_asr": "jaxspeech.train.recipes.whisper_asr"}
 
 
