@@ -2,9 +2,11 @@
 
 The model is any ``step(tokens [B, L] int32, cache) -> (logits [B, L, V], cache)`` whose cache is
 a pytree with the batch as the leading axis of every leaf (beam search repeats and reorders it
-along that axis). ``step`` is called once with the whole forced prefix, then with one token at a
-time. Every loop is a ``lax.while_loop`` that ends when all rows have emitted ``eos_id`` or after
-``max_new_tokens``, so it runs under ``jax.jit`` with a fixed-size cache.
+along that axis; leaves that ``step`` returns untouched, such as encoder outputs, stay equal
+across a row's beams and are not reordered). ``step`` is called once with the whole forced
+prefix, then with one token at a time. Every loop is a ``lax.while_loop`` that ends when all
+rows have emitted ``eos_id`` or after ``max_new_tokens``, so it runs under ``jax.jit`` with a
+fixed-size cache.
 
 Non-finite logits end their row and clear ``Decoded.finite``; call ``raise_if_nonfinite`` on the
 result outside jit to stop with a message.
@@ -65,6 +67,12 @@ def _row_finite(logits: jax.Array) -> jax.Array:
 def _lengths(tokens: jax.Array, eos_id: int) -> jax.Array:
     is_eos = tokens == eos_id
     return jnp.where(jnp.any(is_eos, axis=1), jnp.argmax(is_eos, axis=1), tokens.shape[1]).astype(jnp.int32)
+
+
+def _changed_leaves(given: Any, returned: Any) -> list[bool]:
+    """Per leaf of ``returned``: False when it is the very (traced) value found in ``given``."""
+    given_ids = {id(leaf) for leaf in jax.tree.leaves(given)}
+    return [id(leaf) not in given_ids for leaf in jax.tree.leaves(returned)]
 
 
 def _token_by_token(
@@ -174,9 +182,12 @@ def beam_search(
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     batch, k, n = prefix.shape[0], beam_size, max_new_tokens
-    logits, cache = step(prefix.astype(jnp.int32), cache)
+    logits, stepped = step(prefix.astype(jnp.int32), cache)
+    # Leaves the step hands back untouched (encoder outputs, masks) stay equal across the beams
+    # of a row: reordering them would only copy memory, so only the others are reordered.
+    reordered = _changed_leaves(cache, stepped)
     # The prefix is shared by the beams: run it once, then give every beam a copy of the cache.
-    cache = jax.tree.map(lambda x: jnp.repeat(x, k, axis=0), cache)
+    cache = jax.tree.map(lambda x: jnp.repeat(x, k, axis=0), stepped)
     logits = jnp.repeat(logits[:, -1].astype(jnp.float32), k, axis=0)
     rows = jnp.arange(batch)[:, None]
     init = dict(
@@ -226,9 +237,13 @@ def beam_search(
 
         def advance(cache):
             source = (rows * k + alive_beam).reshape(-1)
-            cache = jax.tree.map(lambda x: x[source], cache)
-            next_logits, cache = step(alive_token.reshape(-1, 1), cache)
-            return next_logits[:, -1].astype(jnp.float32), cache
+            leaves, tree = jax.tree.flatten(cache)
+            cache = tree.unflatten([x[source] if r else x for x, r in zip(leaves, reordered, strict=True)])
+            next_logits, stepped = step(alive_token.reshape(-1, 1), cache)
+            if any(c and not r for c, r in zip(_changed_leaves(cache, stepped), reordered, strict=True)):
+                raise ValueError("step changed a cache leaf on a one-token call that it returned untouched "
+                                 "for the prefix; beam_search cannot tell which leaves to reorder")
+            return next_logits[:, -1].astype(jnp.float32), stepped
 
         next_logits, cache = jax.lax.cond(more, advance, lambda c: (s["logits"], c), s["cache"])
         return dict(i=i + 1, logits=next_logits, cache=cache, alive_tokens=alive_tokens, alive_logp=alive_logp,

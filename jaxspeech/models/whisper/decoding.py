@@ -6,6 +6,14 @@ prefix + max_new_tokens slots and the cross-attention K/V computed once from the
 output; ``length`` [B] counts the written slots. ``make_step`` closes over the parameters and
 turns a cache into the ``step(tokens, cache) -> (logits, cache)`` the generic loops drive.
 
+Layouts: XLA:CPU multiplies matrices with the contracted axis minor-most and copies any operand
+that is not, inside the decoding loop, every step: the cross-attention keys and values of every
+layer and the [V, D] token table of the output projection (80 MB for Whisper's vocabulary),
+more memory traffic than the step's own arithmetic. These loop-invariant operands are therefore
+stored once in that layout (``_stored``, behind an optimization barrier, without which XLA folds
+the transposes back) and the step reads them through transposed views (``_view``), which XLA
+turns into layout changes, not copies.
+
 Long audio (``transcribe``): windows of 30 s start every ``stride_seconds``; each is decoded
 independently (all windows of a file in batches) and consecutive windows' text tokens are
 stitched by ``stitch_windows``: the longest common run of tokens between the end of the text so
@@ -31,6 +39,21 @@ from jaxspeech.samplers.autoregressive import Decoded, beam_search, greedy, rais
 
 Cache = dict[str, Any]
 
+# Stored layouts of the cross-attention K and V [B, T_enc, H, D/H]: [B, H, T_enc, D/H] and
+# [B, H, D/H, T_enc], the contracted axis minor-most for q k^T and for weights @ v.
+_KEYS = (0, 2, 1, 3)
+_VALUES = (0, 2, 3, 1)
+
+
+def _stored(x: jax.Array, axes: Sequence[int]) -> jax.Array:
+    """``x`` transposed by ``axes`` and materialised: the barrier keeps XLA from undoing it."""
+    return jax.lax.optimization_barrier(jnp.transpose(x, axes))
+
+
+def _view(stored: jax.Array, axes: Sequence[int]) -> jax.Array:
+    """The original array of ``_stored(x, axes)``, as a transposed view (no copy under jit)."""
+    return jnp.transpose(stored, np.argsort(axes))
+
 
 def init_cache(
     graphdef: nnx.GraphDef,
@@ -42,8 +65,9 @@ def init_cache(
 ) -> Cache:
     """Runs the encoder and returns an empty decoder cache with ``capacity`` self-attention slots.
 
-    input_features [B, n_mels, frames]. Leaves: "self" and "cross" (per layer (k, v), each
-    [B, slots, H, D/H]), "cross_mask" [B, T_enc] bool, "length" [B] int32; batch leads everywhere.
+    input_features [B, n_mels, frames]. Leaves: "self" (per layer (k, v), each [B, slots, H, D/H]),
+    "cross" (per layer (k [B, H, T_enc, D/H], v [B, H, D/H, T_enc]), see the module docstring),
+    "cross_mask" [B, T_enc] bool, "length" [B] int32; batch leads everywhere.
     """
     model = nnx.merge(graphdef, params)
     max_positions = model.decoder.embed_positions.get_value().shape[0]
@@ -55,7 +79,7 @@ def init_cache(
     empty = jnp.zeros((batch, capacity) + cross[0][0].shape[2:], encoded.dtype)
     return {
         "self": tuple((empty, empty) for _ in cross),
-        "cross": cross,
+        "cross": tuple((_stored(k, _KEYS), _stored(v, _VALUES)) for k, v in cross),
         "cross_mask": jnp.ones(encoded.shape[:2], bool) if mask is None else mask,
         "length": jnp.zeros(batch, jnp.int32),
     }
@@ -78,13 +102,18 @@ def make_step(
     Logits of ``suppress_tokens`` are set to the lowest finite float (never chosen, still finite
     so that the non-finite check only sees the model's own failures); ``begin_suppress_tokens``
     likewise, at the step that predicts the token after ``begin_position`` tokens (the first
-    generated one when begin_position is the prefix length).
+    generated one when begin_position is the prefix length). The output projection reads a
+    [D, V] copy of the token table made here, once (see the module docstring).
     """
+    table = _stored(params["decoder"]["embed_tokens"]["embedding"].get_value(), (1, 0))  # [D, V]
 
     def step(tokens: jax.Array, cache: Cache) -> tuple[jax.Array, Cache]:
-        model = nnx.merge(graphdef, params)
+        viewed = jax.tree.map(lambda x: x, params)  # new Variables, settable in this trace
+        viewed["decoder"]["embed_tokens"]["embedding"].set_value(_view(table, (1, 0)))
+        model = nnx.merge(graphdef, viewed)
+        cross = tuple((_view(k, _KEYS), _view(v, _VALUES)) for k, v in cache["cross"])
         logits, self_cache = model.decoder(
-            tokens, cache["cross"], cache["cross_mask"], cache=cache["self"], length=cache["length"]
+            tokens, cross, cache["cross_mask"], cache=cache["self"], length=cache["length"]
         )
         floor = jnp.finfo(logits.dtype).min
         vocab = logits.shape[-1]
