@@ -12,27 +12,21 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 
-import jax
+from benchmark_docs import machine, write_section
 
 from jaxspeech.train import recipes
 from jaxspeech.train.config import load_config
 from jaxspeech.train.metrics import plot_loss_curve, read_metrics
 
 SECTION = "## Foundation: eSpeak corpus and tiny CTC recognizer"
-DOCS = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "benchmarks.md")
 
 
 def _du_megabytes(path: str) -> float:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files) / 2**20
-
-
-def _machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].platform}, jax {jax.__version__}"
 
 
 def _update_docs(results: dict, command: str) -> None:
@@ -54,15 +48,7 @@ def _update_docs(results: dict, command: str) -> None:
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     section = (f"{SECTION}\n\nCommand: `{command}`  \nMachine: {r['machine']}  \nDate: {r['date']}\n\n"
                f"| measure | result |\n| --- | --- |\n{table}\n\nLoss curve: `{r['loss_curve']}` (not committed).\n")
-    text = open(DOCS).read() if os.path.exists(DOCS) else "# Benchmarks\n\nEach section is rewritten by its script.\n"
-    if SECTION in text:
-        start = text.index(SECTION)
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    with open(DOCS, "w") as f:
-        f.write(text)
+    write_section(SECTION, section)
 
 
 def main() -> None:
@@ -100,7 +86,7 @@ def main() -> None:
     plot_loss_curve(os.path.join(workdir, "metrics.jsonl"), curve)
     results = {
         "date": datetime.date.today().isoformat(),
-        "machine": _machine(),
+        "machine": machine(),
         "corpus": {"build_seconds": build_seconds, "utterances": corpus["size"], "hours": corpus["hours"],
                    "megabytes": _du_megabytes(data_dir)},
         "train": {"wall_seconds": train_seconds, "steps": config.train.steps, "steps_per_second": steps_per_second,

@@ -32,8 +32,9 @@ Batch contract (dict of arrays; right padding, masks are authoritative, padding 
                                     boundary's punctuation, which the classifier also reads)
   boundary_mask       [B,N] bool    which boundaries exist (N may be 0; the four boundary keys
                                     may also be absent together: no intonation style)
-  boundary_contour    [B,N,C] float log-F0 of that word, normalised per speaker, linearly
-                                    resampled to C = config.intonation.contour_points points
+  boundary_contour    [B,N,C] float log-F0 of that word relative to the speaker's register
+                                    (``jaxspeech.data.tts``: minus the utterance's mean voiced
+                                    log-F0), linearly resampled to C = config.intonation.contour_points
   boundary_kind       optional, ignored: the punctuation token carries the kind
 
 Pure form: ``graphdef, params = init(config, key)``; ``encode(graphdef, params, ...)``;

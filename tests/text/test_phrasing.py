@@ -1,7 +1,7 @@
 import pytest
 
 from jaxspeech.text import Tokenizer
-from jaxspeech.text.phrasing import BREAK, Boundary, phrase
+from jaxspeech.text.phrasing import BREAK, Boundary, phrase, split_phonemes
 
 
 def test_breaks_words_and_boundaries():
@@ -40,3 +40,27 @@ def test_silent_punctuation_and_detached_marks():
 def test_bad_input_is_named(bad, message):
     with pytest.raises(ValueError, match=message):
         phrase(bad)
+
+
+PARAGRAPH = "dʒˈuːliə, plˈiːz bˈaɪ ðoʊz hˈæpi dˈɑːlz. wʌzðə klˈɑːk tˈuː ʃˈaɪni?"
+
+
+@pytest.mark.parametrize("limit", [8, 12, 30, 40, 200])
+def test_split_phonemes_keeps_every_word_in_order_within_the_limit(limit):
+    pieces = split_phonemes(PARAGRAPH, limit)
+    assert " ".join(pieces) == " ".join(PARAGRAPH.split())
+    assert all(len(phrase(p).symbols) <= limit for p in pieces)
+
+
+def test_split_phonemes_cuts_at_phrase_boundaries_first():
+    assert split_phonemes(PARAGRAPH, 40) == ["dʒˈuːliə, plˈiːz bˈaɪ ðoʊz hˈæpi dˈɑːlz.", "wʌzðə klˈɑːk tˈuː ʃˈaɪni?"]
+    assert split_phonemes(PARAGRAPH, 200) == [PARAGRAPH]
+    # a phrase that alone is too long is cut between words
+    assert split_phonemes("plˈiːz bˈaɪ ðoʊz hˈæpi dˈɑːlz.", 12) == ["plˈiːz bˈaɪ", "ðoʊz hˈæpi", "dˈɑːlz."]
+
+
+def test_split_phonemes_rejects_what_cannot_fit():
+    with pytest.raises(ValueError, match="more than max_symbols=3"):
+        split_phonemes("plˈiːz", 3)
+    with pytest.raises(ValueError, match="empty"):
+        split_phonemes("   ", 10)

@@ -193,8 +193,7 @@ class Synthesizer:
         self.preset = audio.get_preset(config.data.preset)
         if vocoder == GRIFFIN_LIM:
             n_iter = config.synth.griffin_lim_iterations
-            griffin_lim = jax.jit(functools.partial(audio.log_mel_to_audio, preset=config.data.preset, n_iter=n_iter))
-            self._vocode = lambda mel, mask: np.asarray(griffin_lim(mel))
+            self._vocode = lambda mel, mask: np.asarray(audio.log_mel_to_audio(mel, config.data.preset, n_iter=n_iter))
         else:
             from jaxspeech.train.recipes import vocoder as vocoder_recipe
 

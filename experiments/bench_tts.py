@@ -1,0 +1,105 @@
+"""Flow-matching TTS benchmark: quality, prosody and speed of a trained workdir at several NFE.
+
+    python experiments/bench_tts.py --tts-workdir runs/tts_fm_tiny --asr-workdir runs/asr_ctc_tiny \
+        --out runs/bench_tts.json [--nfe 2 4 8 10 16 32] [--split test-seen] [--train-seconds S]
+
+For every number of Euler steps (NFE; no guidance) it runs ``jaxspeech evaluate`` on the split:
+DTW mel-cepstral distortion against the eSpeak recording, CER of the synthesized audio under the
+CTC recognizer of ``--asr-workdir``, comma-pause MAE, terminal contour direction (against the
+punctuation and against the recording), and RTF of acoustic model + vocoder on this machine.
+The recognizer's CER on the recordings themselves is the reference row. Writes JSON and
+replaces this benchmark's section of docs/benchmarks.md. ``--train-seconds`` is the training
+run's wall time from its log ("trained to step N in S s"), reported beside the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+
+from benchmark_docs import machine, write_section
+
+from jaxspeech.train import recipes
+from jaxspeech.train.config import read_saved_config
+
+SECTION = "## Flow-matching TTS (issue 3)"
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _ms(seconds) -> str:
+    return "n/a" if seconds is None else f"{1000 * seconds:.0f} ms"
+
+
+def _section(results: dict, command: str) -> str:
+    r = results
+    rows = "\n".join(
+        f"| {e['nfe']} | {e['mcd_db']:.2f} | {_pct(e['asr_cer'])} | {e['rtf']:.4f} | "
+        f"{_ms(e['comma_pause_mae_s'])} | "
+        f"{_pct(e['question_rising'])} / {_pct(e['statement_falling'])} | {_pct(e['contour_accuracy'])} | "
+        f"{_pct(e['contour_agreement_with_reference'])} |"
+        for e in r["by_nfe"])
+    first = r["by_nfe"][0]
+    trained = ("" if r["train_seconds"] is None else f"{r['train_seconds']:.0f} s wall for ") + f"{r['train_steps']} steps"
+    return (
+        f"{SECTION}\n\nCommand: `{command}`  \nMachine: {r['machine']} (1-min load average {r['load_average'][0]:.1f} "
+        f"before, {r['load_average'][1]:.1f} after)  \nDate: {r['date']}\n\n"
+        f"Model: {r['parameters'] / 1e6:.2f} M parameters, {r['decoder']} decoder, trained {trained}; "
+        f"vocoder {r['vocoder']}; {first['utterances']} {r['split']} utterances ({first['commas']} commas, "
+        f"{first['contours_judged']} questions and statements). The recognizer's CER on the eSpeak recordings "
+        f"themselves: {_pct(r['reference_asr_cer'])}; terminal direction of the recordings against the punctuation: "
+        f"{_pct(first['reference_contour_accuracy'])}.\n\n"
+        "| NFE | MCD (dB) | ASR CER | RTF | comma pause MAE | questions rising / statements falling | "
+        "contour vs punctuation | contour vs recording |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+        f"{rows}\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tts-workdir", required=True)
+    parser.add_argument("--asr-workdir", required=True)
+    parser.add_argument("--vocoder", default=None, help="griffin-lim or a vocoder workdir (default: the config's)")
+    parser.add_argument("--split", default="test-seen")
+    parser.add_argument("--nfe", type=int, nargs="+", default=[2, 4, 8, 10, 16, 32])
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--train-seconds", type=float, default=None)
+    parser.add_argument("--out", default="runs/bench_tts.json")
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
+    args = parser.parse_args()
+
+    tts = recipes.get("tts_fm")
+    load_before = os.getloadavg()[0]
+    by_nfe = [tts.evaluate(args.tts_workdir, split=args.split, steps=n, guidance=0.0, asr_workdir=args.asr_workdir,
+                           vocoder=args.vocoder, limit=args.limit) for n in args.nfe]
+    reference = recipes.for_workdir(args.asr_workdir).evaluate(args.asr_workdir, split=args.split, beam_size=0)
+    synthesizer, params, step = tts.Synthesizer.from_workdir(args.tts_workdir, args.vocoder)
+    config = read_saved_config(args.tts_workdir)
+    results = {
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(),
+        "load_average": [load_before, os.getloadavg()[0]],
+        "parameters": sum(x.size for x in tts.jax.tree.leaves(params)),
+        "decoder": config.model.decoder.kind,
+        "train_steps": step,
+        "train_seconds": args.train_seconds,
+        "vocoder": by_nfe[0]["vocoder"],
+        "split": args.split,
+        "reference_asr_cer": reference["cer"],
+        "by_nfe": by_nfe,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+    print(json.dumps(results, indent=2))
+    if not args.no_docs:
+        write_section(SECTION, _section(results, "python " + " ".join(sys.argv)))
+
+
+if __name__ == "__main__":
+    main()

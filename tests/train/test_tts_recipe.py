@@ -1,0 +1,139 @@
+"""The flow-matching TTS recipe on the tiny eSpeak corpus: train, resume, synthesize, evaluate, bad input."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile
+
+from jaxspeech.cli import main
+from jaxspeech.text import UnknownSymbolError
+from jaxspeech.train.config import load_config
+from jaxspeech.train.metrics import read_metrics
+from jaxspeech.train.recipes import tts_fm as recipe
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "--config.model.encoder.d_model=16", "--config.model.encoder.num_layers=1", "--config.model.encoder.ff_mult=2",
+    "--config.model.encoder.prenet_layers=1", "--config.model.encoder.prenet_kernel=3",
+    "--config.model.duration_predictor.channels=16", "--config.model.intonation.num_tokens=3",
+    "--config.model.intonation.contour_points=8", "--config.model.intonation.lstm_hidden=8",
+    "--config.model.intonation.attention_dim=8", "--config.model.intonation.num_heads=2",
+    "--config.model.decoder.speaker_dim=4", "--config.model.decoder.unet.channels=(8, 8)",
+    "--config.model.decoder.unet.time_dim=16", "--config.model.decoder.unet.num_blocks=0",
+    "--config.model.decoder.unet.norm_groups=4", "--config.model.flow.segment_frames=16",
+    "--config.data.max_frames=2048", "--config.data.num_buckets=2", "--config.data.max_boundaries=2",
+    "--config.data.num_threads=1", "--config.train.log_every=1", "--config.train.checkpoint_every=0",
+    "--config.train.eval_batches=1", "--config.synth.steps=2", "--config.synth.griffin_lim_iterations=2",
+    "--config.synth.max_symbols=40", "--config.eval.asr_workdir=", "--config.eval.rtf_utterances=1",
+    "--config.eval.rtf_repeats=1",
+]
+QUESTION = "Was the clock too shiny?"
+
+
+def config(corpus, steps, eval_every=0):
+    return load_config("configs/tts_fm_tiny.py", [f"--config.data.dir={corpus}", f"--config.train.steps={steps}",
+                                                  f"--config.train.eval_every={eval_every}", *TINY])
+
+
+def losses(workdir):
+    return {m["step"]: m["loss"] for m in read_metrics(os.path.join(workdir, "metrics.jsonl")) if "loss" in m}
+
+
+@pytest.fixture(scope="module")
+def resumed(tiny_corpus, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tts")
+    recipe.train(config(tiny_corpus, 3, eval_every=3), str(workdir))
+    assert sorted(losses(workdir)) == [1, 2, 3]
+    recipe.train(config(tiny_corpus, 5), str(workdir))  # the same workdir: resumes at step 3
+    return workdir
+
+
+def test_train_resumes_where_an_uninterrupted_run_would_be(resumed, tiny_corpus, tmp_path):
+    straight = tmp_path / "straight"
+    recipe.train(config(tiny_corpus, 5), str(straight))
+    got, expected = losses(resumed), losses(straight)
+    assert sorted(got) == [1, 2, 3, 4, 5] and all(np.isfinite(list(got.values())))
+    np.testing.assert_allclose([got[s] for s in (4, 5)], [expected[s] for s in (4, 5)], rtol=1e-5)
+    evals = [m for m in read_metrics(resumed / "metrics.jsonl") if "eval/flow_mse" in m]
+    assert [m["step"] for m in evals] == [3]
+    assert {"config.json", "vocab.json", "speakers.json", "checkpoints", "data_stats.json",
+            "tensorboard"} <= set(os.listdir(resumed))
+    saved = json.loads((resumed / "config.json").read_text())["model"]
+    vocab = json.loads((resumed / "vocab.json").read_text())["symbols"]
+    assert saved["vocab_size"] == len(vocab) and vocab[saved["break_token"]] == "|"
+    assert saved["num_speakers"] == len(json.loads((resumed / "speakers.json").read_text()))
+    assert saved["mel_std"] > 0
+
+
+def test_synthesize_text_and_text_file(resumed, tmp_path, capsys):
+    out = tmp_path / "one.wav"
+    assert main(["synthesize", "--workdir", str(resumed), "--text", QUESTION, "--out", str(out), "--steps", "3",
+                 "--speaker", "1"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    waveform, rate = soundfile.read(out)
+    assert rate == 22050 and line["out"] == str(out) and len(waveform) == pytest.approx(line["seconds"] * rate, abs=rate / 1000)
+    assert len(waveform) % 256 == 0 and np.abs(waveform).max() > 0
+    texts = tmp_path / "texts.txt"
+    texts.write_text(f"{QUESTION}\n\nJulia, please buy those happy dolls.\n")
+    assert main(["synthesize", "--workdir", str(resumed), "--text-file", str(texts), "--out-dir",
+                 str(tmp_path / "many")]) == 0
+    assert sorted(os.listdir(tmp_path / "many")) == ["0000.wav", "0001.wav"]
+
+
+def test_long_text_is_cut_at_phrase_boundaries_and_joined(resumed):
+    synthesizer, params, _ = recipe.Synthesizer.from_workdir(str(resumed))
+    text = "Julia, please buy those happy dolls. Was the clock too shiny? To be honest, Iris will drop it."
+    item = synthesizer.item(text)
+    assert len(item.pieces) > 1 and all(len(p) <= 60 for p in item.pieces)
+    pieces = [recipe.SynthesisItem([piece], 0) for piece in item.pieces]
+    key = recipe.jax.random.key(0)
+    [(mel, waveform)] = synthesizer.synthesize(params, [item], key=key)
+    separately = synthesizer.synthesize(params, pieces, key=key)
+    assert mel.shape[0] == sum(m.shape[0] for m, _ in separately)
+    assert waveform.shape[0] == mel.shape[0] * 256
+
+
+def test_intonation_tokens_steer_synthesis_and_are_checked(resumed):
+    synthesizer, params, _ = recipe.Synthesizer.from_workdir(str(resumed))
+    key = recipe.jax.random.key(0)
+    mels = [synthesizer.synthesize(params, [synthesizer.item(QUESTION, intonation=[k])], key=key)[0][0]
+            for k in (0, 1)]
+    frames = min(len(m) for m in mels)
+    assert not np.allclose(mels[0][:frames], mels[1][:frames])
+    with pytest.raises(ValueError, match=r"intonation tokens must be in \[0, 3\)"):
+        synthesizer.synthesize(params, [synthesizer.item(QUESTION, intonation=[3])], key=key)
+    with pytest.raises(ValueError, match="2 intonation tokens given for 1 phrase boundaries"):
+        synthesizer.synthesize(params, [synthesizer.item(QUESTION, intonation=[0, 1])], key=key)
+
+
+def test_bad_input_gets_clear_errors(resumed, tmp_path):
+    run = ["synthesize", "--workdir", str(resumed), "--out", str(tmp_path / "x.wav")]
+    for args, message in [(["--text", "   "], "empty text"),
+                          (["--text", QUESTION, "--speaker", "nobody"], "unknown speaker 'nobody'"),
+                          (["--text", QUESTION, "--steps", "0"], r"steps must be an integer in \[1, 1000\]"),
+                          (["--text", QUESTION, "--steps", "100000"], "steps must be"),
+                          (["--text", QUESTION, "--cfg", "-1"], "guidance scale must be in"),
+                          (["--text", QUESTION, "--cfg", "nan"], "guidance scale must be in"),
+                          (["--text", QUESTION, "--intonation", "up"], "--intonation takes token indices")]:
+        with pytest.raises(SystemExit, match=message):
+            main(run + args)
+    synthesizer, _, _ = recipe.Synthesizer.from_workdir(str(resumed))
+    with pytest.raises(UnknownSymbolError, match="ʘ"):
+        synthesizer.rows([recipe.SynthesisItem(["ʘa"], 0)])
+    with pytest.raises(SystemExit, match="speakers the model was not trained on"):
+        main(["evaluate", "--workdir", str(resumed), "--split", "test-unseen"])
+
+
+def test_evaluate_prints_quality_speed_and_prosody(resumed, capsys):
+    assert main(["evaluate", "--workdir", str(resumed), "--split", "test-seen", "--json", "--limit", "2",
+                 "--steps", "2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {"mcd_db", "asr_cer", "rtf", "comma_pause_mae_s", "contour_accuracy",
+            "contour_agreement_with_reference"} <= set(result)
+    assert result["utterances"] == 2 and result["nfe"] == 2 and result["step"] == 5
+    assert result["mcd_db"] > 0 and result["rtf"] > 0 and result["asr_cer"] is None  # no recognizer configured
+    assert len(os.listdir(resumed / "eval_test-seen")) == 2
+    assert json.loads((resumed / "eval_test-seen.json").read_text()) == result
