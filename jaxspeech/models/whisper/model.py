@@ -206,7 +206,9 @@ class DecoderLayer(nnx.Module):
 class WhisperDecoder(nnx.Module):
     def __init__(self, config: WhisperConfig, *, rngs: nnx.Rngs):
         d = config.d_model
-        self.embed_tokens = nnx.Embed(config.vocab_size, d, rngs=rngs)
+        # transformers' init (std 0.02): nnx's default (std 1) makes the tied logits ~sqrt(d) at
+        # step 0 and drowns the 0.02-scale positions, which slows learning from scratch.
+        self.embed_tokens = nnx.Embed(config.vocab_size, d, embedding_init=nnx.initializers.normal(0.02), rngs=rngs)
         self.embed_positions = nnx.Param(0.02 * jax.random.normal(rngs.params(), (config.max_target_positions, d)))
         self.layers = nnx.List([DecoderLayer(config, rngs=rngs) for _ in range(config.decoder_layers)])
         self.layer_norm = _layer_norm(d, rngs)

@@ -94,7 +94,10 @@ def _checkpoint_vocabulary(checkpoint: str, config: whisper.WhisperConfig) -> _V
     prefix = whisper.decoder_prefix(tokens, language="en" if tokens.multilingual else None)
 
     def encode(text: str) -> np.ndarray:
-        return np.asarray(tokenizer.encode(" " + normalize_for_asr(text), add_special_tokens=False), np.int32)
+        ids = np.asarray(tokenizer.encode(" " + normalize_for_asr(text), add_special_tokens=False), np.int32)
+        if np.any(ids >= tokens.eot):  # unknown symbols come back as special tokens
+            raise ValueError(f"the checkpoint's tokenizer cannot encode {text!r}")
+        return ids
 
     def decode(ids: list[int]) -> str:
         return tokenizer.decode([i for i in ids if i < tokens.eot], skip_special_tokens=True).strip()
@@ -103,18 +106,20 @@ def _checkpoint_vocabulary(checkpoint: str, config: whisper.WhisperConfig) -> _V
     return _Vocabulary(encode=encode, decode=decode, prefix=prefix, eot=tokens.eot, suppress=tuple(suppress))
 
 
-def _whisper_config(model: ml_collections.ConfigDict, vocabulary_size: int | None) -> whisper.WhisperConfig:
-    """The architecture: ``model.checkpoint``'s, or built from ``model`` with ``vocabulary_size``
-    character ids (then eot and sot). Positions are capped by ``model.max_source_positions``."""
-    if model.checkpoint:
-        imported = whisper.read_transformers_config(model.checkpoint)
-        return dataclasses.replace(imported, dropout=model.dropout,
-                                   max_source_positions=min(model.max_source_positions, imported.max_source_positions))
-    eot = vocabulary_size
+def _checkpoint_architecture(model: ml_collections.ConfigDict) -> whisper.WhisperConfig:
+    """``model.checkpoint``'s architecture with ``model.dropout``; encoder positions capped by the config."""
+    imported = whisper.read_transformers_config(model.checkpoint)
+    return dataclasses.replace(imported, dropout=model.dropout,
+                               max_source_positions=min(model.max_source_positions, imported.max_source_positions))
+
+
+def _scratch_architecture(model: ml_collections.ConfigDict, num_characters: int) -> whisper.WhisperConfig:
+    """The architecture of ``model`` over ``num_characters`` character ids (padding included), then eot and sot."""
+    eot, ffn_dim = num_characters, model.ffn_mult * model.d_model
     return whisper.WhisperConfig(
         n_mels=get_preset(model.preset).n_mels, vocab_size=eot + 2, d_model=model.d_model,
-        encoder_layers=model.encoder_layers, encoder_heads=model.num_heads, encoder_ffn_dim=model.ffn_mult * model.d_model,
-        decoder_layers=model.decoder_layers, decoder_heads=model.num_heads, decoder_ffn_dim=model.ffn_mult * model.d_model,
+        encoder_layers=model.encoder_layers, encoder_heads=model.num_heads, encoder_ffn_dim=ffn_dim,
+        decoder_layers=model.decoder_layers, decoder_heads=model.num_heads, decoder_ffn_dim=ffn_dim,
         eos_token_id=eot, decoder_start_token_id=eot + 1, pad_token_id=0, max_source_positions=model.max_source_positions,
         max_target_positions=model.max_target_positions, dropout=model.dropout)  # fmt: skip
 
@@ -124,7 +129,7 @@ def _model(config: ml_collections.ConfigDict, workdir: str, records=None) -> tup
     built from ``records`` and saved there when the workdir has none yet."""
     model = config.model
     if model.checkpoint:
-        architecture = _whisper_config(model, None)
+        architecture = _checkpoint_architecture(model)
         return _checkpoint_vocabulary(model.checkpoint, architecture), architecture
     path = os.path.join(workdir, _VOCAB)
     if not os.path.exists(path):  # resuming must keep the vocabulary under the checkpoint
@@ -132,7 +137,7 @@ def _model(config: ml_collections.ConfigDict, workdir: str, records=None) -> tup
             raise FileNotFoundError(f"{workdir} holds no {_VOCAB}: is it a whisper_asr workdir?")
         Tokenizer.from_texts((normalize_for_asr(r["text"]) for r in records), "chars").save(path)
     tokenizer = Tokenizer.load(path)
-    return _character_vocabulary(tokenizer), _whisper_config(model, tokenizer.vocab_size)
+    return _character_vocabulary(tokenizer), _scratch_architecture(model, tokenizer.vocab_size)
 
 
 def _decays(params):
@@ -154,6 +159,8 @@ def _optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformatio
 
 
 class _Run(NamedTuple):
+    """A restored workdir: its config, vocabulary, architecture, graphdef and latest train state."""
+
     config: ml_collections.ConfigDict
     vocabulary: _Vocabulary
     architecture: whisper.WhisperConfig
