@@ -1,7 +1,9 @@
-"""Kernel benchmarks on a lent GPU: flash attention against the XLA reference and cuDNN.
+"""Kernel benchmarks: flash attention against the XLA reference and cuDNN, and monotonic
+alignment search (MAS) against its plain-JAX reference.
 
-    python experiments/bench_kernels.py --out runs/bench_kernels          # GPU: full sweep, rewrites docs
-    python experiments/bench_kernels.py --smoke --out /tmp/bench_smoke    # any machine: tiny, interpret mode
+    python experiments/bench_kernels.py --out runs/bench_kernels               # GPU: everything, rewrites docs
+    python experiments/bench_kernels.py --only mas --out runs/bench_kernels    # CPU only: MAS, rewrites docs
+    python experiments/bench_kernels.py --smoke --out /tmp/bench_smoke         # any machine: tiny, interpret mode
 
 Attention: bfloat16, T in {1k, 4k, 16k} with batch x T = 16k tokens and heads x head dim = 2048,
 head dim 64 and 128, masks causal / padding / UniVoice dual, forward and forward+backward, for
@@ -9,6 +11,14 @@ the XLA reference, the Pallas kernel and cuDNN side by side in one process: medi
 TFLOP/s counting only the allowed (q, k) pairs (backward = 2.5x forward, the FlashAttention
 convention), and the compiled program's scratch memory (XLA memory analysis). A configuration that fails (out of
 memory, mask not supported) is recorded with its reason instead of stopping the run.
+
+MAS: for every backend present (CPU always, GPU when there is one) and every (B, T_text, T_mel),
+the reference, the "xla" scan and the Pallas kernel run jitted on inputs already on that device,
+their calls interleaved round by round (so load from other work hits all alike): median and
+minimum milliseconds, and whether the path equals the reference's exactly. The kernel compiles
+for GPUs only; on CPU it runs only with --smoke (interpreted, which checks that it runs, not its
+speed). Utterances are padded as in training: text lengths in [T_text / 2, T_text], frame lengths
+in [max(tokens, 0.6 T_mel), T_mel], the first row full.
 
 Each benchmark in ``BENCHMARKS`` returns its results and a markdown subsection; the script
 writes OUT/results.json and rewrites those subsections of the "## Kernels" section of
@@ -21,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import platform
@@ -33,7 +44,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxspeech.eval.rtf import time_call
 from jaxspeech.kernels import flash_attention as flash
+from jaxspeech.kernels import monotonic_alignment as mas
 from jaxspeech.kernels.attention_mask import MaskSpec, dense_mask
 from jaxspeech.nn.attention import attention, resolve_impl
 
@@ -43,6 +56,7 @@ SECTION_INTRO = ("Written by `experiments/bench_kernels.py`; each subsection nam
 DOCS = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "benchmarks.md")
 IMPLS = ("xla", "pallas", "cudnn")
 MASK_KINDS = ("causal", "padding", "dual")
+MAS_IMPLS = ("reference", "xla", "pallas")
 
 
 # --------------------------------------------------------------------------- measurement
@@ -76,6 +90,17 @@ def _measure(fn, args, *, min_seconds: float, max_iters: int) -> dict:
         result["peak_bytes"] = int(peak) if peak else int(
             memory.temp_size_in_bytes + memory.argument_size_in_bytes + memory.output_size_in_bytes)
     return result
+
+
+def interleaved_seconds(calls: dict, repeats: int) -> tuple[dict, dict[str, list[float]]]:
+    """(output of each zero-argument call's untimed warm-up, its wall seconds in each of ``repeats``
+    rounds of one call per entry). Interleaving makes load from other work hit every entry alike."""
+    outputs = {name: jax.block_until_ready(call()) for name, call in calls.items()}
+    times = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            times[name].append(time_call(call, warmup=0, repeats=1))
+    return outputs, times
 
 
 # --------------------------------------------------------------------------- attention
@@ -206,8 +231,89 @@ def attention_markdown(result: dict, header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-# Later kernels (e.g. monotonic alignment search) add (run, markdown) here.
-BENCHMARKS = {"attention": (bench_attention, attention_markdown)}
+# --------------------------------------------------------------------------- monotonic alignment search
+
+
+def padded_alignment_inputs(rng: np.random.Generator, batch: int, n_text: int, n_mel: int):
+    """(log_likelihood [B,T_text,T_mel] float32, text_mask [B,T_text], mel_mask [B,T_mel]) as numpy."""
+    value = rng.normal(size=(batch, n_text, n_mel)).astype(np.float32)
+    text_len = rng.integers((n_text + 1) // 2, n_text + 1, batch)
+    mel_len = np.array([rng.integers(max(t, int(0.6 * n_mel)), n_mel + 1) for t in text_len])
+    text_len[0], mel_len[0] = n_text, n_mel
+    text_mask = np.arange(n_text)[None] < text_len[:, None]
+    mel_mask = np.arange(n_mel)[None] < mel_len[:, None]
+    return value, text_mask, mel_mask
+
+
+def _alignment_fn(impl: str, platform: str, interpret: bool):
+    """The jitted MAS implementation for ``platform``, or a string saying why it does not run there."""
+    if impl == "reference":
+        return jax.jit(mas.reference)
+    if impl == "xla":
+        return mas.scan_alignment
+    if platform != "gpu" and not interpret:
+        return "compiled for GPUs only; interpreted timings are not a speed measurement"
+    return functools.partial(mas.pallas_alignment, interpret=interpret)
+
+
+def bench_mas(args, previous: dict | None) -> dict:
+    """Every (backend, size, implementation) of the MAS sweep; one row each with median_ms, min_ms,
+    repeats and matches_reference (exact path equality), or skipped (the reason). ``previous`` is
+    not merged: the whole sweep takes minutes at most, so every run measures all of it."""
+    interpret = args.smoke
+    platforms = ["cpu"] + (["gpu"] if jax.default_backend() == "gpu" else [])
+    rng = np.random.default_rng(0)
+    rows = []
+    for batch, n_text, n_mel in args.mas_sizes:
+        inputs = padded_alignment_inputs(rng, batch, n_text, n_mel)
+        for platform in platforms:
+            device = jax.devices(platform)[0]
+            on_device = tuple(jax.device_put(jnp.asarray(x), device) for x in inputs)
+            fns = {impl: _alignment_fn(impl, platform, interpret) for impl in MAS_IMPLS}
+            calls = {impl: functools.partial(fn, *on_device) for impl, fn in fns.items() if not isinstance(fn, str)}
+            outputs, seconds = interleaved_seconds(calls, args.mas_repeats)
+            expected = np.asarray(outputs["reference"])
+            for impl, fn in fns.items():
+                row = {"backend": platform, "device": device.device_kind, "batch": batch, "n_text": n_text,
+                       "n_mel": n_mel, "impl": impl}  # fmt: skip
+                if isinstance(fn, str):
+                    rows.append({**row, "skipped": fn})
+                    continue
+                ms = [1e3 * t for t in seconds[impl]]
+                rows.append({**row, "median_ms": statistics.median(ms), "min_ms": min(ms), "repeats": len(ms),
+                             "matches_reference": bool(np.array_equal(np.asarray(outputs[impl]), expected))})
+                print(json.dumps(rows[-1]), flush=True)
+    return {"interpret": interpret, "rows": rows}
+
+
+def mas_markdown(result: dict, header: str) -> str:
+    index = {(r["backend"], r["batch"], r["n_text"], r["n_mel"], r["impl"]): r for r in result["rows"]}
+    lines = [
+        "### Monotonic alignment search", "", header, "",
+        "Cells: median (min) ms over the interleaved calls; speed-ups over the reference; exact: every "
+        "path equals the reference's." + (" **Smoke run, Pallas interpreted**: times say nothing about "
+                                           "kernel speed." if result["interpret"] else ""), "",
+        "| backend | B, T_text, T_mel | reference | `\"xla\"` | Pallas | xla speed-up | Pallas speed-up | exact |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]  # fmt: skip
+    for key in sorted({k[:4] for k in index}):
+        cells = {impl: index.get((*key, impl)) for impl in MAS_IMPLS}
+        timed = {impl: row for impl, row in cells.items() if row and "median_ms" in row}
+
+        def speedup(impl):
+            return f"{timed['reference']['median_ms'] / timed[impl]['median_ms']:.2f}x" if impl in timed else "-"
+
+        times = [f"{timed[i]['median_ms']:.3g} ({timed[i]['min_ms']:.3g})" if i in timed else "n/a" for i in MAS_IMPLS]
+        exact = all(row["matches_reference"] for row in timed.values())
+        lines.append(f"| {key[0]} ({cells['reference']['device']}) | {key[1]}, {key[2]}, {key[3]} | "
+                     + " | ".join(times) + f" | {speedup('xla')} | {speedup('pallas')} | {'yes' if exact else 'NO'} |")
+    skipped = sorted({f"{r['backend']} {r['impl']}: {r['skipped']}" for r in result["rows"] if "skipped" in r})
+    if skipped:
+        lines += ["", "Not run (n/a):"] + [f"- {reason}" for reason in skipped]
+    return "\n".join(lines) + "\n"
+
+
+BENCHMARKS = {"attention": (bench_attention, attention_markdown), "mas": (bench_mas, mas_markdown)}
 
 
 # --------------------------------------------------------------------------- docs
@@ -259,7 +365,8 @@ def update_docs(path: str, subsections: dict[str, str]) -> None:
 
 def _device() -> str:
     device = jax.devices()[0]
-    return f"{device.device_kind} ({device.platform}), {platform.machine()}, jax {jax.__version__}"
+    return (f"{device.device_kind} ({device.platform}), {platform.machine()} with {os.cpu_count()} CPU cores, "
+            f"jax {jax.__version__}")
 
 
 def main() -> None:
@@ -273,6 +380,7 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", help="attention T values (default 1024 4096 16384)")
     parser.add_argument("--head-dims", type=int, nargs="+", help="attention head dims (default 64 128)")
     parser.add_argument("--blocks", type=int, nargs=4, help="Pallas block sizes: fwd q, fwd k, bwd q, bwd k")
+    parser.add_argument("--mas-repeats", type=int, help="timed MAS calls per implementation (default 7, smoke 2)")
     args = parser.parse_args()
     smoke = args.smoke
     args.lengths = args.lengths or ([40, 64] if smoke else [1024, 4096, 16384])
@@ -281,12 +389,17 @@ def main() -> None:
     args.tokens = 96 if smoke else 16384
     args.width = 64 if smoke else 2048
     args.min_seconds, args.max_iters = (0.0, 3) if smoke else (1.0, 100)
-    if not smoke and jax.default_backend() != "gpu":
-        raise SystemExit(f"the full sweep needs a GPU (backend is {jax.default_backend()}); use --smoke here")
+    args.mas_sizes = ((2, 5, 12), (3, 9, 30)) if smoke else ((16, 100, 400), (16, 200, 1000), (32, 300, 1600))
+    args.mas_repeats = args.mas_repeats or (2 if smoke else 7)
+    if not smoke and "attention" in args.only and jax.default_backend() != "gpu":
+        raise SystemExit(f"the attention sweep needs a GPU (backend is {jax.default_backend()}); "
+                         "use --only mas or --smoke here")
 
     command = "python " + " ".join(sys.argv)
     date = datetime.date.today().isoformat()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     header = f"Command: `{command}`  \nDevice: {_device()}  \nDate: {date}"
+    header += f"; load average (1, 5, 15 min) at start: {load}"
     results_path = os.path.join(args.out, "results.json")
     previous = json.load(open(results_path)) if os.path.exists(results_path) else {}
     results = {**previous, "date": date, "device": _device(), "command": command, "smoke": smoke}
