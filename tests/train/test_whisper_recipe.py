@@ -59,6 +59,8 @@ def test_train_and_evaluate_through_the_cli(dense, capsys):
     result = json.loads(capsys.readouterr().out)
     assert {"cer", "wer", "utterances", "rtf"} <= set(result) and result["step"] == 5 and result["utterances"] > 0
     assert result["decoder"] == "greedy" and np.isfinite(result["cer"])
+    assert cli.main(["evaluate", "--workdir", str(dense), "--split", "test-seen", "--beam-size", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["decoder"] == "beam2"
 
 
 def test_resumed_run_equals_an_uninterrupted_one(dense, tiny_corpus, tmp_path):
@@ -110,7 +112,7 @@ def test_hidden_states_are_the_block_outputs():
     np.testing.assert_array_equal(logits, whisper.apply(graphdef, params, features, ids, frame_mask=mask))
 
 
-def test_fine_tunes_a_transformers_checkpoint_with_its_tokenizer(tiny_corpus, tmp_path):
+def test_fine_tunes_a_transformers_checkpoint_with_its_tokenizer_and_the_emo_loss(tiny_corpus, tmp_path):
     import torch
     import transformers
 
@@ -126,8 +128,12 @@ def test_fine_tunes_a_transformers_checkpoint_with_its_tokenizer(tiny_corpus, tm
     transformers.WhisperForConditionalGeneration(config).save_pretrained(checkpoint)
     save_tokenizer(checkpoint)
     workdir = tmp_path / "run"
-    train(tiny_corpus, workdir, 2, f"--config.model.checkpoint={checkpoint}", "--config.model.max_source_positions=300")
-    assert not (workdir / "vocab.json").exists() and sorted(metrics(workdir)) == [1, 2]
+    train(tiny_corpus, workdir, 2, f"--config.model.checkpoint={checkpoint}", "--config.model.max_source_positions=300",
+          "--config.loss.kind=emo", "--config.loss.emo_combine=emo_scale")
+    logged = metrics(workdir)
+    assert not (workdir / "vocab.json").exists() and sorted(logged) == [1, 2]
+    assert 0 < logged[2]["emo"] < 2
+    np.testing.assert_allclose(logged[2]["loss"], 2 * logged[2]["emo"], rtol=1e-5)  # sg(emo/ce) ce + emo
     run = recipe._restore(str(workdir))
     assert run.vocabulary.prefix == (SOT, NO_TIMESTAMPS)  # an English-only vocabulary (96 < 51865 tokens)
     assert run.state.params["encoder"]["embed_positions"][...].shape == (300, 32)
