@@ -17,20 +17,18 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import sys
 import time
 
-import jax
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from benchmark_docs import machine, write_section
 from jaxspeech.train.config import load_config
 from jaxspeech.train.metrics import read_metrics
 from jaxspeech.train.recipes import whisper_asr
 
 SECTION = "## Sparse Whisper fine-tuning: SquareHead vs cross-entropy"
-DOCS = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "benchmarks.md")
 CONFIG = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "whisper_tiny_ft.py")
 # Narrow (about 0.6M parameters) so that the five runs fit in minutes; no dropout: at this size and
 # step count the model underfits.
@@ -103,15 +101,7 @@ def _update_docs(report: dict, command: str) -> None:
                "| run | sparsity | steps | final train CE | CER | WER | train wall |\n"
                "| --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) +
                f"\n\n{report['verdict']}\n\nFigure: `{report['figure']}` (not committed).\n")
-    text = open(DOCS).read()
-    if SECTION in text:
-        start = text.index(SECTION)
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    with open(DOCS, "w") as f:
-        f.write(text)
+    write_section(SECTION, section)
 
 
 def main() -> None:
@@ -138,7 +128,7 @@ def main() -> None:
     _plot(runs, args.targets, figure)
     report = {"runs": runs, "split": args.split, "figure": figure, "wall_seconds": time.perf_counter() - started,
               "load_average_range": [min(loads), max(loads)], "verdict": _verdict(runs, args.targets), "date": datetime.date.today().isoformat(),
-              "machine": f"{platform.machine()} {os.cpu_count()} cores, {jax.devices()[0].platform}, jax {jax.__version__}"}
+              "machine": machine()}
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(report, f, indent=2, sort_keys=True)
     if not args.no_docs:
