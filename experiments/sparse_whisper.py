@@ -93,7 +93,9 @@ def _update_docs(report: dict, command: str) -> None:
     section = (f"{SECTION}\n\nCommand: `{command}`  \nMachine: {report['machine']}  \nDate: {report['date']}  \n"
                f"Load average (1 min) over the runs: {report['load_average_range'][0]:.1f} to "
                f"{report['load_average_range'][1]:.1f}  \nTotal wall time: {report['wall_seconds']:.0f} s\n\n"
-               f"Greedy decoding on {report['split']} ({report['runs']['dense']['utterances']} utterances).\n\n"
+               f"Greedy decoding on {report['split']} ({report['runs']['dense']['utterances']} utterances). Padding of the "
+               f"length-bucketed batches: {100 * report['padding']['padding_bucketed']:.1f}% of frames (shuffled "
+               f"fixed-size batches: {100 * report['padding']['padding_random']:.1f}%).\n\n"
                "| run | sparsity | steps | final train CE | CER | WER | train wall |\n"
                "| --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) +
                f"\n\n{report['verdict']}\n\nFigure: `{report['figure']}` (not committed).\n")
@@ -120,10 +122,13 @@ def main() -> None:
             name = f"{distill}_{round(100 * target)}"
             runs[name] = _run(name, args.out, args.data, args.sparse_steps, args.split, overrides)
     loads = [x for r in runs.values() for x in r["load_average_1min"]]
+    with open(os.path.join(dense_workdir, "data_stats.json")) as f:
+        padding = {k: v for k, v in json.load(f).items() if k.startswith("padding")}
     figure = os.path.join(args.out, "cer_vs_sparsity.png")
     _plot(runs, args.targets, figure)
     report = {"runs": runs, "split": args.split, "figure": figure, "wall_seconds": time.perf_counter() - started,
-              "load_average_range": [min(loads), max(loads)], "verdict": _verdict(runs, args.targets), "date": datetime.date.today().isoformat(),
+              "load_average_range": [min(loads), max(loads)], "verdict": _verdict(runs, args.targets),
+              "padding": padding, "date": datetime.date.today().isoformat(),
               "machine": machine()}
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(report, f, indent=2, sort_keys=True)
