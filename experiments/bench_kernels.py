@@ -256,10 +256,19 @@ def _alignment_fn(impl: str, platform: str, interpret: bool):
     return functools.partial(mas.pallas_alignment, interpret=interpret)
 
 
+def _failure(call) -> str | None:
+    """Why one call of ``call`` fails (compile or run), or None when it runs."""
+    try:
+        jax.block_until_ready(call())
+    except Exception as error:  # noqa: BLE001 - a kernel that fails on a device is a result, not a crash
+        return "failed: " + str(error).splitlines()[0][:300]
+    return None
+
+
 def bench_mas(args, previous: dict | None) -> dict:
     """Every (backend, size, implementation) of the MAS sweep; one row each with median_ms, min_ms,
-    repeats and matches_reference (exact path equality), or skipped (the reason). ``previous`` is
-    not merged: the whole sweep takes minutes at most, so every run measures all of it."""
+    repeats and matches_reference (exact path equality), or skipped (why: not run there, or failed).
+    ``previous`` is not merged: the whole sweep takes minutes at most, so every run measures it all."""
     interpret = args.smoke
     platforms = ["cpu"] + (["gpu"] if jax.default_backend() == "gpu" else [])
     rng = np.random.default_rng(0)
@@ -270,6 +279,8 @@ def bench_mas(args, previous: dict | None) -> dict:
             device = jax.devices(platform)[0]
             on_device = tuple(jax.device_put(jnp.asarray(x), device) for x in inputs)
             fns = {impl: _alignment_fn(impl, platform, interpret) for impl in MAS_IMPLS}
+            fns = {impl: fn if isinstance(fn, str) else _failure(functools.partial(fn, *on_device)) or fn
+                   for impl, fn in fns.items()}  # fmt: skip
             calls = {impl: functools.partial(fn, *on_device) for impl, fn in fns.items() if not isinstance(fn, str)}
             outputs, seconds = interleaved_seconds(calls, args.mas_repeats)
             expected = np.asarray(outputs["reference"])
@@ -287,6 +298,7 @@ def bench_mas(args, previous: dict | None) -> dict:
 
 
 def mas_markdown(result: dict, header: str) -> str:
+    """The "### Monotonic alignment search" subsection: one row per (backend, size)."""
     index = {(r["backend"], r["batch"], r["n_text"], r["n_mel"], r["impl"]): r for r in result["rows"]}
     lines = [
         "### Monotonic alignment search", "", header, "",
