@@ -215,3 +215,16 @@ def place_state(state: TrainState, state_shardings: TrainState) -> TrainState:
         return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
     return jax.tree.map(place, state, state_shardings)
+
+
+def compile_recipe_step(
+    loss_fn: LossFn, optimizer: optax.GradientTransformation, state: TrainState, mesh: Mesh, config: Any
+) -> tuple[TrainStep, TrainState]:
+    """A recipe's train step from its config: :func:`make_train_step` with ``config.train.accum_steps``
+    and ``config.train.compute_dtype``, :func:`compile_train_step` with ``config.mesh.rules``
+    (``(regex, spec)`` pairs). Returns (step_fn, ``state`` placed on the mesh)."""
+    step = make_train_step(loss_fn, optimizer, accum_steps=config.train.accum_steps,
+                           compute_dtype=jnp.dtype(config.train.compute_dtype))
+    rules = [(pattern, tuple(spec)) for pattern, spec in config.mesh.rules]
+    step_fn, shardings = compile_train_step(step, state, mesh, rules)
+    return step_fn, place_state(state, shardings)

@@ -1,7 +1,6 @@
 """TTS examples: boundary word times, relative log-F0, word contours and the TTS batch."""
 
 import numpy as np
-import pytest
 
 from jaxspeech import audio
 from jaxspeech.data.bucketing import make_buckets

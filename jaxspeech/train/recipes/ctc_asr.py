@@ -35,7 +35,7 @@ from jaxspeech.train.mesh import make_mesh
 from jaxspeech.train.metrics import MetricWriter, plot_mel
 from jaxspeech.train.optim import adamw_warmup_cosine
 from jaxspeech.train.state import create_train_state
-from jaxspeech.train.step import compile_train_step, make_train_step, place_state
+from jaxspeech.train.step import compile_recipe_step
 
 log = logging.getLogger(__name__)
 _VOCAB = "vocab.json"
@@ -141,11 +141,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
 
     optimizer = _optimizer(config)
     graphdef, state = _state_template(config, jax.random.key(config.seed), optimizer)
-    step = make_train_step(ctc_asr.make_loss_fn(graphdef, config.model), optimizer,
-                           accum_steps=config.train.accum_steps, compute_dtype=jnp.dtype(config.train.compute_dtype))
-    rules = [(pattern, tuple(spec)) for pattern, spec in config.mesh.rules]
-    step_fn, shardings = compile_train_step(step, state, mesh, rules)
-    state = place_state(state, shardings)
+    step_fn, state = compile_recipe_step(ctc_asr.make_loss_fn(graphdef, config.model), optimizer, state, mesh, config)
 
     valid = _dataset(load_records(config.data.dir, split=config.data.eval_split), config)
     writer = MetricWriter(workdir)

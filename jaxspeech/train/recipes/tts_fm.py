@@ -13,16 +13,13 @@ vocoder (Griffin-Lim, or a trained iSTFT vocoder workdir) -> the pieces concaten
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
 import os
-import time
 from collections.abc import Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -47,7 +44,7 @@ from jaxspeech.train.mesh import make_mesh
 from jaxspeech.train.metrics import MetricWriter, plot_mel
 from jaxspeech.train.optim import adamw_warmup_cosine
 from jaxspeech.train.state import create_train_state
-from jaxspeech.train.step import compile_train_step, make_train_step, place_state
+from jaxspeech.train.step import compile_recipe_step
 
 log = logging.getLogger(__name__)
 _VOCAB, _SPEAKERS = "vocab.json", "speakers.json"
@@ -137,11 +134,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     optimizer = _optimizer(config)
     graphdef, state = _state_template(config, jax.random.key(config.seed), optimizer)
     loss_fn = tts.make_loss_fn(graphdef, m)
-    step = make_train_step(loss_fn, optimizer, accum_steps=config.train.accum_steps,
-                           compute_dtype=jnp.dtype(config.train.compute_dtype))
-    rules = [(pattern, tuple(spec)) for pattern, spec in config.mesh.rules]
-    step_fn, shardings = compile_train_step(step, state, mesh, rules)
-    state = place_state(state, shardings)
+    step_fn, state = compile_recipe_step(loss_fn, optimizer, state, mesh, config)
 
     # Fixed validation batches (deterministic loss with a fixed key) and one sentence to synthesize.
     valid = SpeechDataset(load_records(d.dir, split=d.eval_split), preset=d.preset, labeler=_labeler(tokenizer),

@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -37,7 +36,7 @@ from jaxspeech.train.mesh import make_mesh
 from jaxspeech.train.metrics import MetricWriter
 from jaxspeech.train.optim import adamw_warmup_cosine
 from jaxspeech.train.state import create_train_state
-from jaxspeech.train.step import compile_train_step, make_train_step, place_state
+from jaxspeech.train.step import compile_recipe_step
 
 log = logging.getLogger(__name__)
 _VOCODE_FRAME_MULTIPLE = 64  # vocode() pads frames to a multiple of this: few jit shapes
@@ -85,11 +84,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     optimizer = _optimizer(config)
     graphdef, state = _state_template(config, jax.random.key(config.seed), optimizer)
     loss_fn = vocoder.make_loss_fn(graphdef, config.model)
-    step = make_train_step(loss_fn, optimizer, accum_steps=config.train.accum_steps,
-                           compute_dtype=jnp.dtype(config.train.compute_dtype))
-    rules = [(pattern, tuple(spec)) for pattern, spec in config.mesh.rules]
-    step_fn, shardings = compile_train_step(step, state, mesh, rules)
-    state = place_state(state, shardings)
+    step_fn, state = compile_recipe_step(loss_fn, optimizer, state, mesh, config)
 
     # A fixed set of validation segments: the eval loss is comparable over steps.
     valid = _segments(config, _dataset(config, config.data.eval_split, SkipCounter()), seed=config.seed)

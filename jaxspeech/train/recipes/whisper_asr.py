@@ -58,8 +58,9 @@ from jaxspeech.train.config import read_saved_config, save_config
 from jaxspeech.train.loop import train_in_workdir
 from jaxspeech.train.mesh import make_mesh
 from jaxspeech.train.metrics import MetricWriter
+from jaxspeech.train.optim import adamw_warmup_cosine
 from jaxspeech.train.state import TrainState, create_train_state
-from jaxspeech.train.step import compile_train_step, make_train_step, place_state
+from jaxspeech.train.step import compile_recipe_step
 
 log = logging.getLogger(__name__)
 _VOCAB = "vocab.json"
@@ -147,10 +148,7 @@ def _decays(params):
 
 def _optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
     o, s = config.optim, config.sparsity
-    schedule = optax.warmup_cosine_decay_schedule(0.0, o.lr, o.warmup_steps, max(config.train.steps, o.warmup_steps + 1),
-                                                  end_value=o.lr * 0.05)
-    dense = optax.chain(optax.clip_by_global_norm(o.clip_norm),
-                        optax.adamw(schedule, b2=o.b2, weight_decay=o.weight_decay, mask=_decays))
+    dense = adamw_warmup_cosine(o, config.train.steps, decay_mask=_decays)
     if not s.target:
         return dense
     pruning = pruning_schedule(final_sparsity=s.target, begin_step=s.begin_step, end_step=s.end_step,
@@ -351,11 +349,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     graphdef, _ = whisper.abstract_init(architecture)
     state = create_train_state(_initial_params(config, architecture, dense), optimizer, jax.random.key(config.seed))
     teacher = dense.state.params if dense is not None and config.sparsity.distill == "squarehead" else None
-    step = make_train_step(make_loss_fn(config, graphdef, vocabulary, teacher), optimizer,
-                           accum_steps=config.train.accum_steps, compute_dtype=jnp.dtype(config.train.compute_dtype))
-    rules = [(pattern, tuple(spec)) for pattern, spec in config.mesh.rules]
-    step_fn, shardings = compile_train_step(step, state, mesh, rules)
-    state = place_state(state, shardings)
+    step_fn, state = compile_recipe_step(make_loss_fn(config, graphdef, vocabulary, teacher), optimizer, state, mesh,
+                                         config)
 
     valid = _dataset(load_records(config.data.dir, split=config.data.eval_split), config, architecture, vocabulary,
                      labeled=False, skips=SkipCounter())
