@@ -52,7 +52,9 @@ from jaxspeech.nn.attention import attention, resolve_impl
 
 SECTION = "## Kernels"
 SECTION_INTRO = ("Written by `experiments/bench_kernels.py`; each subsection names its command, device, "
-                 "JAX version and date.\n")
+                 "JAX version and date. Everything, on a lent GPU, in one command: "
+                 "`python experiments/bench_kernels.py --out runs/bench_kernels`; MAS alone on a CPU: "
+                 "`python experiments/bench_kernels.py --only mas --out runs/bench_kernels`.\n")
 DOCS = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "benchmarks.md")
 IMPLS = ("xla", "pallas", "cudnn")
 MASK_KINDS = ("causal", "padding", "dual")
