@@ -45,12 +45,15 @@ def _section(results: dict, command: str) -> str:
         f"{_pct(e['contour_agreement_with_reference'])} |"
         for e in r["by_nfe"])
     first = r["by_nfe"][0]
-    trained = ("" if r["train_seconds"] is None else f"{r['train_seconds']:.0f} s wall for ") + f"{r['train_steps']} steps"
+    trained = f"{r['train_steps']} steps"
+    if r["train_seconds"] is not None:
+        trained = f"{r['train_seconds']:.0f} s wall for {trained}"
     return (
         f"{SECTION}\n\nCommand: `{command}`  \nMachine: {r['machine']} (1-min load average {r['load_average'][0]:.1f} "
         f"before, {r['load_average'][1]:.1f} after)  \nDate: {r['date']}\n\n"
         f"Model: {r['parameters'] / 1e6:.2f} M parameters, {r['decoder']} decoder, trained {trained}; "
-        f"vocoder {r['vocoder']}; {first['utterances']} {r['split']} utterances ({first['commas']} commas, "
+        f"vocoder {r['vocoder']}; noise temperature {first['temperature']}; "
+        f"{first['utterances']} {r['split']} utterances ({first['commas']} commas, "
         f"{first['contours_judged']} questions and statements). The recognizer's CER on the eSpeak recordings "
         f"themselves: {_pct(r['reference_asr_cer'])}; terminal direction of the recordings against the punctuation: "
         f"{_pct(first['reference_contour_accuracy'])}.\n\n"
@@ -67,6 +70,7 @@ def main() -> None:
     parser.add_argument("--vocoder", default=None, help="griffin-lim or a vocoder workdir (default: the config's)")
     parser.add_argument("--split", default="test-seen")
     parser.add_argument("--nfe", type=int, nargs="+", default=[2, 4, 8, 10, 16, 32])
+    parser.add_argument("--temperature", type=float, default=None, help="noise temperature (default: the config's)")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--train-seconds", type=float, default=None)
     parser.add_argument("--out", default="runs/bench_tts.json")
@@ -76,7 +80,7 @@ def main() -> None:
     tts = recipes.get("tts_fm")
     load_before = os.getloadavg()[0]
     by_nfe = [tts.evaluate(args.tts_workdir, split=args.split, steps=n, guidance=0.0, asr_workdir=args.asr_workdir,
-                           vocoder=args.vocoder, limit=args.limit) for n in args.nfe]
+                           vocoder=args.vocoder, temperature=args.temperature, limit=args.limit) for n in args.nfe]
     reference = recipes.for_workdir(args.asr_workdir).evaluate(args.asr_workdir, split=args.split, beam_size=0)
     synthesizer, params, step = tts.Synthesizer.from_workdir(args.tts_workdir, args.vocoder)
     config = read_saved_config(args.tts_workdir)

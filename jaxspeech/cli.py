@@ -29,7 +29,7 @@ def _train(args, overrides) -> int:
     return 0
 
 
-_SYNTHESIS_EVAL_OPTIONS = ("asr_workdir", "vocoder", "steps", "guidance", "limit")
+_SYNTHESIS_EVAL_OPTIONS = ("asr_workdir", "vocoder", "steps", "guidance", "temperature", "limit")
 
 
 def _evaluate(args) -> int:
@@ -194,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     tts_eval.add_argument("--vocoder", default=None, help="griffin-lim or a vocoder workdir (default: the config's)")
     tts_eval.add_argument("--steps", type=int, default=None, help="ODE steps (default: the config's)")
     tts_eval.add_argument("--cfg", dest="guidance", type=float, default=None, help="classifier-free guidance scale")
+    tts_eval.add_argument("--temperature", type=float, default=None, help="noise temperature (default: the config's)")
     tts_eval.add_argument("--limit", type=int, default=None, help="evaluate the first N utterances only")
 
     transcribe = sub.add_parser(

@@ -205,7 +205,8 @@ class Synthesizer:
         with open(os.path.join(workdir, _SPEAKERS), encoding="utf-8") as f:
             speakers = json.load(f)
         tokenizer = Tokenizer.load(os.path.join(workdir, _VOCAB))
-        return cls(config, tokenizer, speakers, graphdef, vocoder or config.synth.vocoder), state.params, int(state.step)
+        synthesizer = cls(config, tokenizer, speakers, graphdef, vocoder or config.synth.vocoder)
+        return synthesizer, state.params, int(state.step)
 
     def speaker_id(self, speaker: str | int | None) -> int:
         """A speaker name or index (None = the first speaker) -> index; unknown ones raise naming the known."""
@@ -355,7 +356,7 @@ def _transcribe(asr_workdir: str, files: Sequence[str]) -> list[str]:
 
 def evaluate(workdir: str, *, split: str, beam_size: int | None = None, asr_workdir: str | None = None,
              vocoder: str | None = None, steps: int | None = None, guidance: float | None = None,
-             limit: int | None = None) -> dict:
+             temperature: float | None = None, limit: int | None = None) -> dict:
     """Synthesizes every utterance of ``split`` (its text and speaker) and compares with the recording.
 
     Result (also written to ``eval_<split>.json``; audio to ``eval_<split>/``): ``mcd_db``
@@ -363,7 +364,8 @@ def evaluate(workdir: str, *, split: str, beam_size: int | None = None, asr_work
     audio transcribed by the recognizer in ``asr_workdir``, default ``config.eval.asr_workdir``;
     null with a warning when there is none), ``rtf`` (acoustic model + vocoder seconds per
     second of audio, one utterance at a time, compiled), comma pause MAE, terminal contour
-    direction scores, ``nfe``. ``beam_size`` belongs to the recipe interface and is unused.
+    direction scores, ``nfe``. steps, guidance, temperature: default from ``config.synth``.
+    ``beam_size`` belongs to the recipe interface and is unused.
     """
     del beam_size
     synthesizer, params, step = Synthesizer.from_workdir(workdir, vocoder)
@@ -371,6 +373,8 @@ def evaluate(workdir: str, *, split: str, beam_size: int | None = None, asr_work
     e = config.eval
     steps = config.synth.steps if steps is None else steps
     guidance = config.synth.guidance if guidance is None else guidance
+    temperature = config.synth.temperature if temperature is None else temperature
+    options = dict(steps=steps, guidance=guidance, temperature=temperature)
     skips = SkipCounter()
     records = load_records(config.data.dir, split=split, skips=skips)
     unknown = sorted({speaker_of(r) for r in records} - set(synthesizer.speakers))
@@ -398,8 +402,7 @@ def evaluate(workdir: str, *, split: str, beam_size: int | None = None, asr_work
     key = jax.random.key(config.seed)
     for b in range(0, len(order), config.synth.batch_size):
         chunk = order[b:b + config.synth.batch_size]
-        out = synthesizer.synthesize(params, [items[i] for i in chunk], key=jax.random.fold_in(key, b), steps=steps,
-                                     guidance=guidance)
+        out = synthesizer.synthesize(params, [items[i] for i in chunk], key=jax.random.fold_in(key, b), **options)
         waveforms.update((i, waveform) for i, (_, waveform) in zip(chunk, out))
     paths = [os.path.join(out_dir, f"{record['id']}.wav") for record in kept]
     synthesized = [waveforms[i] for i in range(len(kept))]
@@ -409,12 +412,12 @@ def evaluate(workdir: str, *, split: str, beam_size: int | None = None, asr_work
     texts = [r["text"] for r in kept]
 
     rtf_items = items[: e.rtf_utterances]
-    seconds = sum(time_call(synthesizer.synthesize, params, [item], key=key, steps=steps, guidance=guidance,
-                            warmup=1, repeats=e.rtf_repeats) for item in rtf_items)
+    seconds = sum(time_call(synthesizer.synthesize, params, [item], key=key, warmup=1, repeats=e.rtf_repeats,
+                            **options) for item in rtf_items)
     audio_seconds = sum(len(waveforms[i]) for i in range(len(rtf_items))) / preset.sample_rate
 
     result = {"split": split, "step": step, "utterances": len(kept), "skipped": skips.total,
-              "steps": steps, "guidance": guidance, "nfe": steps * (2 if guidance else 1),
+              **options, "nfe": steps * (2 if guidance else 1),
               "vocoder": vocoder or config.synth.vocoder,
               "mcd_db": float(np.mean([mel_cepstral_distortion(s, r, preset=preset)
                                        for s, r in zip(synthesized, references)])),
