@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxspeech.eval.rtf import time_call
+from jaxspeech.eval.rtf import interleaved_seconds
 from jaxspeech.kernels import flash_attention as flash
 from jaxspeech.kernels import monotonic_alignment as mas
 from jaxspeech.kernels.attention_mask import MaskSpec, dense_mask
@@ -92,17 +92,6 @@ def _measure(fn, args, *, min_seconds: float, max_iters: int) -> dict:
         result["peak_bytes"] = int(peak) if peak else int(
             memory.temp_size_in_bytes + memory.argument_size_in_bytes + memory.output_size_in_bytes)
     return result
-
-
-def interleaved_seconds(calls: dict, repeats: int) -> tuple[dict, dict[str, list[float]]]:
-    """(output of each zero-argument call's untimed warm-up, its wall seconds in each of ``repeats``
-    rounds of one call per entry). Interleaving makes load from other work hit every entry alike."""
-    outputs = {name: jax.block_until_ready(call()) for name, call in calls.items()}
-    times = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, call in calls.items():
-            times[name].append(time_call(call, warmup=0, repeats=1))
-    return outputs, times
 
 
 # --------------------------------------------------------------------------- attention
@@ -277,17 +266,17 @@ def bench_mas(args, previous: dict | None) -> dict:
     rows = []
     for batch, n_text, n_mel in args.mas_sizes:
         inputs = padded_alignment_inputs(rng, batch, n_text, n_mel)
-        for platform in platforms:
-            device = jax.devices(platform)[0]
+        for backend in platforms:
+            device = jax.devices(backend)[0]
             on_device = tuple(jax.device_put(jnp.asarray(x), device) for x in inputs)
-            fns = {impl: _alignment_fn(impl, platform, interpret) for impl in MAS_IMPLS}
+            fns = {impl: _alignment_fn(impl, backend, interpret) for impl in MAS_IMPLS}
             fns = {impl: fn if isinstance(fn, str) else _failure(functools.partial(fn, *on_device)) or fn
                    for impl, fn in fns.items()}  # fmt: skip
             calls = {impl: functools.partial(fn, *on_device) for impl, fn in fns.items() if not isinstance(fn, str)}
             outputs, seconds = interleaved_seconds(calls, args.mas_repeats)
             expected = np.asarray(outputs["reference"])
             for impl, fn in fns.items():
-                row = {"backend": platform, "device": device.device_kind, "batch": batch, "n_text": n_text,
+                row = {"backend": backend, "device": device.device_kind, "batch": batch, "n_text": n_text,
                        "n_mel": n_mel, "impl": impl}  # fmt: skip
                 if isinstance(fn, str):
                     rows.append({**row, "skipped": fn})

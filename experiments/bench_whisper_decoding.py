@@ -39,10 +39,10 @@ import numpy as np
 import torch
 import transformers
 
-from bench_kernels import interleaved_seconds  # experiments/ is on sys.path when a script here runs
 from benchmark_docs import machine, write_section
 from jaxspeech.audio import load_audio, log_mel
 from jaxspeech.data.readers import load_records
+from jaxspeech.eval.rtf import interleaved_seconds
 from jaxspeech.models import whisper
 
 # openai/whisper-tiny's config.json (architecture and special tokens); suppress lists left out.

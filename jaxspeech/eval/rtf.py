@@ -35,3 +35,15 @@ def real_time_factor(
     if not audio_seconds > 0:
         raise ValueError(f"audio_seconds must be positive, got {audio_seconds}")
     return time_call(fn, *args, warmup=warmup, repeats=repeats, **kwargs) / audio_seconds
+
+
+def interleaved_seconds(calls: dict[str, Callable], repeats: int) -> tuple[dict, dict[str, list[float]]]:
+    """(output of each zero-argument call's untimed warm-up, its wall seconds in each of ``repeats``
+    rounds of one call per entry). Interleaving makes load from other work hit every entry alike,
+    so ratios of entries measured in one run compare on a shared machine."""
+    outputs = {name: jax.block_until_ready(call()) for name, call in calls.items()}
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            times[name].append(time_call(call, warmup=0, repeats=1))
+    return outputs, times

@@ -50,3 +50,19 @@ def test_time_call_on_a_jitted_function_and_bad_arguments():
         real_time_factor(jnp.cumsum, jnp.ones(3), audio_seconds=0.0)
     with pytest.raises(ValueError, match="repeats"):
         time_call(jnp.cumsum, jnp.ones(3), repeats=0)
+
+
+def test_interleaved_seconds_alternates_calls_after_one_warmup_each(monkeypatch):
+    clock, order = _FakeClock(), []
+    monkeypatch.setattr(rtf_module, "perf_counter", clock)
+
+    def call(name, seconds):
+        def run():
+            order.append(name)
+            clock.now += seconds
+            return name
+        return run
+
+    outputs, times = rtf_module.interleaved_seconds({"a": call("a", 1.0), "b": call("b", 3.0)}, repeats=2)
+    assert order == ["a", "b", "a", "b", "a", "b"]
+    assert outputs == {"a": "a", "b": "b"} and times == {"a": [1.0, 1.0], "b": [3.0, 3.0]}
