@@ -126,14 +126,16 @@ class TTSCollate:
 
     def __init__(self, speakers: dict[str, int], *, max_boundaries: int, contour_points: int):
         self.speakers, self.max_boundaries, self.contour_points = speakers, max_boundaries, contour_points
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        # keyed by (dataset, record index): one collate may serve a training and a validation set
+        self._cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray | None]] = {}
         self._lock = threading.Lock()
 
     def boundaries(self, dataset: SpeechDataset, index: int) -> tuple[np.ndarray, np.ndarray | None]:
         """(token spans [N,2], contours [N,C] or None) of record ``index``, last N boundaries."""
+        key = (id(dataset), index)
         with self._lock:
-            if index in self._cache:
-                return self._cache[index]
+            if key in self._cache:
+                return self._cache[key]
         record = dataset.records[index]
         phrased = phrased_record(record)
         spans = boundary_token_spans(phrased)[-self.max_boundaries:]
@@ -147,7 +149,7 @@ class TTSCollate:
             contours = word_contours(relative_log_f0(waveform, preset), times[-self.max_boundaries:],
                                      preset.sample_rate / preset.hop_length, self.contour_points)
         with self._lock:
-            self._cache[index] = (spans, contours)
+            self._cache[key] = (spans, contours)
         return spans, contours
 
     def __call__(self, dataset: SpeechDataset, rows: np.ndarray, frames: int, label_len: int) -> dict[str, np.ndarray]:

@@ -96,3 +96,15 @@ def test_batches_carry_speakers_and_boundary_contours(tiny_corpus):
         assert all(tokenizer.symbols[tokens[e]] in ",.?" for e in ends)
         assert np.isfinite(batch["boundary_contour"][row]).all()
     assert skips.counts["no word timings for boundary contours"] == 1
+
+
+def test_one_collate_keeps_the_boundaries_of_two_datasets_apart(tiny_corpus):
+    train, valid = (load_records(tiny_corpus, split=split) for split in ("train", "valid"))
+    tokenizer = tokenizer_for(train + valid)
+    labeler = lambda r: tokenizer.encode(phrased_record(r).text)  # noqa: E731
+    datasets = [SpeechDataset(records, preset="tts_22k", labeler=labeler) for records in (train, valid)]
+    collate = TTSCollate({speaker_of(r): 0 for r in train + valid}, max_boundaries=4, contour_points=8)
+    for dataset in datasets:
+        for index in range(len(valid)):
+            spans, _ = collate.boundaries(dataset, index)
+            np.testing.assert_array_equal(spans, boundary_token_spans(phrased_record(dataset.records[index]))[-4:])
