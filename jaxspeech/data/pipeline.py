@@ -187,6 +187,13 @@ class SpeechBatches(GrainBatches):
         return self._collate(self.dataset, rows[p * share:(p + 1) * share], self.buckets.lengths[bucket],
                              self.label_lengths[bucket])
 
+    def describe(self) -> dict:
+        """Utterances, buckets ``[lengths, rows]``, batches per epoch and :meth:`padding_report`: what a
+        run records about its batching."""
+        buckets = [list(self.buckets.lengths), list(self.buckets.sizes)]
+        return {"train_utterances": len(self.dataset), "buckets": buckets, "batches_per_epoch": self.batches_per_epoch,
+                **self.padding_report()}
+
     def padding_report(self, *, random_batch_size: int | None = None) -> dict[str, float]:
         """Padding share of bucketed batching vs shuffled fixed-size batching (same mean rows/batch)."""
         plan = self.plan(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Mapping
@@ -14,6 +15,8 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
 
 
 def _to_float(value: Any) -> float:
@@ -165,3 +168,10 @@ def plot_loss_curve(
     figure.tight_layout()
     figure.savefig(out_png)
     return steps, values
+
+
+def write_data_stats(workdir: str | os.PathLike, stats: Mapping[str, Any]) -> None:
+    """Logs a run's data summary (utterances, skips, padding, ...) and writes it to ``workdir/data_stats.json``."""
+    log.info("data: %s", json.dumps(stats))
+    with open(os.path.join(workdir, "data_stats.json"), "w") as f:
+        json.dump(stats, f, indent=2)

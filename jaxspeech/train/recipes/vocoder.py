@@ -33,7 +33,7 @@ from jaxspeech.train.checkpoint import restore_latest
 from jaxspeech.train.config import read_saved_config, save_config
 from jaxspeech.train.loop import train_in_workdir
 from jaxspeech.train.mesh import make_mesh
-from jaxspeech.train.metrics import MetricWriter
+from jaxspeech.train.metrics import MetricWriter, write_data_stats
 from jaxspeech.train.optim import adamw_warmup_cosine
 from jaxspeech.train.state import create_train_state
 from jaxspeech.train.step import compile_recipe_step
@@ -74,12 +74,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
                          f"{config.train.accum_steps} accumulation steps")
     batches = _segments(config, dataset, seed=config.seed, process_index=jax.process_index(),
                         process_count=jax.process_count())
-    stats = {"train_utterances": len(dataset), "segment_samples": batches.segment_samples,
-             "train_seconds": float(dataset.lengths.sum()) * dataset.preset.hop_length / dataset.preset.sample_rate,
-             "skips": dict(skips.counts)}
-    log.info("data: %s", json.dumps(stats))
-    with open(os.path.join(workdir, "data_stats.json"), "w") as f:
-        json.dump(stats, f, indent=2)
+    write_data_stats(workdir, {
+        "train_utterances": len(dataset), "segment_samples": batches.segment_samples,
+        "train_seconds": float(dataset.lengths.sum()) * dataset.preset.hop_length / dataset.preset.sample_rate,
+        "skips": dict(skips.counts)})
 
     optimizer = _optimizer(config)
     graphdef, state = _state_template(config, jax.random.key(config.seed), optimizer)

@@ -57,7 +57,7 @@ from jaxspeech.train.checkpoint import restore_latest
 from jaxspeech.train.config import read_saved_config, save_config
 from jaxspeech.train.loop import train_in_workdir
 from jaxspeech.train.mesh import make_mesh
-from jaxspeech.train.metrics import MetricWriter
+from jaxspeech.train.metrics import MetricWriter, write_data_stats
 from jaxspeech.train.optim import adamw_warmup_cosine
 from jaxspeech.train.state import TrainState, create_train_state
 from jaxspeech.train.step import compile_recipe_step
@@ -339,11 +339,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     batches = SpeechBatches(dataset, buckets, seed=config.seed, process_index=jax.process_index(),
                             process_count=jax.process_count(), num_threads=d.num_threads,
                             label_multiple=_LENGTH_MULTIPLE)
-    stats = {"train_utterances": len(dataset), "buckets": [list(buckets.lengths), list(buckets.sizes)],
-             "batches_per_epoch": batches.batches_per_epoch, **batches.padding_report(), "skips": dict(skips.counts)}
-    log.info("data: %s", json.dumps(stats))
-    with open(os.path.join(workdir, "data_stats.json"), "w") as f:
-        json.dump(stats, f, indent=2)
+    write_data_stats(workdir, {**batches.describe(), "skips": dict(skips.counts)})
 
     optimizer = _optimizer(config)
     graphdef, _ = whisper.abstract_init(architecture)
