@@ -9,9 +9,10 @@ import soundfile
 
 from jaxspeech.cli import main
 from jaxspeech.text import UnknownSymbolError
-from jaxspeech.train.config import load_config
 from jaxspeech.train.metrics import read_metrics
 from jaxspeech.train.recipes import tts_fm as recipe
+
+from recipe_runs import losses, recipe_config
 
 pytestmark = pytest.mark.slow
 
@@ -34,12 +35,7 @@ QUESTION = "Was the clock too shiny?"
 
 
 def config(corpus, steps, eval_every=0):
-    return load_config("configs/tts_fm_tiny.py", [f"--config.data.dir={corpus}", f"--config.train.steps={steps}",
-                                                  f"--config.train.eval_every={eval_every}", *TINY])
-
-
-def losses(workdir):
-    return {m["step"]: m["loss"] for m in read_metrics(os.path.join(workdir, "metrics.jsonl")) if "loss" in m}
+    return recipe_config("configs/tts_fm_tiny.py", corpus, steps, TINY, eval_every)
 
 
 @pytest.fixture(scope="module")

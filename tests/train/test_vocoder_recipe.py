@@ -6,9 +6,10 @@ import os
 import numpy as np
 import pytest
 
-from jaxspeech.train.config import load_config
 from jaxspeech.train.metrics import read_metrics
 from jaxspeech.train.recipes import vocoder as recipe
+
+from recipe_runs import losses, recipe_config
 
 pytestmark = pytest.mark.slow
 
@@ -19,12 +20,7 @@ TINY = ["--config.model.dim=16", "--config.model.intermediate_dim=32", "--config
 
 
 def config(corpus, steps, eval_every=0):
-    return load_config("configs/vocoder_istft_tiny.py", [f"--config.data.dir={corpus}", f"--config.train.steps={steps}",
-                                                         f"--config.train.eval_every={eval_every}", *TINY])
-
-
-def losses(workdir):
-    return {m["step"]: m["loss"] for m in read_metrics(os.path.join(workdir, "metrics.jsonl")) if "loss" in m}
+    return recipe_config("configs/vocoder_istft_tiny.py", corpus, steps, TINY, eval_every)
 
 
 @pytest.fixture(scope="module")
