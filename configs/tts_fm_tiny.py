@@ -25,7 +25,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.eval_split = "valid"
     c.data.preset = "tts_22k"
     c.data.max_frames = 4096  # mel frames per batch, padding included
-    c.data.num_buckets = 3  # one compilation per bucket (~15-50 s each on 2 cores)
+    c.data.num_buckets = 3  # one train-step compilation per bucket (measured 50-125 s each at load 7, 2 cores)
     c.data.max_seconds = 20.0
     c.data.max_boundaries = 4  # phrase boundaries per utterance with a contour (the last ones)
     c.data.cache_features = True
