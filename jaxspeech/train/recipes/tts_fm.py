@@ -29,7 +29,14 @@ from jaxspeech.data.bucketing import make_buckets, round_up
 from jaxspeech.data.manifest import SkipCounter
 from jaxspeech.data.pipeline import SpeechBatches, SpeechDataset
 from jaxspeech.data.readers import load_records
-from jaxspeech.data.tts import TTSCollate, phrased_record, record_phonemes, speaker_of, tokenizer_for
+from jaxspeech.data.tts import (
+    TTSCollate,
+    boundary_token_spans,
+    phrased_record,
+    record_phonemes,
+    speaker_of,
+    tokenizer_for,
+)
 from jaxspeech.eval import error_rates
 from jaxspeech.eval.mcd import mel_cepstral_distortion
 from jaxspeech.eval.prosody import comma_pause_mae, expected_direction, terminal_direction
@@ -146,7 +153,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     def evaluate_valid(state) -> dict[str, float]:
         key = jax.random.key(config.seed)
         metrics = [jax.device_get(eval_loss(state.params, batch, key)[1]) for batch in valid_batches]
-        [(mel, waveform)] = synthesizer.synthesize(state.params, [_record_item(sample, speakers)], key=key)
+        [(mel, waveform)] = synthesizer.synthesize(state.params, [synthesizer.record_item(sample)], key=key)
         writer.image(int(state.step), "valid/synthesized_mel", plot_mel(mel, title=sample["text"]))
         writer.audio(int(state.step), "valid/synthesized", waveform, synthesizer.preset.sample_rate)
         return {name: float(np.mean([x[name] for x in metrics])) for name in metrics[0]}
@@ -161,14 +168,6 @@ class SynthesisItem:
 
     def __init__(self, pieces: Sequence[str], speaker: int, intonation: Sequence[int] | None = None):
         self.pieces, self.speaker, self.intonation = list(pieces), speaker, intonation
-
-
-def _record_item(record: dict, speakers: Sequence[str], max_symbols: int = 1 << 30) -> SynthesisItem:
-    """A corpus record's phonemes and speaker as a :class:`SynthesisItem` (unknown speakers raise)."""
-    name = speaker_of(record)
-    if name not in speakers:
-        raise ValueError(f"unknown speaker {name!r}; the model knows {', '.join(speakers)}")
-    return SynthesisItem(split_phonemes(record_phonemes(record), max_symbols), speakers.index(name))
 
 
 class Synthesizer:
@@ -226,6 +225,11 @@ class Synthesizer:
         return SynthesisItem(split_phonemes(phonemes, self.config.synth.max_symbols), self.speaker_id(speaker),
                              intonation)
 
+    def record_item(self, record: dict) -> SynthesisItem:
+        """A corpus record's phonemes and speaker as a :class:`SynthesisItem` (unknown speakers raise)."""
+        return SynthesisItem(split_phonemes(record_phonemes(record), self.config.synth.max_symbols),
+                             self.speaker_id(speaker_of(record)))
+
     def rows(self, items: Sequence[SynthesisItem]):
         """Token rows of every piece of every item: (owner item, tokens [L], boundary spans, intonation).
         Raises UnknownSymbolError for symbols outside the vocabulary, ValueError for a wrong
@@ -241,7 +245,7 @@ class Synthesizer:
                 raise ValueError(f"{len(choices)} intonation tokens given for {total} phrase boundaries")
             used = 0
             for p in phrased:
-                spans = [(p.words[b.word][0], b.symbol) for b in p.boundaries]
+                spans = boundary_token_spans(p)
                 chosen = None if choices is None else list(choices[used:used + len(spans)])
                 used += len(spans)
                 rows.append((owner, self.tokenizer.encode(p.text), spans, chosen))
@@ -382,7 +386,7 @@ def evaluate(workdir: str, *, split: str, beam_size: int | None = None, asr_work
     items, kept = [], []
     for record in records:
         try:
-            item = _record_item(record, synthesizer.speakers, config.synth.max_symbols)
+            item = synthesizer.record_item(record)
             synthesizer.rows([item])  # tokenizes now: unknown symbols are a counted skip
         except ValueError as err:
             skips.skip(f"{type(err).__name__}: {err}", record["id"])
