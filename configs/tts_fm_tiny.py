@@ -55,7 +55,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.optim.b2 = 0.99
 
     c.train = ml_collections.ConfigDict()
-    c.train.steps = 3000
+    c.train.steps = 10000
     c.train.accum_steps = 1
     c.train.compute_dtype = "float32"
     c.train.log_every = 25

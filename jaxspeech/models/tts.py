@@ -16,9 +16,11 @@ from those alignments with no prosodic labels. ``metrics["break_frames"]`` track
 Terminal intonation: K learned intonation-shape tokens (tanh, GST style) are attended by an LSTM
 encoding of the log-F0 contour of the last word before each boundary; the attended style vector
 is added to that word's states after the prenet. A classifier on the (detached) prenet states
-with one attention layer of context predicts, per boundary, the token the reference encoder
-attends to most (cross-entropy on the argmax of the head-averaged weights, detached). At
-synthesis the token weights are that classifier's softmax, or a user's choice (``intonation``).
+with one attention layer of context predicts, per boundary and head, the reference encoder's
+token weights (soft cross-entropy against the detached weights [B,N,H,K]). At synthesis the
+token weights are that predictor's per-head softmax, so the style vector is one the decoder saw
+in training (a single argmax token shared by the heads is not), or a user's choice
+(``intonation``: one token, all heads).
 
 Batch contract (dict of arrays; right padding, masks are authoritative, padding may hold anything):
   tokens              [B,L] int     phoneme ids, with break tokens between words
@@ -189,18 +191,21 @@ def _boundary_features(states: jax.Array, start: jax.Array, end: jax.Array, pres
 
 
 class IntonationPredictor(nnx.Module):
-    """Intonation-token logits [B,N,K] from text: one transformer layer over the prenet states for
-    sentence context, then an MLP over the boundary word's mean state and its punctuation state."""
+    """Intonation-token logits [B,N,H,K] (per style head) from text: one transformer layer over the
+    prenet states for sentence context, then an MLP over the boundary word's mean state and its
+    punctuation state."""
 
-    def __init__(self, d_model: int, num_heads: int, num_tokens: int, ff_mult: int, dropout: float, *,
-                 rngs: nnx.Rngs):
+    def __init__(self, d_model: int, num_heads: int, num_tokens: int, style_heads: int, ff_mult: int,
+                 dropout: float, *, rngs: nnx.Rngs):
+        self.style_heads, self.num_tokens = style_heads, num_tokens
         self.context = Transformer(d_model, 1, num_heads, ff_mult=ff_mult, dropout=dropout, rngs=rngs)
         self.hidden = nnx.Linear(2 * d_model, d_model, rngs=rngs)
-        self.out = nnx.Linear(d_model, num_tokens, rngs=rngs)
+        self.out = nnx.Linear(d_model, style_heads * num_tokens, rngs=rngs)
 
     def __call__(self, states, token_mask, start, end, present, rngs):
         context = self.context(states, token_mask, rngs=rngs)
-        return self.out(jax.nn.silu(self.hidden(_boundary_features(context, start, end, present))))
+        logits = self.out(jax.nn.silu(self.hidden(_boundary_features(context, start, end, present))))
+        return logits.reshape(*logits.shape[:-1], self.style_heads, self.num_tokens)
 
 
 class FlowDecoder(nnx.Module):
@@ -258,8 +263,8 @@ class FlowMatchingTTS(nnx.Module):
         self.intonation = TerminalIntonationEncoder(
             d, num_tokens=into.num_tokens, lstm_hidden=into.lstm_hidden, attention_dim=into.attention_dim,
             num_heads=into.num_heads, rngs=rngs)
-        self.intonation_predictor = IntonationPredictor(d, enc.num_heads, into.num_tokens, enc.ff_mult, enc.dropout,
-                                                        rngs=rngs)
+        self.intonation_predictor = IntonationPredictor(d, enc.num_heads, into.num_tokens, into.num_heads,
+                                                        enc.ff_mult, enc.dropout, rngs=rngs)
         self.decoder = FlowDecoder(config, rngs=rngs)
 
     def encode(
@@ -274,10 +279,10 @@ class FlowMatchingTTS(nnx.Module):
         rngs: nnx.Rngs | None = None,
     ) -> dict[str, jax.Array]:
         """Text side. Returns mu [B,L,F] (normalised-mel units), log_durations [B,L],
-        and with boundaries intonation_logits [B,N,K] and intonation_weights [B,N,H,K].
+        and with boundaries intonation_logits [B,N,H,K] and intonation_weights [B,N,H,K].
 
         Token weights come from the reference ``contour`` [B,N,C] (training), else from
-        ``intonation`` [B,N] int token choices, else from the predictor's softmax.
+        ``intonation`` [B,N] int token choices, else from the predictor's per-head softmax.
         """
         chex.assert_rank([tokens, token_mask, speaker], [2, 2, 1])
         chex.assert_equal_shape([tokens, token_mask])
@@ -296,7 +301,6 @@ class FlowMatchingTTS(nnx.Module):
             chex.assert_equal_shape([start, end, present])
             # The predictor must not shape the encoder: it reads detached states.
             logits = self.intonation_predictor(jax.lax.stop_gradient(text_states), mask, start, end, present, rngs)
-            heads = self.intonation.num_heads
             if contour is not None:
                 chex.assert_rank(contour, 3)
                 chex.assert_equal_shape_prefix([contour, present], 2)
@@ -304,10 +308,9 @@ class FlowMatchingTTS(nnx.Module):
             elif intonation is not None:
                 chex.assert_equal_shape([intonation, present])
                 one_hot = jax.nn.one_hot(intonation, self.num_intonation_tokens)
-                weights = jnp.broadcast_to(one_hot[:, :, None, :], (*present.shape, heads, one_hot.shape[-1]))
+                weights = jnp.broadcast_to(one_hot[:, :, None, :], logits.shape)
             else:
-                probs = jax.nn.softmax(logits, axis=-1)
-                weights = jnp.broadcast_to(probs[:, :, None, :], (*present.shape, heads, probs.shape[-1]))
+                weights = jax.nn.softmax(logits, axis=-1)
             style = self.intonation.style(weights)  # [B,N,D]
             positions = jnp.arange(tokens.shape[1])
             span = (positions >= start[..., None]) & (positions < end[..., None]) & present[..., None]
@@ -453,13 +456,14 @@ def make_loss_fn(
 
         if boundaries is not None:
             present = boundaries["boundary_mask"].astype(bool)
-            # Target: the token the reference encoder attends to most (heads averaged), detached.
-            target_token = jnp.argmax(jax.lax.stop_gradient(enc["intonation_weights"]).mean(axis=2), axis=-1)
+            # Target: the reference encoder's per-head token weights, detached (soft cross-entropy,
+            # averaged over heads); accuracy compares the head-averaged argmax tokens.
+            target = jax.lax.stop_gradient(enc["intonation_weights"])
             log_probs = jax.nn.log_softmax(enc["intonation_logits"], axis=-1)
-            nll = -jnp.take_along_axis(log_probs, target_token[..., None], axis=-1)[..., 0]
+            nll = -jnp.sum(target * log_probs, axis=-1).mean(axis=-1)
             count = jnp.maximum(jnp.sum(present), 1)
             intonation_ce = jnp.sum(jnp.where(present, nll, 0.0)) / count
-            hits = jnp.argmax(enc["intonation_logits"], axis=-1) == target_token
+            hits = jnp.argmax(log_probs.mean(axis=2), axis=-1) == jnp.argmax(target.mean(axis=2), axis=-1)
             intonation_accuracy = jnp.sum(present & hits) / count
         else:
             intonation_ce = intonation_accuracy = jnp.zeros((), jnp.float32)

@@ -117,6 +117,22 @@ def test_duration_and_intonation_losses_do_not_reach_the_encoder(trained_unet):
     assert norms["transformer"] > 0 and norms["intonation"] > 0 and norms["duration_body"] == 0
 
 
+def test_intonation_loss_is_the_soft_cross_entropy_to_the_reference_weights():
+    config, batch = tiny_config(), tiny_batch()
+    graphdef, params = tts.init(config, jax.random.key(3))
+    _, metrics = tts.make_loss_fn(graphdef, config, train=False)(params, batch, jax.random.key(0))
+    enc = tts.encode(graphdef, params, batch["tokens"], batch["token_mask"], batch["speaker"], _boundary_args(batch),
+                     contour=batch["boundary_contour"])
+    target = np.asarray(enc["intonation_weights"], np.float64)  # [B,N,H,K]
+    logits = np.asarray(enc["intonation_logits"], np.float64)
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    present = np.asarray(batch["boundary_mask"])
+    per_boundary = -(target * log_probs).sum(-1).mean(-1)
+    np.testing.assert_allclose(metrics["intonation_ce"], per_boundary[present].mean(), rtol=1e-5)
+    hits = log_probs.mean(2).argmax(-1) == target.mean(2).argmax(-1)
+    np.testing.assert_allclose(metrics["intonation_accuracy"], hits[present].mean(), rtol=1e-6)
+
+
 def test_mas_durations_cover_the_mel_and_pure_encode_is_padding_safe():
     config, batch = tiny_config(), tiny_batch()
     graphdef, params = tts.init(config, jax.random.key(0))
@@ -162,11 +178,12 @@ def test_intonation_weights_are_distributions_and_one_hot_selects_a_token():
                         _boundary_args(batch), intonation=choice)["intonation_weights"]
     np.testing.assert_array_equal(chosen.argmax(-1), np.broadcast_to(np.asarray(choice)[:, :, None], (2, 2, 2)))
     np.testing.assert_array_equal(chosen.max(-1), 1.0)
-    # From text alone: the predictor's softmax, shared by the heads.
+    # From text alone: the predictor's softmax, one per head.
     predicted = tts.encode(graphdef, params, batch["tokens"], batch["token_mask"], batch["speaker"],
                            _boundary_args(batch))
-    softmax = jax.nn.softmax(predicted["intonation_logits"], axis=-1)
-    np.testing.assert_allclose(predicted["intonation_weights"], jnp.stack([softmax] * 2, axis=2), rtol=1e-6)
+    assert predicted["intonation_logits"].shape == (2, 2, 2, 3)
+    np.testing.assert_allclose(predicted["intonation_weights"], jax.nn.softmax(predicted["intonation_logits"], -1),
+                               rtol=1e-6)
     with pytest.raises(ValueError, match="boundary word spans"):
         tts.encode(graphdef, params, batch["tokens"], batch["token_mask"], batch["speaker"], intonation=choice)
 
