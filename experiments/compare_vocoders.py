@@ -1,30 +1,91 @@
-"""Griffin-Lim (32 iterations) vs a trained iSTFT vocoder: MCD against the eSpeak reference on test-seen.
+"""Copy synthesis: Griffin-Lim vs a trained iSTFT vocoder, both from the reference log-mels of test-seen.
 
-    python experiments/compare_vocoders.py CORPUS_DIR VOCODER_WORKDIR [N_UTTERANCES]
+    python experiments/compare_vocoders.py --data /tmp/corpus_default --vocoder-workdir /tmp/runs/voc \
+        --out /tmp/compare_vocoders.json
 
-Both vocode the reference log-mel of the same utterances; prints one JSON line.
+Per vocoder: MCD against the eSpeak recording and the terminal-contour direction against the
+punctuation (``?`` rises, ``.`` falls), next to the recordings' own direction score. This is the
+ceiling a TTS model's intonation score can reach through that vocoder. Writes JSON and the
+"Vocoder" section of docs/benchmarks.md.
 """
+
+from __future__ import annotations
+
+import argparse
+import datetime
 import json
 import os
-import sys
+import time
 
 import jax
 import numpy as np
 
+from benchmark_docs import machine, write_section
 from jaxspeech.audio import load_audio, log_mel, log_mel_to_audio
-from jaxspeech.eval import mel_cepstral_distortion
 from jaxspeech.data.readers import load_records
+from jaxspeech.eval import mel_cepstral_distortion
+from jaxspeech.eval.prosody import intonation_scores
 from jaxspeech.train.recipes.vocoder import vocode
 
-data, workdir = sys.argv[1], sys.argv[2]
-n = int(sys.argv[3]) if len(sys.argv) > 3 else 76
-records = load_records(data, split="test-seen")[:n]
-voc = vocode(workdir)
-gl = jax.jit(lambda m: log_mel_to_audio(m, "tts_22k", n_iter=32))
-res = {"griffin_lim_32": [], "istft_vocoder": []}
-for r in records:
-    audio = load_audio(os.path.join(data, r["audio"]), sample_rate=22050)
-    mel = np.asarray(log_mel(audio, "tts_22k"))
-    res["griffin_lim_32"].append(mel_cepstral_distortion(np.asarray(gl(mel)), audio))
-    res["istft_vocoder"].append(mel_cepstral_distortion(np.asarray(voc(mel)), audio))
-print(json.dumps({k: round(float(np.mean(v)), 3) for k, v in res.items()} | {"utterances": len(records)}))
+TITLE = "## Vocoder copy synthesis (issue 3)"
+SAMPLE_RATE = 22050
+
+
+def compare(data: str, vocoder_workdir: str, limit: int | None, griffin_lim_iterations: int) -> dict:
+    records = load_records(data, split="test-seen")[:limit]
+    texts = [r["text"] for r in records]
+    recordings = [load_audio(os.path.join(data, r["audio"]), sample_rate=SAMPLE_RATE) for r in records]
+    mels = [np.asarray(log_mel(a, "tts_22k")) for a in recordings]
+    vocoders = {
+        f"griffin_lim_{griffin_lim_iterations}": jax.jit(
+            lambda m: log_mel_to_audio(m, "tts_22k", n_iter=griffin_lim_iterations)),
+        "istft_vocoder": vocode(vocoder_workdir),
+    }
+    results = {"recordings": intonation_scores(recordings, texts, SAMPLE_RATE)}
+    for name, vocoder in vocoders.items():
+        start = time.perf_counter()
+        audios = [np.asarray(vocoder(m)) for m in mels]
+        seconds = time.perf_counter() - start
+        results[name] = {
+            "mcd_db": float(np.mean([mel_cepstral_distortion(a, r) for a, r in zip(audios, recordings)])),
+            "wall_s_including_compilation": seconds,
+            **intonation_scores(audios, texts, SAMPLE_RATE),
+        }
+    return {"utterances": len(records), "vocoder_workdir": vocoder_workdir, "results": results}
+
+
+def _docs_section(report: dict, command: str) -> str:
+    rows = ["| audio | MCD dB | contour direction | questions rising | statements falling |",
+            "| --- | --- | --- | --- | --- |"]
+    for name, r in report["results"].items():
+        mcd = f"{r['mcd_db']:.2f}" if "mcd_db" in r else "-"
+        rows.append(f"| {name} | {mcd} | {r['contour_accuracy']:.1%} | {r['question_rising']:.1%} | "
+                    f"{r['statement_falling']:.1%} |")
+    return (f"{TITLE}\n\nMachine: {report['machine']}. Date: {report['date']}.\n\n```bash\n{command}\n```\n\n"
+            f"{report['utterances']} test-seen utterances; each vocoder renders the recording's own log-mel. The "
+            "contour columns are the ceiling a TTS model's intonation score can reach through that vocoder "
+            "(`jaxspeech.eval.prosody.terminal_direction`, ? rising / . falling).\n\n" + "\n".join(rows) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="corpus directory (jaxspeech corpus build)")
+    parser.add_argument("--vocoder-workdir", required=True, help="workdir of configs/vocoder_istft_tiny.py")
+    parser.add_argument("--limit", type=int, default=None, help="first N test-seen utterances")
+    parser.add_argument("--griffin-lim-iterations", type=int, default=32)
+    parser.add_argument("--out", required=True, help="JSON report path")
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
+    args = parser.parse_args()
+    report = compare(args.data, args.vocoder_workdir, args.limit, args.griffin_lim_iterations)
+    report.update(date=datetime.date.today().isoformat(), machine=machine(), load_average=os.getloadavg())
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=2)
+    print(json.dumps(report, indent=2))
+    if not args.no_docs:
+        command = (f"python experiments/compare_vocoders.py --data {args.data} --vocoder-workdir "
+                   f"{args.vocoder_workdir} --out {args.out}" + (f" --limit {args.limit}" if args.limit else ""))
+        write_section(TITLE, _docs_section(report, command))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,3 +1,4 @@
+import functools
 import warnings
 
 import jax
@@ -126,6 +127,32 @@ def test_pallas_kernel_in_interpret_mode_matches_reference():
     np.testing.assert_allclose(run(q, k, v), reference_attention(q, k, v, mask), atol=2e-5)
 
 
+@pytest.mark.parametrize("masking", ["none", "padding", "causal_span", "segments"])
+def test_query_chunked_attention_matches_numpy_and_the_reference_gradients(masking, monkeypatch):
+    """impl="chunked" with a chunk that does not divide Tq (the padded tail rows are dropped)."""
+    monkeypatch.setattr(attention_module, "QUERY_CHUNK", 4)
+    q, k, v = _qkv(13, q_len=10, k_len=10)
+    lengths, start, end = np.array([10, 6]), np.array([3, 0]), np.array([7, 5])
+    q_ids = np.array([[0] * 5 + [1] * 5, [0] * 3 + [2] * 7])  # row 1: queries 3.. see no key
+    kv_ids = np.array([[0] * 5 + [1] * 5, [0] * 10])
+    mask, allowed = {
+        "none": (None, _numpy_allowed(2, 10, 10)),
+        "padding": (MaskSpec.from_lengths(jnp.asarray(lengths), 10), _numpy_allowed(2, 10, 10, key_lengths=lengths)),
+        "causal_span": (MaskSpec(key_mask=jnp.asarray(np.arange(10)[None] < lengths[:, None]), causal=True,
+                                 span_start=jnp.asarray(start), span_end=jnp.asarray(end)),
+                        _numpy_allowed(2, 10, 10, key_lengths=lengths, causal=True, span=(start, end))),
+        "segments": (MaskSpec(q_segment_ids=jnp.asarray(q_ids), kv_segment_ids=jnp.asarray(kv_ids)),
+                     _numpy_allowed(2, 10, 10, segments=(q_ids, kv_ids))),
+    }[masking]
+    chunked = functools.partial(attention, mask=mask, impl="chunked")
+    np.testing.assert_allclose(chunked(q, k, v), numpy_attention(q, k, v, allowed), atol=1e-5)
+    cotangent = jnp.asarray(np.random.default_rng(1).standard_normal(q.shape), jnp.float32)
+    grads = [jax.vjp(lambda *x: f(*x), q, k, v)[1](cotangent)
+             for f in (chunked, functools.partial(reference_attention, mask=mask))]
+    for got, want in zip(*grads):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
 def test_auto_dispatch_picks_by_platform_mask_and_dtype(monkeypatch):
     q, k, v = (x.astype(jnp.bfloat16) for x in _qkv(11, q_len=7, k_len=7))
     causal, lengths = MaskSpec(causal=True), MaskSpec.from_lengths(jnp.array([7, 3]), 7)
@@ -133,6 +160,8 @@ def test_auto_dispatch_picks_by_platform_mask_and_dtype(monkeypatch):
     scattered = MaskSpec(key_mask=jnp.ones((2, 7), bool))
     if jax.default_backend() == "cpu":
         assert resolve_impl("auto", q, k, v, causal) == ("xla", None)
+        long_q = jnp.zeros((1, attention_module.QUERY_CHUNK + 1, 4, 8))
+        assert resolve_impl("auto", long_q, k, v, None) == ("chunked", None)
         with pytest.raises(ValueError, match="impl='cudnn' cannot run this call: cuDNN attention needs a CUDA GPU"):
             attention(q, k, v, causal, impl="cudnn")
         with pytest.raises(ValueError, match="impl='pallas' cannot run this call: .*use interpret=True"):

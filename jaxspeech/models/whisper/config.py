@@ -56,7 +56,7 @@ class WhisperConfig:
     suppress_tokens: tuple[int, ...] = ()
     begin_suppress_tokens: tuple[int, ...] = ()
     dropout: float = 0.0
-    attention_impl: str = "xla"
+    attention_impl: str = "auto"
 
     def __post_init__(self):
         sizes = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
