@@ -140,6 +140,27 @@ def test_wide_beam_search_is_exhaustive_search(penalty):
         np.testing.assert_allclose(out.scores[row], score, rtol=1e-5)
 
 
+def test_beam_search_reorders_only_the_cache_leaves_the_step_changes():
+    step, empty = toy_model(seed=2)
+    prefix = np.array([[3, 1], [2, 4]])
+    search = dict(beam_size=3, max_new_tokens=4, eos_id=EOS, length_penalty=0.6)
+
+    def copying(tokens, cache):  # hands back a new array for every leaf: all are reordered
+        logits, cache = step(tokens, cache)
+        return logits, jax.tree.map(lambda x: x + 0, cache)
+
+    kept, copied = (beam_search(s, empty(), prefix, **search) for s in (step, copying))
+    np.testing.assert_array_equal(kept.tokens, copied.tokens)
+    np.testing.assert_allclose(kept.scores, copied.scores, rtol=1e-6)
+
+    def inconsistent(tokens, cache):  # "ctx" untouched for the prefix, then changed per token
+        logits, cache = step(tokens, cache)
+        return logits, cache if tokens.shape[1] > 1 else {**cache, "ctx": cache["ctx"] * 1.5}
+
+    with pytest.raises(ValueError, match="cannot tell which leaves to reorder"):
+        beam_search(inconsistent, empty(), prefix, **search)
+
+
 def test_nonfinite_logits_stop_the_row_and_raise_outside_jit():
     step, empty = toy_model()
 
