@@ -25,6 +25,7 @@ from jaxspeech.audio import load_audio, log_mel, log_mel_to_audio
 from jaxspeech.data.readers import load_records
 from jaxspeech.eval import mel_cepstral_distortion
 from jaxspeech.eval.prosody import intonation_scores
+from jaxspeech.train.metrics import read_metrics
 from jaxspeech.train.recipes.vocoder import vocode
 
 TITLE = "## Vocoder copy synthesis (issue 3)"
@@ -51,7 +52,9 @@ def compare(data: str, vocoder_workdir: str, limit: int | None, griffin_lim_iter
             "wall_s_including_compilation": seconds,
             **intonation_scores(audios, texts, SAMPLE_RATE),
         }
-    return {"utterances": len(records), "vocoder_workdir": vocoder_workdir, "results": results}
+    steps = max((m["step"] for m in read_metrics(os.path.join(vocoder_workdir, "metrics.jsonl"))), default=0)
+    return {"utterances": len(records), "vocoder_workdir": vocoder_workdir, "vocoder_steps": steps,
+            "results": results}
 
 
 def _docs_section(report: dict, command: str) -> str:
@@ -62,7 +65,8 @@ def _docs_section(report: dict, command: str) -> str:
         rows.append(f"| {name} | {mcd} | {r['contour_accuracy']:.1%} | {r['question_rising']:.1%} | "
                     f"{r['statement_falling']:.1%} |")
     return (f"{TITLE}\n\nMachine: {report['machine']}. Date: {report['date']}.\n\n```bash\n{command}\n```\n\n"
-            f"{report['utterances']} test-seen utterances; each vocoder renders the recording's own log-mel. The "
+            f"{report['utterances']} test-seen utterances; each vocoder renders the recording's own log-mel "
+            f"(iSTFT vocoder: `configs/vocoder_istft_tiny.py`, {report['vocoder_steps']} steps). The "
             "contour columns are the ceiling a TTS model's intonation score can reach through that vocoder "
             "(`jaxspeech.eval.prosody.terminal_direction`, ? rising / . falling).\n\n" + "\n".join(rows) + "\n")
 
