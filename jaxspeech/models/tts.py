@@ -528,6 +528,7 @@ def generate(
     guidance_scale: float | None = None,
     temperature: float = 0.667,
     length_scale: float = 1.0,
+    duration_rounding: str = "ceil",
     sway: bool | float = False,
     intonation: jax.Array | None = None,
     boundary_word_start: jax.Array | None = None,
@@ -540,7 +541,8 @@ def generate(
     padding; mel_mask [B,T] with ceil(sum of durations) valid frames per row).
 
     guidance_scale: classifier-free guidance against the null speaker and zero mu_y (needs
-    training with flow.cond_drop_prob > 0); None = off. intonation: [B,N] token index per
+    training with flow.cond_drop_prob > 0); None = off. duration_rounding: "ceil" (Matcha) or
+    "round" (``nn.length_regulator.durations_from_log``). intonation: [B,N] token index per
     boundary (with the three boundary arrays), overriding the text-predicted intonation.
     max_frames: static output length; None = the longest row rounded up to a multiple of
     FRAME_BUCKET (needs concrete inputs).
@@ -571,7 +573,7 @@ def generate(
 
     token_mask = jnp.asarray(token_mask, bool)
     mu, log_durations = _encode_for_synthesis(graphdef, params, tokens, token_mask, speaker, boundaries, intonation)
-    durations = durations_from_log(log_durations, token_mask, length_scale=length_scale)
+    durations = durations_from_log(log_durations, token_mask, length_scale=length_scale, rounding=duration_rounding)
     frames = _host(durations)
     if frames is None and max_frames is None:
         raise ValueError("under jit, generate needs a static max_frames")

@@ -45,8 +45,11 @@ def test_durations_from_log():
     mask = jnp.array([[True, True, True, False]])
     np.testing.assert_allclose(durations_from_log(logw, mask), [[3.0, 1.0, 4.0, 0.0]])
     np.testing.assert_allclose(durations_from_log(logw, mask, length_scale=1.5), [[4.5, 1.5, 6.0, 0.0]])
+    np.testing.assert_allclose(durations_from_log(logw, mask, rounding="round"), [[2.0, 1.0, 4.0, 0.0]])
     with pytest.raises(ValueError, match="length_scale"):
         durations_from_log(logw, mask, length_scale=0.0)
+    with pytest.raises(ValueError, match="rounding"):
+        durations_from_log(logw, mask, rounding="floor")
 
 
 def test_bad_inputs():
