@@ -13,10 +13,9 @@ import datetime
 import json
 import os
 import subprocess
-import sys
 import time
 
-from benchmark_docs import machine, write_section
+from benchmark_docs import command, machine, write_section
 
 from jaxspeech.train import recipes
 from jaxspeech.train.config import load_config
@@ -100,7 +99,7 @@ def main() -> None:
         json.dump(results, f, indent=2)
     print(json.dumps(results, indent=2))
     if not args.no_docs:
-        _update_docs(results, "python " + " ".join(sys.argv))
+        _update_docs(results, command())
 
 
 if __name__ == "__main__":

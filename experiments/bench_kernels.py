@@ -37,13 +37,13 @@ import os
 import platform
 import re
 import statistics
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmark_docs import command
 from jaxspeech.eval.rtf import interleaved_seconds
 from jaxspeech.kernels import flash_attention as flash
 from jaxspeech.kernels import monotonic_alignment as mas
@@ -398,14 +398,14 @@ def main() -> None:
         raise SystemExit(f"the attention sweep needs a GPU (backend is {jax.default_backend()}); "
                          "use --only mas or --smoke here")
 
-    command = "python " + " ".join(sys.argv)
+    command_line = command()
     date = datetime.date.today().isoformat()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    header = f"Command: `{command}`  \nDevice: {_device()}  \nDate: {date}"
+    header = f"Command: `{command_line}`  \nDevice: {_device()}  \nDate: {date}"
     header += f"; load average (1, 5, 15 min) at start: {load}"
     results_path = os.path.join(args.out, "results.json")
     previous = json.load(open(results_path)) if os.path.exists(results_path) else {}
-    results = {**previous, "date": date, "device": _device(), "command": command, "smoke": smoke}
+    results = {**previous, "date": date, "device": _device(), "command": command_line, "smoke": smoke}
     markdown = {}
     for name in args.only:
         run, render = BENCHMARKS[name]

@@ -18,9 +18,8 @@ import argparse
 import datetime
 import json
 import os
-import sys
 
-from benchmark_docs import machine, write_section
+from benchmark_docs import command, machine, write_section
 
 from jaxspeech.train import recipes
 from jaxspeech.train.config import read_saved_config
@@ -102,7 +101,7 @@ def main() -> None:
         json.dump(results, f, indent=2)
     print(json.dumps(results, indent=2))
     if not args.no_docs:
-        write_section(SECTION, _section(results, "python " + " ".join(sys.argv)))
+        write_section(SECTION, _section(results, command()))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ import datetime
 import json
 import os
 import statistics
-import sys
 import tempfile
 
 import jax
@@ -39,7 +38,7 @@ import numpy as np
 import torch
 import transformers
 
-from benchmark_docs import machine, write_section
+from benchmark_docs import command, machine, write_section
 from jaxspeech.audio import load_audio, log_mel
 from jaxspeech.data.readers import load_records
 from jaxspeech.eval.rtf import interleaved_seconds
@@ -186,7 +185,7 @@ def main() -> None:
         rows = [run_case(decoders, features[:batch], beam, new_tokens=args.new_tokens, repeats=args.repeats)
                 for batch in sorted({1, args.batch}) for beam in args.beams]  # fmt: skip
     result = {
-        "command": "python " + " ".join(sys.argv),
+        "command": command(),
         "date": datetime.date.today().isoformat(),
         "machine": machine(),
         "versions": f"jax {jax.__version__}, torch {torch.__version__}, transformers {transformers.__version__}",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
+import sys
 
 import jax
 
@@ -13,6 +15,14 @@ DOCS = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "benchmarks.md
 def machine() -> str:
     """e.g. ``x86_64, 2 cores, cpu, jax 0.10.2``."""
     return f"{platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].platform}, jax {jax.__version__}"
+
+
+def command() -> str:
+    """The running script's command line with the script path relative to the repository root
+    (``python experiments/bench_tts.py --out ...``), wherever it was started from."""
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
+    script = os.path.relpath(os.path.abspath(sys.argv[0]), os.path.abspath(root))
+    return shlex.join(["python", script, *sys.argv[1:]])
 
 
 def write_section(title: str, section: str) -> None:

@@ -20,7 +20,7 @@ import time
 import jax
 import numpy as np
 
-from benchmark_docs import machine, write_section
+from benchmark_docs import command, machine, write_section
 from jaxspeech.audio import load_audio, log_mel, log_mel_to_audio
 from jaxspeech.data.readers import load_records
 from jaxspeech.eval import mel_cepstral_distortion
@@ -86,9 +86,7 @@ def main() -> None:
         json.dump(report, f, indent=2)
     print(json.dumps(report, indent=2))
     if not args.no_docs:
-        command = (f"python experiments/compare_vocoders.py --data {args.data} --vocoder-workdir "
-                   f"{args.vocoder_workdir} --out {args.out}" + (f" --limit {args.limit}" if args.limit else ""))
-        write_section(TITLE, _docs_section(report, command))
+        write_section(TITLE, _docs_section(report, command()))
 
 
 if __name__ == "__main__":

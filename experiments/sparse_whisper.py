@@ -17,13 +17,12 @@ import argparse
 import datetime
 import json
 import os
-import sys
 import time
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from benchmark_docs import machine, write_section
+from benchmark_docs import command, machine, write_section
 from jaxspeech.train.config import load_config
 from jaxspeech.train.metrics import read_metrics
 from jaxspeech.train.recipes import whisper_asr
@@ -133,7 +132,7 @@ def main() -> None:
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(report, f, indent=2, sort_keys=True)
     if not args.no_docs:
-        _update_docs(report, "python " + " ".join(sys.argv))
+        _update_docs(report, command())
     print(json.dumps({name: {k: r[k] for k in ("cer", "wer")} for name, r in runs.items()}, indent=2))
 
 
