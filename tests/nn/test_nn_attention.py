@@ -160,8 +160,9 @@ def test_auto_dispatch_picks_by_platform_mask_and_dtype(monkeypatch):
     scattered = MaskSpec(key_mask=jnp.ones((2, 7), bool))
     if jax.default_backend() == "cpu":
         assert resolve_impl("auto", q, k, v, causal) == ("xla", None)
-        long_q = jnp.zeros((1, attention_module.QUERY_CHUNK + 1, 4, 8))
+        long_q = jnp.zeros((1, attention_module.CHUNKED_FROM, 4, 8))
         assert resolve_impl("auto", long_q, k, v, None) == ("chunked", None)
+        assert resolve_impl("auto", long_q[:, 1:], k, v, None) == ("xla", None)
         with pytest.raises(ValueError, match="impl='cudnn' cannot run this call: cuDNN attention needs a CUDA GPU"):
             attention(q, k, v, causal, impl="cudnn")
         with pytest.raises(ValueError, match="impl='pallas' cannot run this call: .*use interpret=True"):
