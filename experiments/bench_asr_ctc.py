@@ -15,7 +15,7 @@ import os
 import subprocess
 import time
 
-from benchmark_docs import command, machine, write_section
+from benchmark_docs import command, machine, save_report, write_section
 
 from jaxspeech.train import recipes
 from jaxspeech.train.config import load_config
@@ -95,9 +95,7 @@ def main() -> None:
         "eval": evals,
         "loss_curve": curve,
     }
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
-    print(json.dumps(results, indent=2))
+    save_report(results, os.path.join(args.out, "results.json"))
     if not args.no_docs:
         _update_docs(results, command())
 

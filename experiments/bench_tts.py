@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 
-from benchmark_docs import command, machine, write_section
+from benchmark_docs import command, machine, save_report, write_section
 
 from jaxspeech.train import recipes
 from jaxspeech.train.config import read_saved_config
@@ -96,10 +95,7 @@ def main() -> None:
         "reference_asr_cer": reference["cer"],
         "by_nfe": by_nfe,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(results, f, indent=2)
-    print(json.dumps(results, indent=2))
+    save_report(results, args.out)
     if not args.no_docs:
         write_section(SECTION, _section(results, command()))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shlex
@@ -23,6 +24,14 @@ def command() -> str:
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
     script = os.path.relpath(os.path.abspath(sys.argv[0]), os.path.abspath(root))
     return shlex.join(["python", script, *sys.argv[1:]])
+
+
+def save_report(report: dict, path: str) -> None:
+    """Writes ``report`` as JSON to ``path`` (creating its folder) and prints it."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+    print(json.dumps(report, indent=2))
 
 
 def write_section(title: str, section: str) -> None:

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import time
 
 import jax
 import numpy as np
 
-from benchmark_docs import command, machine, write_section
+from benchmark_docs import command, machine, save_report, write_section
 from jaxspeech.audio import load_audio, log_mel, log_mel_to_audio
 from jaxspeech.data.readers import load_records
 from jaxspeech.eval import mel_cepstral_distortion
@@ -82,9 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     report = compare(args.data, args.vocoder_workdir, args.limit, args.griffin_lim_iterations)
     report.update(date=datetime.date.today().isoformat(), machine=machine(), load_average=os.getloadavg())
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
-    print(json.dumps(report, indent=2))
+    save_report(report, args.out)
     if not args.no_docs:
         write_section(TITLE, _docs_section(report, command()))
 
