@@ -1,4 +1,13 @@
+import os
+import tempfile
+
 import pytest
+
+# numba (through librosa, a test-only reference) writes each @guvectorize(cache=True) kernel as two cache
+# files without atomicity between them; xdist workers filling one cold cache at once can load a mixed
+# pair and segfault (numba/numba#10128; seen here in librosa.yin on a fresh CI venv). Each test process
+# gets its own cache directory. numba reads the variable when it is first imported, after this file.
+os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxspeech-numba-")
 
 
 @pytest.fixture(scope="session")
