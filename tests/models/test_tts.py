@@ -8,8 +8,6 @@ import pytest
 
 from jaxspeech.models import tts
 
-pytestmark = pytest.mark.xdist_group("tts_model")  # the trained_unet fixture is built once
-
 N_MELS, VOCAB, BREAK = 8, 10, 1
 WEIGHTED = ("duration_loss", "prior_loss", "flow_mse", "intonation_ce")
 

@@ -14,8 +14,7 @@ from jaxspeech.train.recipes import tts_fm as recipe
 
 from recipe_runs import losses, recipe_config
 
-# One worker runs the module, so its trained-model fixtures are built once (pytest -n 2 --dist loadgroup).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tts_recipe")]
+pytestmark = pytest.mark.slow
 
 TINY = [
     "--config.model.encoder.d_model=16", "--config.model.encoder.num_layers=1", "--config.model.encoder.ff_mult=2",

@@ -16,8 +16,7 @@ from jaxspeech.sparsity import pruning_masks, sparsity_of
 from jaxspeech.train.metrics import read_metrics
 from jaxspeech.train.recipes import whisper_asr as recipe
 
-# One worker runs the module, so its trained-model fixtures are built once (pytest -n 2 --dist loadgroup).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("whisper_recipe")]
+pytestmark = pytest.mark.slow
 
 # Dropout off: a student equal to its teacher then has exactly zero SquareHead loss.
 TINY = ["--config.model.d_model=32", "--config.model.encoder_layers=1", "--config.model.decoder_layers=1",
