@@ -56,14 +56,14 @@ def compare(data: str, vocoder_workdir: str, limit: int | None, griffin_lim_iter
             "results": results}
 
 
-def _docs_section(report: dict, command: str) -> str:
+def _docs_section(report: dict, command_line: str) -> str:
     rows = ["| audio | MCD dB | contour direction | questions rising | statements falling |",
             "| --- | --- | --- | --- | --- |"]
     for name, r in report["results"].items():
         mcd = f"{r['mcd_db']:.2f}" if "mcd_db" in r else "-"
         rows.append(f"| {name} | {mcd} | {r['contour_accuracy']:.1%} | {r['question_rising']:.1%} | "
                     f"{r['statement_falling']:.1%} |")
-    return (f"{TITLE}\n\nMachine: {report['machine']}. Date: {report['date']}.\n\n```bash\n{command}\n```\n\n"
+    return (f"{TITLE}\n\nMachine: {report['machine']}. Date: {report['date']}.\n\n```bash\n{command_line}\n```\n\n"
             f"{report['utterances']} test-seen utterances; each vocoder renders the recording's own log-mel "
             f"(iSTFT vocoder: `configs/vocoder_istft_tiny.py`, {report['vocoder_steps']} steps). The "
             "contour columns are the ceiling a TTS model's intonation score can reach through that vocoder "

@@ -147,7 +147,7 @@ def test_query_chunked_attention_matches_numpy_and_the_reference_gradients(maski
     chunked = functools.partial(attention, mask=mask, impl="chunked")
     np.testing.assert_allclose(chunked(q, k, v), numpy_attention(q, k, v, allowed), atol=1e-5)
     cotangent = jnp.asarray(np.random.default_rng(1).standard_normal(q.shape), jnp.float32)
-    grads = [jax.vjp(lambda *x: f(*x), q, k, v)[1](cotangent)
+    grads = [jax.vjp(f, q, k, v)[1](cotangent)
              for f in (chunked, functools.partial(reference_attention, mask=mask))]
     for got, want in zip(*grads):
         np.testing.assert_allclose(got, want, atol=1e-5)

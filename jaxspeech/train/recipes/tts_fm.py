@@ -287,8 +287,9 @@ class Synthesizer:
         mel, mel_mask = tts.generate(
             self.graphdef, params, self.config.model, tokens, token_mask, speaker, key, steps=steps,
             method=method or s.method, guidance_scale=guidance or None, temperature=temperature,
-            length_scale=length_scale, duration_rounding=s.get("duration_rounding", "ceil"), sway=s.sway, intonation=chosen if overridden else None,
-            boundary_word_start=starts, boundary_word_end=ends, boundary_mask=present)
+            length_scale=length_scale, duration_rounding=s.get("duration_rounding", "ceil"), sway=s.sway,
+            intonation=chosen if overridden else None, boundary_word_start=starts, boundary_word_end=ends,
+            boundary_mask=present)
         mel, mel_mask = np.asarray(mel), np.asarray(mel_mask)
         silence = math.log(1e-5)  # padding frames must vocode to silence, not to ln-amplitude 0
         waveforms = self._vocode(np.where(mel_mask[..., None], mel, silence), mel_mask)
