@@ -4,6 +4,7 @@ alignment search (MAS) against its plain-JAX reference.
     python experiments/bench_kernels.py --out runs/bench_kernels               # GPU: everything, rewrites docs
     python experiments/bench_kernels.py --only mas --out runs/bench_kernels    # CPU only: MAS, rewrites docs
     python experiments/bench_kernels.py --smoke --out /tmp/bench_smoke         # any machine: tiny, interpret mode
+    python experiments/bench_kernels.py --render runs/bench_kernels/results.json  # docs from a finished run
 
 Attention: bfloat16, T in {1k, 4k, 16k} with batch x T = 16k tokens and heads x head dim = 2048,
 head dim 64 and 128, masks causal / padding / UniVoice dual, forward and forward+backward, for
@@ -21,9 +22,10 @@ speed). Utterances are padded as in training: text lengths in [T_text / 2, T_tex
 in [max(tokens, 0.6 T_mel), T_mel], the first row full.
 
 Each benchmark in ``BENCHMARKS`` returns its results and a markdown subsection; the script
-writes OUT/results.json and rewrites those subsections of the "## Kernels" section of
-docs/benchmarks.md (other sections and subsections are left alone). --smoke writes no docs
-unless --docs is given.
+writes OUT/results.json (after every measurement, so a run cut short keeps what it measured) and
+rewrites those subsections of the "## Kernels" section of docs/benchmarks.md (other sections and
+subsections are left alone). --smoke writes no docs unless --docs is given. --render rewrites the
+docs from a results.json measured elsewhere (a lent GPU machine) without measuring anything.
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ from jaxspeech.nn.attention import attention, resolve_impl
 
 SECTION = "## Kernels"
 SECTION_INTRO = ("Written by `experiments/bench_kernels.py`; each subsection names its command, device, "
-                 "JAX version and date. Everything, on a lent GPU, in one command: "
-                 "`python experiments/bench_kernels.py --out runs/bench_kernels`; MAS alone on a CPU: "
+                 "JAX version and date. Everything that needs a GPU, on a lent GPU, in one command: "
+                 "`bash experiments/gpu_checks.sh OUT`, then `python experiments/bench_kernels.py --render "
+                 "OUT/results.json`; MAS alone on a CPU: "
                  "`python experiments/bench_kernels.py --only mas --out runs/bench_kernels`.\n")
 DOCS = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "benchmarks.md")
 IMPLS = ("xla", "pallas", "cudnn")
@@ -137,15 +140,24 @@ def _row_key(row: dict) -> tuple:
     return row["pass"], row["length"], row["head_dim"], row["mask"], row["impl"]
 
 
-def bench_attention(args, previous: dict | None) -> dict:
+def bench_attention(args, previous: dict | None, save) -> dict:
     """Every (length, head dim, mask, implementation, pass) of the attention sweep.
 
     Rows of ``previous`` (an earlier run into the same --out with the same blocks and mode) that
     this run does not repeat are kept, so a sweep can be split over several commands by --lengths.
+    ``save`` receives the result so far after every row.
     """
     interpret = jax.default_backend() != "gpu"
-    blocks = flash.BlockSizes(*args.blocks)
+    blocks = flash.BlockSizes(*args.blocks, num_warps=args.warps, num_stages=args.stages)
+    tiles = [*args.blocks, args.warps, args.stages]
+    compatible = previous and previous.get("blocks") == tiles and previous.get("interpret") == interpret
     rows = []
+
+    def so_far():
+        measured = {_row_key(r) for r in rows}
+        kept = [r for r in previous["rows"] if _row_key(r) not in measured] if compatible else []
+        return {"interpret": interpret, "blocks": tiles, "rows": kept + rows}
+
     for length in args.lengths:
         batch = max(1, args.tokens // length)
         for head_dim in args.head_dims:
@@ -153,12 +165,12 @@ def bench_attention(args, previous: dict | None) -> dict:
             rng = np.random.default_rng(0)
             q, k, v, d_out = (jnp.asarray(rng.standard_normal((batch, length, heads, head_dim)), jnp.bfloat16)
                               for _ in range(4))
-            for kind in MASK_KINDS:
+            for kind in args.masks:
                 mask = attention_mask(kind, batch, length)
                 # batch x T x T <= 16k x 16k fits int32.
                 allowed = int(dense_mask(mask, batch, length, length).sum(dtype=jnp.int32))
                 forward_flops = 4.0 * heads * head_dim * allowed
-                for impl in IMPLS:
+                for impl in args.impls:
                     reason = _cannot_run(impl, q, k, v, mask, interpret)
                     attend = _attend(impl, mask, blocks, interpret)
                     for name, fn, fn_args, flops in (
@@ -173,10 +185,8 @@ def bench_attention(args, previous: dict | None) -> dict:
                                      "heads": heads, "mask": kind, "impl": impl, "allowed_pairs": allowed,
                                      **result})
                         print(json.dumps(rows[-1]), flush=True)
-    if previous and previous.get("blocks") == list(args.blocks) and previous.get("interpret") == interpret:
-        measured = {_row_key(r) for r in rows}
-        rows = [r for r in previous["rows"] if _row_key(r) not in measured] + rows
-    return {"interpret": interpret, "blocks": list(args.blocks), "rows": rows}
+                        save(so_far())
+    return so_far()
 
 
 def _cell(row: dict | None) -> str:
@@ -196,7 +206,7 @@ def attention_markdown(result: dict, header: str) -> str:
     index = {(r["pass"], r["length"], r["head_dim"], r["mask"], r["impl"]): r for r in rows}
     lines = [
         "### Flash attention", "", header, "",
-        f"Pallas blocks (fwd q, fwd k, bwd q, bwd k): {result['blocks']}"
+        f"Pallas tiles (fwd q, fwd k, bwd q, bwd k, warps, stages; None: by head dim): {result['blocks']}"
         + (" — **interpret mode** (no GPU): times say nothing about kernel speed." if result["interpret"] else ""),
         "", "Cells: median ms (TFLOP/s over allowed pairs only). Temp: the compiled program's scratch memory "
         "beyond its inputs and outputs (MiB; `peak_bytes` in the JSON is XLA's own peak estimate).",
@@ -256,10 +266,11 @@ def _failure(call) -> str | None:
     return None
 
 
-def bench_mas(args, previous: dict | None) -> dict:
+def bench_mas(args, previous: dict | None, save) -> dict:
     """Every (backend, size, implementation) of the MAS sweep; one row each with median_ms, min_ms,
     repeats and matches_reference (exact path equality), or skipped (why: not run there, or failed).
-    ``previous`` is not merged: the whole sweep takes minutes at most, so every run measures it all."""
+    ``previous`` is not merged: the whole sweep takes minutes at most, so every run measures it all.
+    ``save`` receives the result so far after every size."""
     interpret = args.smoke
     platforms = ["cpu"] + (["gpu"] if jax.default_backend() == "gpu" else [])
     rng = np.random.default_rng(0)
@@ -285,6 +296,7 @@ def bench_mas(args, previous: dict | None) -> dict:
                 rows.append({**row, "median_ms": statistics.median(ms), "min_ms": min(ms), "repeats": len(ms),
                              "matches_reference": bool(np.array_equal(np.asarray(outputs[impl]), expected))})
                 print(json.dumps(rows[-1]), flush=True)
+            save({"interpret": interpret, "rows": rows})
     return {"interpret": interpret, "rows": rows}
 
 
@@ -372,6 +384,23 @@ def _device() -> str:
             f"jax {jax.__version__}")
 
 
+def _write_json(path: str, data: dict) -> None:
+    """Write ``data`` to ``path`` atomically (a run killed mid-write keeps the previous file)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def render_docs(results: dict, docs: str) -> None:
+    """Rewrite the docs subsections of every benchmark in ``results`` (each with its own header)."""
+    markdown = {name: render(results[name], results["headers"][name])
+                for name, (_, render) in BENCHMARKS.items() if name in results}
+    for body in markdown.values():
+        print(body)
+    update_docs(docs, markdown)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/bench_kernels")
@@ -380,18 +409,29 @@ def main() -> None:
     parser.add_argument("--docs", default=None, help="markdown file to update (default docs/benchmarks.md; "
                                                      "none with --smoke)")
     parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument("--render", metavar="RESULTS_JSON", help="only rewrite the docs from this results.json")
     parser.add_argument("--lengths", type=int, nargs="+", help="attention T values (default 1024 4096 16384)")
     parser.add_argument("--head-dims", type=int, nargs="+", help="attention head dims (default 64 128)")
     parser.add_argument("--blocks", type=int, nargs=4, help="Pallas block sizes: fwd q, fwd k, bwd q, bwd k")
+    parser.add_argument("--warps", type=int, default=flash.BlockSizes.num_warps, help="Pallas warps per program")
+    parser.add_argument("--stages", type=int, help="Pallas pipelining stages (default: by head dim)")
+    parser.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS), help="attention implementations")
+    parser.add_argument("--masks", nargs="+", choices=MASK_KINDS, default=list(MASK_KINDS), help="attention masks")
+    parser.add_argument("--min-seconds", type=float, help="timed seconds per attention configuration "
+                                                          "(at least 3 calls; default 1, smoke 0)")
     parser.add_argument("--mas-repeats", type=int, help="timed MAS calls per implementation (default 7, smoke 2)")
     args = parser.parse_args()
+    if args.render:
+        render_docs(json.load(open(args.render)), args.docs or DOCS)
+        return
     smoke = args.smoke
     args.lengths = args.lengths or ([40, 64] if smoke else [1024, 4096, 16384])
     args.head_dims = args.head_dims or ([32] if smoke else [64, 128])
-    args.blocks = args.blocks or ([16, 16, 16, 16] if smoke else list(dataclasses.astuple(flash.BlockSizes())))
+    args.blocks = args.blocks or ([16, 16, 16, 16] if smoke else list(dataclasses.astuple(flash.BlockSizes())[:4]))
     args.tokens = 96 if smoke else 16384
     args.width = 64 if smoke else 2048
-    args.min_seconds, args.max_iters = (0.0, 3) if smoke else (1.0, 100)
+    args.min_seconds = args.min_seconds if args.min_seconds is not None else (0.0 if smoke else 1.0)
+    args.max_iters = 3 if smoke else 100
     args.mas_sizes = ((2, 5, 12), (3, 9, 30)) if smoke else ((16, 100, 400), (16, 200, 1000), (32, 300, 1600))
     args.mas_repeats = args.mas_repeats or (2 if smoke else 7)
     if not smoke and "attention" in args.only and jax.default_backend() != "gpu":
@@ -406,19 +446,20 @@ def main() -> None:
     results_path = os.path.join(args.out, "results.json")
     previous = json.load(open(results_path)) if os.path.exists(results_path) else {}
     results = {**previous, "date": date, "device": _device(), "command": command_line, "smoke": smoke}
-    markdown = {}
+    results["headers"] = {**previous.get("headers", {}), **{name: header for name in args.only}}
+
+    def saver(name):
+        def save(partial):
+            results[name] = partial
+            _write_json(results_path, results)
+        return save
+
     for name in args.only:
-        run, render = BENCHMARKS[name]
-        results[name] = run(args, previous.get(name))
-        markdown[name] = render(results[name], header)
-    os.makedirs(args.out, exist_ok=True)
-    with open(results_path, "w") as f:
-        json.dump(results, f, indent=2)
-    for body in markdown.values():
-        print(body)
+        run, _ = BENCHMARKS[name]
+        saver(name)(run(args, previous.get(name), saver(name)))
     docs = args.docs or (None if smoke else DOCS)
     if docs and not args.no_docs:
-        update_docs(docs, markdown)
+        render_docs(results, docs)
 
 
 if __name__ == "__main__":

@@ -47,22 +47,31 @@ _TN = (((0,), (0,)), ((), ()))  # contract the first dims: a.T @ b
 
 @dataclasses.dataclass(frozen=True)
 class BlockSizes:
-    """Tile sizes: forward (block_q x block_k) and backward (block_q_bwd x block_k_bwd).
+    """Tile sizes: forward (block_q x block_k) and backward (block_q_bwd x block_k_bwd), and the
+    Triton launch parameters: warps per program and software-pipelining stages (None: 3 stages
+    for head dim <= 64, else 2).
 
-    Powers of two, at least 16 (the smallest Triton matmul tile); blocks larger than the
-    sequence shrink to it. The defaults are a starting point for an H100, not a tuned choice.
+    Blocks are powers of two, at least 16 (the smallest Triton matmul tile); blocks larger than
+    the sequence shrink to it. The defaults come from a sweep on an H200 (docs/kernels.md,
+    "Tiles"): T = 4096, causal, bfloat16, head dims 64 and 128.
     """
 
     block_q: int = 128
     block_k: int = 64
     block_q_bwd: int = 64
     block_k_bwd: int = 64
+    num_warps: int = 4
+    num_stages: int | None = None
 
     def __post_init__(self):
         for name in ("block_q", "block_k", "block_q_bwd", "block_k_bwd"):
             size = getattr(self, name)
             if size < 16 or size & (size - 1):
                 raise ValueError(f"{name} must be a power of two >= 16, got {size}")
+        if self.num_warps not in (1, 2, 4, 8, 16):
+            raise ValueError(f"num_warps must be one of 1, 2, 4, 8, 16, got {self.num_warps}")
+        if self.num_stages is not None and self.num_stages < 1:
+            raise ValueError(f"num_stages must be >= 1 or None, got {self.num_stages}")
 
 
 @functools.partial(jax.jit, static_argnames=("scale",))
@@ -303,7 +312,8 @@ def _compiler_params(cfg: _Static, head_dim: int):
     # Imported here: the Triton module is only needed (and only meaningful) when compiling for a GPU.
     from jax.experimental.pallas import triton as pltriton
 
-    return pltriton.CompilerParams(num_warps=4 if head_dim <= 64 else 8, num_stages=2)
+    stages = cfg.blocks.num_stages or (3 if head_dim <= 64 else 2)
+    return pltriton.CompilerParams(num_warps=cfg.blocks.num_warps, num_stages=stages)
 
 
 def _forward(cfg: _Static, q, k, v, aux):
@@ -437,11 +447,12 @@ def flash_attention(
     mask = MaskSpec() if mask is None else mask
     batch, q_len, heads, head_dim = q.shape
     k_len = k.shape[1]
-    blocks = BlockSizes(
-        _fit_block(block_sizes.block_q, q_len),
-        _fit_block(block_sizes.block_k, k_len),
-        _fit_block(block_sizes.block_q_bwd, q_len),
-        _fit_block(block_sizes.block_k_bwd, k_len),
+    blocks = dataclasses.replace(
+        block_sizes,
+        block_q=_fit_block(block_sizes.block_q, q_len),
+        block_k=_fit_block(block_sizes.block_k, k_len),
+        block_q_bwd=_fit_block(block_sizes.block_q_bwd, q_len),
+        block_k_bwd=_fit_block(block_sizes.block_k_bwd, k_len),
     )
     q_pad = _round_up(q_len, max(blocks.block_q, blocks.block_q_bwd))
     k_pad = _round_up(k_len, max(blocks.block_k, blocks.block_k_bwd))

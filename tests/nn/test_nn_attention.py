@@ -10,6 +10,13 @@ from jaxspeech.nn import attention as attention_module
 from jaxspeech.nn.attention import MaskSpec, attention, reference_attention, resolve_impl, rotary_embedding
 
 
+@pytest.fixture(autouse=True)
+def _full_float32_matmuls():
+    """Exact float32 products on GPUs too (XLA's default there is TF32), so float64 comparisons hold."""
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
 def numpy_attention(q, k, v, allowed):
     """Direct per-head softmax(q k^T / sqrt(D)) v in float64; allowed: [B,Tq,Tk] bool.
 
@@ -125,6 +132,29 @@ def test_pallas_kernel_in_interpret_mode_matches_reference():
     run = jax.jit(lambda q, k, v: attention(q, k, v, mask, impl="pallas", interpret=True),
                   compiler_options={"xla_backend_optimization_level": 0})
     np.testing.assert_allclose(run(q, k, v), reference_attention(q, k, v, mask), atol=2e-5)
+
+
+@pytest.mark.skipif(jax.default_backend() != "gpu", reason="cuDNN and the compiled Pallas kernel need a CUDA GPU")
+@pytest.mark.parametrize("impl", ["cudnn", "pallas", "auto"])
+@pytest.mark.parametrize("masking", ["causal", "lengths"])
+def test_gpu_implementations_match_the_reference_in_bfloat16(impl, masking):
+    """Output and gradients within 2x the XLA reference's own bf16 error, both measured against a
+    float32 reference on the same bf16-rounded inputs (T = 200: no block size divides it)."""
+    q, k, v = (x.astype(jnp.bfloat16) for x in _qkv(11, q_len=200, k_len=200, dim=64))
+    cotangent = jnp.asarray(np.random.default_rng(12).standard_normal(q.shape), jnp.bfloat16)
+    mask = MaskSpec(causal=True) if masking == "causal" else MaskSpec.from_lengths(jnp.array([200, 77]), 200)
+
+    def out_and_grads(attend, *args):
+        out, pull = jax.vjp(attend, *args)
+        return (out, *pull(cotangent.astype(out.dtype)))
+
+    got = jax.jit(functools.partial(out_and_grads, lambda *a: attention(*a, mask, impl=impl)))(q, k, v)
+    xla = out_and_grads(lambda *a: reference_attention(*a, mask), q, k, v)
+    truth = out_and_grads(lambda *a: reference_attention(*a, mask), *(x.astype(jnp.float32) for x in (q, k, v)))
+    for name, g, x, t in zip(("out", "dq", "dk", "dv"), got, xla, truth):
+        assert g.dtype == jnp.bfloat16, name
+        error = float(jnp.abs(g.astype(jnp.float32) - t).max())
+        assert error <= 2 * float(jnp.abs(x.astype(jnp.float32) - t).max()) + 1e-3, (name, error)
 
 
 @pytest.mark.parametrize("masking", ["none", "padding", "causal_span", "segments"])
