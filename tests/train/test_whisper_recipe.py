@@ -11,6 +11,7 @@ import pytest
 from flax import nnx
 
 from jaxspeech import cli
+from jaxspeech.data.specaugment import spec_augment
 from jaxspeech.models import whisper
 from jaxspeech.sparsity import pruning_masks, sparsity_of
 from jaxspeech.train.metrics import read_metrics
@@ -138,3 +139,25 @@ def test_fine_tunes_a_transformers_checkpoint_with_its_tokenizer_and_the_emo_los
     assert run.vocabulary.prefix == (SOT, NO_TIMESTAMPS)  # an English-only vocabulary (96 < 51865 tokens)
     assert run.state.params["encoder"]["embed_positions"][...].shape == (300, 32)
     assert recipe.evaluate(str(workdir), split="test-seen")["utterances"] > 0
+
+
+def test_training_loss_applies_specaugment_with_the_first_half_of_the_key(dense):
+    """The loss on raw features with SpecAugment configured equals the loss with SpecAugment off on
+    features augmented by hand with the first split of the key; and the masks change the loss."""
+    run = recipe._restore(str(dense))
+    augment = dict(num_freq_masks=2, max_freq_width=20, num_time_masks=2, max_time_ratio=0.2)
+    off = dict(num_freq_masks=0, max_freq_width=0, num_time_masks=0, max_time_ratio=0.0)
+    rng = np.random.default_rng(0)
+    mel_mask = jnp.arange(64)[None] < jnp.array([[64], [40]])
+    batch = {"mel": jnp.asarray(rng.standard_normal((2, 64, 80)), jnp.float32), "mel_mask": mel_mask,
+             "tokens": jnp.asarray(rng.integers(1, 10, (2, 6)), jnp.int32), "token_mask": jnp.ones((2, 6), bool)}
+    key = jax.random.key(3)
+
+    def loss(specaugment, batch):
+        config = run.config.copy_and_resolve_references()
+        config.model.specaugment.update(specaugment)
+        return recipe.make_loss_fn(config, run.graphdef, run.vocabulary)(run.state.params, batch, key)[0]
+
+    augmented = {**batch, "mel": spec_augment(batch["mel"], mel_mask, jax.random.split(key)[0], **augment)}
+    np.testing.assert_allclose(loss(augment, batch), loss(off, augmented), rtol=1e-6)
+    assert abs(float(loss(augment, batch)) - float(loss(off, batch))) > 1e-4

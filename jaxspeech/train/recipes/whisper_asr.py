@@ -12,6 +12,8 @@ transcribe prefix (``decoder_prefix``). Targets are ``normalize_for_asr`` text.
 
 Teacher forcing: decoder input = prefix + text ``[B, P+L]``; the last ``L+1`` logits predict
 text + eot. Loss: cross-entropy, or EMO combined with it (``config.loss.kind = "emo"``).
+Regularisation: ``model.dropout`` and SpecAugment on the training log-mels (``model.specaugment``:
+the fields of ``jaxspeech.data.specaugment.spec_augment``; absent in older workdirs = off).
 
 Sparse fine-tuning (``config.sparsity.target > 0``): the student starts from the latest
 checkpoint of ``sparsity.dense_workdir`` (whose model config and vocabulary are adopted), the
@@ -44,6 +46,7 @@ from jaxspeech.audio import get_preset
 from jaxspeech.data.bucketing import make_buckets, round_up
 from jaxspeech.data.manifest import SkipCounter
 from jaxspeech.data.pipeline import SpeechBatches, SpeechDataset
+from jaxspeech.data.specaugment import spec_augment
 from jaxspeech.data.readers import load_records
 from jaxspeech.eval import error_rates
 from jaxspeech.losses.emo import emo_loss, token_cross_entropy
@@ -230,8 +233,10 @@ def _squarehead(sparsity, student: HiddenStates, teacher: HiddenStates, decoder_
 def make_loss_fn(config, graphdef, vocabulary: _Vocabulary, teacher_params=None):
     """``loss_fn(params, batch, key) -> (loss, metrics)`` of the pipeline's batches (mel [B,T,F],
     mel_mask [B,T], tokens [B,L], token_mask [B,L]). With ``teacher_params`` (frozen, closed
-    over) the loss adds SquareHead distillation as set in ``config.sparsity``."""
+    over) the loss adds SquareHead distillation as set in ``config.sparsity``. ``key`` splits into
+    the SpecAugment key and the dropout key; student and teacher see the same augmented features."""
     prefix = jnp.asarray(vocabulary.prefix, jnp.int32)
+    augment = config.model.get("specaugment")
     first = prefix.shape[0] - 1  # the logit at the last prefix position predicts the first text token
 
     def forward(params, batch, inputs, key):
@@ -241,8 +246,11 @@ def make_loss_fn(config, graphdef, vocabulary: _Vocabulary, teacher_params=None)
         return logits[:, first:], hidden
 
     def loss_fn(params, batch, key):
+        k_augment, k_dropout = jax.random.split(key)
+        if augment:
+            batch = {**batch, "mel": spec_augment(batch["mel"], batch["mel_mask"], k_augment, **augment)}
         inputs, targets, target_mask, decoder_mask = _teacher_forcing(batch, prefix, vocabulary.eot)
-        logits, hidden = forward(params, batch, inputs, key)
+        logits, hidden = forward(params, batch, inputs, k_dropout)
         embedding = params["decoder"]["embed_tokens"]["embedding"][...]
         loss, metrics = _task_loss(config.loss, logits, targets, target_mask, embedding)
         if teacher_params is None:
