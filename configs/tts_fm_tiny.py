@@ -38,6 +38,10 @@ def get_config() -> ml_collections.ConfigDict:
                           dropout=0.05))
     m.duration_predictor.update(dict(channels=128, kernel=3, dropout=0.05))
     m.intonation.update(dict(num_tokens=6, contour_points=32, lstm_hidden=64, attention_dim=128, num_heads=4))
+    # Decode the contour back from the style vector (relative squared error, weight 1): without it the
+    # token attention stayed near uniform (predictor CE 1.70-1.74 nats vs ln 6 = 1.79) and the style
+    # hardly differed between questions and statements.
+    m.intonation.reconstruction_weight = 1.0
     m.decoder.speaker_dim = 32
     m.decoder.unet.update(dict(channels=(64, 64), time_dim=128, num_blocks=1, num_mid_blocks=1, num_heads=2,
                                ff_mult=2, norm_groups=8, dropout=0.0))

@@ -22,6 +22,12 @@ token weights are that predictor's per-head softmax, so the style vector is one 
 in training (a single argmax token shared by the heads is not), or a user's choice
 (``intonation``: one token, all heads).
 
+Optional (``intonation.reconstruction_weight`` > 0, not in ProsodyFM): a linear head decodes the
+reference contour from the style vector, and its relative squared error joins the loss. Without
+it nothing forces the token weights to carry the contour (the attention can stay near uniform,
+so questions and statements get the same style); with it, the style is only as good as the
+contour it can reproduce.
+
 Batch contract (dict of arrays; right padding, masks are authoritative, padding may hold anything):
   tokens              [B,L] int     phoneme ids, with break tokens between words
   token_mask          [B,L] bool
@@ -88,7 +94,8 @@ def default_config() -> ml_collections.ConfigDict:
             encoder=dict(d_model=192, num_layers=6, num_heads=2, ff_mult=4, prenet_layers=3, prenet_kernel=5,
                          dropout=0.1),
             duration_predictor=dict(channels=256, kernel=3, dropout=0.1),
-            intonation=dict(num_tokens=6, contour_points=32, lstm_hidden=128, attention_dim=384, num_heads=8),
+            intonation=dict(num_tokens=6, contour_points=32, lstm_hidden=128, attention_dim=384, num_heads=8,
+                            reconstruction_weight=0.0),
             decoder=dict(
                 kind="unet",
                 speaker_dim=64,
@@ -140,11 +147,12 @@ class TerminalIntonationEncoder(nnx.Module):
     """GST-style attention of a pitch-contour encoding over K learned intonation-shape tokens.
 
     ``weights(contour [B,N,C]) -> [B,N,H,K]`` (softmax over K per head);
-    ``style(weights [B,N,H,K]) -> [B,N,d_model]``; one-hot weights select a token.
+    ``style(weights [B,N,H,K]) -> [B,N,d_model]``; one-hot weights select a token. With
+    ``contour_points``, ``reconstruct(style) -> [B,N,contour_points]`` decodes the contour back.
     """
 
     def __init__(self, d_model: int, *, num_tokens: int, lstm_hidden: int, attention_dim: int, num_heads: int,
-                 rngs: nnx.Rngs):
+                 contour_points: int | None = None, rngs: nnx.Rngs):
         if attention_dim % num_heads:
             raise ValueError(f"intonation attention_dim={attention_dim} not divisible by num_heads={num_heads}")
         if num_tokens < 2:
@@ -157,6 +165,7 @@ class TerminalIntonationEncoder(nnx.Module):
         self.key = nnx.Linear(token_dim, attention_dim, rngs=rngs)
         self.value = nnx.Linear(token_dim, attention_dim, rngs=rngs)
         self.out = nnx.Linear(attention_dim, d_model, rngs=rngs)
+        self.contour_head = None if contour_points is None else nnx.Linear(d_model, contour_points, rngs=rngs)
 
     def _heads(self, x: jax.Array) -> jax.Array:
         return x.reshape(*x.shape[:-1], self.num_heads, -1)
@@ -177,6 +186,9 @@ class TerminalIntonationEncoder(nnx.Module):
         values = self._heads(self.value(jnp.tanh(self.tokens[...])))  # [K,H,E/H]
         attended = jnp.einsum("bnhk,khe->bnhe", weights, values)
         return self.out(attended.reshape(*attended.shape[:2], -1))
+
+    def reconstruct(self, style: jax.Array) -> jax.Array:
+        return self.contour_head(style)
 
 
 def _boundary_features(states: jax.Array, start: jax.Array, end: jax.Array, present: jax.Array) -> jax.Array:
@@ -262,7 +274,8 @@ class FlowMatchingTTS(nnx.Module):
         self.duration_proj = nnx.Linear(dp.channels, 1, rngs=rngs)
         self.intonation = TerminalIntonationEncoder(
             d, num_tokens=into.num_tokens, lstm_hidden=into.lstm_hidden, attention_dim=into.attention_dim,
-            num_heads=into.num_heads, rngs=rngs)
+            num_heads=into.num_heads, rngs=rngs,
+            contour_points=into.contour_points if into.get("reconstruction_weight", 0.0) > 0 else None)
         self.intonation_predictor = IntonationPredictor(d, enc.num_heads, into.num_tokens, into.num_heads,
                                                         enc.ff_mult, enc.dropout, rngs=rngs)
         self.decoder = FlowDecoder(config, rngs=rngs)
@@ -279,7 +292,8 @@ class FlowMatchingTTS(nnx.Module):
         rngs: nnx.Rngs | None = None,
     ) -> dict[str, jax.Array]:
         """Text side. Returns mu [B,L,F] (normalised-mel units), log_durations [B,L],
-        and with boundaries intonation_logits [B,N,H,K] and intonation_weights [B,N,H,K].
+        and with boundaries intonation_logits [B,N,H,K] and intonation_weights [B,N,H,K]
+        (and intonation_contour [B,N,C], the style decoded back, when the model has that head).
 
         Token weights come from the reference ``contour`` [B,N,C] (training), else from
         ``intonation`` [B,N] int token choices, else from the predictor's per-head softmax.
@@ -316,6 +330,8 @@ class FlowMatchingTTS(nnx.Module):
             span = (positions >= start[..., None]) & (positions < end[..., None]) & present[..., None]
             text_states = text_states + jnp.einsum("bnl,bnd->bld", span.astype(style.dtype), style)
             out.update(intonation_logits=logits, intonation_weights=weights)
+            if self.intonation.contour_head is not None:
+                out["intonation_contour"] = self.intonation.reconstruct(style)
         hidden = self.transformer(text_states, mask, rngs=rngs)
         out["mu"] = _masked(self.mean_proj(hidden), mask)
         # Matcha trains the duration predictor on the detached encoder output.
@@ -403,10 +419,13 @@ def make_loss_fn(
 ) -> Callable[[nnx.State, Batch, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]:
     """loss_fn(params, batch, key) -> (loss, metrics) for the batch contract in the module docstring.
 
-    loss = duration + prior + flow (Matcha, unit weights) + intonation cross-entropy. train=True
-    applies dropout and the CFG condition dropout; train=False is deterministic but still draws
-    the flow time and noise from ``key``. Metrics: loss, duration_loss, prior_loss, flow_mse,
-    intonation_ce, intonation_accuracy, break_frames (mean MAS frames per break token).
+    loss = duration + prior + flow (Matcha, unit weights) + intonation cross-entropy
+    (+ intonation.reconstruction_weight x intonation_reconstruction: sum over present boundaries of
+    |decoded - reference contour|^2 over the sum of |reference contour|^2, so 1 is no better than a
+    flat contour). train=True applies dropout and the CFG condition dropout; train=False is
+    deterministic but still draws the flow time and noise from ``key``. Metrics: loss,
+    duration_loss, prior_loss, flow_mse, intonation_ce, intonation_accuracy, break_frames (mean MAS
+    frames per break token), and intonation_reconstruction when enabled.
     """
     config = _as_config(config)
     flow = config.flow
@@ -416,6 +435,7 @@ def make_loss_fn(
     if segment is not None and segment < 1:
         raise ValueError(f"flow.segment_frames must be >= 1 or None, got {segment}")
     mel_mean, mel_std = config.mel_mean, config.mel_std
+    reconstruction_weight = config.intonation.get("reconstruction_weight", 0.0)
 
     def loss_fn(params: nnx.State, batch: Batch, key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         for name in ("tokens", "token_mask", "speaker", "mel", "mel_mask"):
@@ -467,10 +487,17 @@ def make_loss_fn(
             intonation_accuracy = jnp.sum(present & hits) / count
         else:
             intonation_ce = intonation_accuracy = jnp.zeros((), jnp.float32)
+        extra = {}
+        if reconstruction_weight > 0 and boundaries is not None:
+            error = jnp.sum(jnp.square(enc["intonation_contour"] - contour), axis=-1)  # [B,N]
+            energy = jnp.sum(jnp.where(present, jnp.sum(jnp.square(contour), axis=-1), 0.0))
+            extra["intonation_reconstruction"] = jnp.sum(jnp.where(present, error, 0.0)) / jnp.maximum(energy, 1e-6)
 
         is_break = token_mask & (tokens == config.break_token)
         break_frames = jnp.sum(jnp.where(is_break, durations, 0)) / jnp.maximum(jnp.sum(is_break), 1)
         loss = dur + prior + flow_loss + intonation_ce
+        if extra:
+            loss = loss + reconstruction_weight * extra["intonation_reconstruction"]
         metrics = {
             "loss": loss,
             "duration_loss": dur,
@@ -479,6 +506,7 @@ def make_loss_fn(
             "intonation_ce": intonation_ce,
             "intonation_accuracy": intonation_accuracy,
             "break_frames": break_frames.astype(jnp.float32),
+            **extra,
         }
         return loss, metrics
 

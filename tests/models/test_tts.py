@@ -256,3 +256,31 @@ def test_config_errors_name_the_problem():
     config.break_token = VOCAB
     with pytest.raises(ValueError, match="break_token"):
         tts.init(config, jax.random.key(0))
+
+
+def test_contour_reconstruction_loss_is_the_relative_squared_error_and_trains_the_intonation_encoder():
+    config, batch = tiny_config(), tiny_batch()
+    config.intonation.reconstruction_weight = 0.5
+    graphdef, params = tts.init(config, jax.random.key(4))
+    loss_fn = tts.make_loss_fn(graphdef, config, train=False)
+    _, metrics = loss_fn(params, batch, jax.random.key(0))
+    enc = tts.encode(graphdef, params, batch["tokens"], batch["token_mask"], batch["speaker"], _boundary_args(batch),
+                     contour=batch["boundary_contour"])
+    decoded = np.asarray(enc["intonation_contour"], np.float64)  # [B,N,C]
+    reference = np.asarray(batch["boundary_contour"], np.float64)
+    present = np.asarray(batch["boundary_mask"])
+    want = np.square(decoded - reference)[present].sum() / np.square(reference)[present].sum()
+    np.testing.assert_allclose(metrics["intonation_reconstruction"], want, rtol=1e-5)
+    terms = sum(float(metrics[name]) for name in WEIGHTED)
+    np.testing.assert_allclose(metrics["loss"], terms + 0.5 * want, rtol=1e-5)
+
+    def reconstruction(p):
+        return loss_fn(p, batch, jax.random.key(0))[1]["intonation_reconstruction"]
+
+    grads = jax.grad(reconstruction)(params)
+    inner = _subtree_norms(grads["intonation"])
+    assert all(inner[name] > 0 for name in ("lstm", "query", "tokens", "contour_head")), inner
+    norms = _subtree_norms(grads)
+    assert all(norms[name] == 0.0 for name in ("transformer", "decoder", "intonation_predictor")), norms
+    # Without the weight there is no head (old checkpoints keep their parameter tree).
+    assert "contour_head" not in tts.init(tiny_config(), jax.random.key(4))[1]["intonation"]
