@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmark_docs import command
+from benchmark_docs import command, save_report
 from jaxspeech.eval.rtf import interleaved_seconds
 from jaxspeech.kernels import flash_attention as flash
 from jaxspeech.kernels import monotonic_alignment as mas
@@ -384,14 +384,6 @@ def _device() -> str:
             f"jax {jax.__version__}")
 
 
-def _write_json(path: str, data: dict) -> None:
-    """Write ``data`` to ``path`` atomically (a run killed mid-write keeps the previous file)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(path + ".tmp", path)
-
-
 def render_docs(results: dict, docs: str) -> None:
     """Rewrite the docs subsections of every benchmark in ``results`` (each with its own header)."""
     markdown = {name: render(results[name], results["headers"][name])
@@ -451,7 +443,7 @@ def main() -> None:
     def saver(name):
         def save(partial):
             results[name] = partial
-            _write_json(results_path, results)
+            save_report(results, results_path, echo=False)
         return save
 
     for name in args.only:

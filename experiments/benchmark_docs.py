@@ -26,12 +26,15 @@ def command() -> str:
     return shlex.join(["python", script, *sys.argv[1:]])
 
 
-def save_report(report: dict, path: str) -> None:
-    """Writes ``report`` as JSON to ``path`` (creating its folder) and prints it."""
+def save_report(report: dict, path: str, *, echo: bool = True) -> None:
+    """Writes ``report`` as JSON to ``path`` (creating its folder; atomically, so a run killed
+    mid-write keeps the previous file) and, with ``echo``, prints it."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
+    with open(path + ".tmp", "w") as f:
         json.dump(report, f, indent=2)
-    print(json.dumps(report, indent=2))
+    os.replace(path + ".tmp", path)
+    if echo:
+        print(json.dumps(report, indent=2))
 
 
 def write_section(title: str, section: str) -> None:
