@@ -7,8 +7,8 @@ recording's boundary contours (the reference encoder's style, as in training) an
 text-side predictor's style, as in synthesis), and compares the token weights of the two. With a
 contour head (``model.intonation.reconstruction_weight`` > 0) it also decodes each style back to a
 contour and reports the relative squared error against the recording's contour, and how often the
-terminal slope (mean of the last quarter minus mean of the middle quarter of the last boundary's
-contour) of the predicted style's contour has the recording's sign. If that agreement is high while
+terminal slope of the predicted style's contour has the recording's sign (``audio.f0.terminal_slope``,
+the least-squares slope the audio metrics use, over the second half of the last boundary's contour). If that agreement is high while
 ``bench_tts.py``'s synthesized contour accuracy stays low, the text side is right and the decoder or
 the vocoder loses the pitch movement. Prints one JSON object; measures nothing about audio.
 """
@@ -18,9 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxspeech.audio.f0 import terminal_slope
 from jaxspeech.data.bucketing import make_buckets
 from jaxspeech.data.manifest import SkipCounter
 from jaxspeech.data.pipeline import SpeechBatches, SpeechDataset
@@ -29,11 +31,14 @@ from jaxspeech.models import tts
 from jaxspeech.train.recipes.tts_fm import Synthesizer, _collate, _labeler
 
 
-def terminal_slope(contour: np.ndarray) -> float:
-    """Mean of the last quarter minus mean of the middle quarter of a [C] contour."""
-    quarter = max(1, len(contour) // 4)
-    middle = len(contour) // 2
-    return float(contour[-quarter:].mean() - contour[middle - quarter // 2:middle + quarter - quarter // 2].mean())
+def second_half_slopes(contours: np.ndarray) -> np.ndarray:
+    """[M] least-squares slopes of [M,C] contours over their last C/2 points (one point per unit time)."""
+    points = contours.shape[1]
+
+    def slope(contour):
+        return terminal_slope(contour, jnp.ones(points, bool), 0, points, frame_rate=1.0, window_ms=500.0 * points)
+
+    return np.asarray(jax.vmap(slope)(jnp.asarray(contours)))
 
 
 def entropy(weights: np.ndarray) -> float:
@@ -53,7 +58,7 @@ def main() -> None:
                            shuffle=False, num_threads=1, collate=_collate(config, synthesizer.speakers))
     errors = {"reference": [], "predicted": []}
     weights = {"reference": [], "predicted": []}
-    slopes = []  # (recording, predicted style) terminal slopes of the last boundary per utterance
+    last = {"recorded": [], "predicted": []}  # the last boundary's contour per utterance
     for _ in range(loader.batches_per_epoch):
         batch = next(loader)
         inputs = (jnp.asarray(batch["tokens"]), jnp.asarray(batch["token_mask"]), jnp.asarray(batch["speaker"]))
@@ -73,13 +78,14 @@ def main() -> None:
             for row in range(contour.shape[0]):
                 kept = np.flatnonzero(present[row])
                 if kept.size:
-                    slopes.append((terminal_slope(contour[row, kept[-1]]), terminal_slope(decoded[row, kept[-1]])))
+                    last["recorded"].append(contour[row, kept[-1]])
+                    last["predicted"].append(decoded[row, kept[-1]])
     report = {"workdir": args.tts_workdir, "step": step, "split": args.split, "utterances": len(dataset),
               "token_weight_entropy_nats": {k: entropy(np.concatenate(v)) for k, v in weights.items()},
               "uniform_entropy_nats": float(np.log(config.model.intonation.num_tokens)),
               "token_weight_max": {k: float(np.concatenate(v).max(-1).mean()) for k, v in weights.items()}}
-    if slopes:
-        recorded, predicted = np.array(slopes).T
+    if last["recorded"]:
+        recorded, predicted = (second_half_slopes(np.stack(last[name])) for name in ("recorded", "predicted"))
         report["relative_contour_error"] = {k: float(sum(e for e, _ in v) / sum(t for _, t in v))
                                             for k, v in errors.items()}
         report["terminal_slope_sign_agreement"] = float(np.mean(np.sign(recorded) == np.sign(predicted)))
