@@ -1,7 +1,11 @@
-"""Copy synthesis: Griffin-Lim vs a trained iSTFT vocoder, both from the reference log-mels of test-seen.
+"""Copy synthesis: Griffin-Lim, the harmonic-plus-noise vocoder and a trained iSTFT vocoder, all from
+the reference log-mels of test-seen.
 
-    python experiments/compare_vocoders.py --data /tmp/corpus_default --vocoder-workdir /tmp/runs/voc \
+    python experiments/compare_vocoders.py --data /tmp/corpus_default [--vocoder-workdir /tmp/runs/voc] \
         --out /tmp/compare_vocoders.json
+
+The harmonic-plus-noise vocoder (``jaxspeech.audio.harmonic``) also gets the recording's pitch
+track (``jaxspeech.data.tts.pitch_track``), as a TTS model with a pitch predictor gives it its own.
 
 Per vocoder: MCD against the eSpeak recording and the terminal-contour direction against the
 punctuation (``?`` rises, ``.`` falls), next to the recordings' own direction score. This is the
@@ -20,10 +24,13 @@ import jax
 import numpy as np
 
 from benchmark_docs import command, machine, save_report, write_section
-from jaxspeech.audio import load_audio, log_mel, log_mel_to_audio
+from jaxspeech.audio import get_preset, load_audio, log_mel, log_mel_to_audio, save_audio
+from jaxspeech.audio.harmonic import log_mel_f0_to_audio
 from jaxspeech.data.readers import load_records
-from jaxspeech.eval import mel_cepstral_distortion
+from jaxspeech.data.tts import pitch_track
+from jaxspeech.eval import error_rates, mel_cepstral_distortion
 from jaxspeech.eval.prosody import intonation_scores
+from jaxspeech.train import recipes
 from jaxspeech.train.metrics import read_metrics
 from jaxspeech.train.recipes.vocoder import vocode
 
@@ -31,55 +38,83 @@ TITLE = "## Vocoder copy synthesis (issue 3)"
 SAMPLE_RATE = 22050
 
 
-def compare(data: str, vocoder_workdir: str, limit: int | None, griffin_lim_iterations: int) -> dict:
+def compare(data: str, vocoder_workdir: str | None, limit: int | None, griffin_lim_iterations: int,
+            audio_dir: str, asr_workdir: str | None) -> dict:
     records = load_records(data, split="test-seen")[:limit]
     texts = [r["text"] for r in records]
+    preset = get_preset("tts_22k")
     recordings = [load_audio(os.path.join(data, r["audio"]), sample_rate=SAMPLE_RATE) for r in records]
-    mels = [np.asarray(log_mel(a, "tts_22k")) for a in recordings]
+    mels = [np.asarray(log_mel(a, preset)) for a in recordings]
+    tracks = [pitch_track(a, preset) for a in recordings]
+    griffin_lim = jax.jit(lambda m: log_mel_to_audio(m, preset, n_iter=griffin_lim_iterations))
+    key = jax.random.key(0)
     vocoders = {
-        f"griffin_lim_{griffin_lim_iterations}": jax.jit(
-            lambda m: log_mel_to_audio(m, "tts_22k", n_iter=griffin_lim_iterations)),
-        "istft_vocoder": vocode(vocoder_workdir),
+        f"griffin_lim_{griffin_lim_iterations}": lambda k: griffin_lim(mels[k]),
+        "harmonic_plus_noise": lambda k: log_mel_f0_to_audio(mels[k], np.exp(tracks[k][0]), tracks[k][1],
+                                                              jax.random.fold_in(key, k), preset),
     }
+    if vocoder_workdir:
+        istft_vocoder = vocode(vocoder_workdir)
+        vocoders["istft_vocoder"] = lambda k: istft_vocoder(mels[k])
+    def recognise(paths):
+        hypotheses = recipes.for_workdir(asr_workdir).transcribe(asr_workdir, paths, beam_size=0)
+        return {"asr_cer": error_rates(texts, hypotheses)["cer"]}
+
     results = {"recordings": intonation_scores(recordings, texts, SAMPLE_RATE)}
+    if asr_workdir:
+        results["recordings"].update(recognise([os.path.join(data, r["audio"]) for r in records]))
     for name, vocoder in vocoders.items():
         start = time.perf_counter()
-        audios = [np.asarray(vocoder(m)) for m in mels]
+        audios = [np.asarray(vocoder(k)) for k in range(len(records))]
         seconds = time.perf_counter() - start
         results[name] = {
             "mcd_db": float(np.mean([mel_cepstral_distortion(a, r) for a, r in zip(audios, recordings)])),
             "wall_s_including_compilation": seconds,
             **intonation_scores(audios, texts, SAMPLE_RATE),
         }
-    steps = max((m["step"] for m in read_metrics(os.path.join(vocoder_workdir, "metrics.jsonl"))), default=0)
+        os.makedirs(os.path.join(audio_dir, name), exist_ok=True)
+        paths = [os.path.join(audio_dir, name, f"{record['id']}.wav") for record in records]
+        for path, waveform in zip(paths, audios):
+            save_audio(path, waveform, SAMPLE_RATE)
+        if asr_workdir:
+            results[name].update(recognise(paths))
+    steps = (max((m["step"] for m in read_metrics(os.path.join(vocoder_workdir, "metrics.jsonl"))), default=0)
+             if vocoder_workdir else None)
     return {"utterances": len(records), "vocoder_workdir": vocoder_workdir, "vocoder_steps": steps,
+            "asr_workdir": asr_workdir,
             "results": results}
 
 
 def _docs_section(report: dict, command_line: str) -> str:
-    rows = ["| audio | MCD dB | contour direction | questions rising | statements falling |",
-            "| --- | --- | --- | --- | --- |"]
+    rows = ["| audio | MCD dB | ASR CER | contour direction | questions rising | statements falling |",
+            "| --- | --- | --- | --- | --- | --- |"]
     for name, r in report["results"].items():
         mcd = f"{r['mcd_db']:.2f}" if "mcd_db" in r else "-"
-        rows.append(f"| {name} | {mcd} | {r['contour_accuracy']:.1%} | {r['question_rising']:.1%} | "
+        cer = f"{r['asr_cer']:.1%}" if "asr_cer" in r else "-"
+        rows.append(f"| {name} | {mcd} | {cer} | {r['contour_accuracy']:.1%} | {r['question_rising']:.1%} | "
                     f"{r['statement_falling']:.1%} |")
+    istft = (f"iSTFT vocoder: `configs/vocoder_istft_tiny.py`, {report['vocoder_steps']} steps; "
+             if report["vocoder_workdir"] else "")
     return (f"{TITLE}\n\nMachine: {report['machine']}. Date: {report['date']}.\n\n```bash\n{command_line}\n```\n\n"
             f"{report['utterances']} test-seen utterances; each vocoder renders the recording's own log-mel "
-            f"(iSTFT vocoder: `configs/vocoder_istft_tiny.py`, {report['vocoder_steps']} steps). The "
-            "contour columns are the ceiling a TTS model's intonation score can reach through that vocoder "
+            f"({istft}harmonic-plus-noise: `jaxspeech.audio.harmonic`, with the recording's pitch track; "
+            f"ASR CER: the CTC recognizer of `{report['asr_workdir']}`, greedy). The contour columns are the ceiling a TTS model's intonation score can reach through that vocoder "
             "(`jaxspeech.eval.prosody.terminal_direction`, ? rising / . falling).\n\n" + "\n".join(rows) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="corpus directory (jaxspeech corpus build)")
-    parser.add_argument("--vocoder-workdir", required=True, help="workdir of configs/vocoder_istft_tiny.py")
+    parser.add_argument("--vocoder-workdir", default=None, help="workdir of configs/vocoder_istft_tiny.py")
+    parser.add_argument("--asr-workdir", default=None, help="recognizer workdir: CER of each vocoder's audio")
+    parser.add_argument("--audio-dir", default="runs/compare_vocoders", help="where the rendered audio goes")
     parser.add_argument("--limit", type=int, default=None, help="first N test-seen utterances")
     parser.add_argument("--griffin-lim-iterations", type=int, default=32)
     parser.add_argument("--out", required=True, help="JSON report path")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args()
-    report = compare(args.data, args.vocoder_workdir, args.limit, args.griffin_lim_iterations)
+    report = compare(args.data, args.vocoder_workdir, args.limit, args.griffin_lim_iterations, args.audio_dir,
+                     args.asr_workdir)
     report.update(date=datetime.date.today().isoformat(), machine=machine(), load_average=os.getloadavg())
     save_report(report, args.out)
     if not args.no_docs:

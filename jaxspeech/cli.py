@@ -29,6 +29,8 @@ def _train(args, overrides) -> int:
     return 0
 
 
+_VOCODER_HELP = ("griffin-lim, harmonic (harmonic-plus-noise at the predicted F0; models with a pitch predictor) "
+                 "or a vocoder workdir (default: the config's)")
 _SYNTHESIS_EVAL_OPTIONS = ("asr_workdir", "vocoder", "steps", "guidance", "temperature", "limit")
 
 
@@ -191,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     tts_eval = evaluate.add_argument_group("text-to-speech workdirs")
     tts_eval.add_argument("--asr-workdir", default=None, help="recognizer for asr_cer (default: the config's)")
-    tts_eval.add_argument("--vocoder", default=None, help="griffin-lim or a vocoder workdir (default: the config's)")
+    tts_eval.add_argument("--vocoder", default=None, help=_VOCODER_HELP)
     tts_eval.add_argument("--steps", type=int, default=None, help="ODE steps (default: the config's)")
     tts_eval.add_argument("--cfg", dest="guidance", type=float, default=None, help="classifier-free guidance scale")
     tts_eval.add_argument("--temperature", type=float, default=None, help="noise temperature (default: the config's)")
@@ -222,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--length-scale", type=float, default=1.0, help="> 1 speaks slower")
     synth.add_argument("--intonation", default=None,
                        help="intonation token for every phrase boundary (K) or one per boundary (K1,K2,...)")
-    synth.add_argument("--vocoder", default=None, help="griffin-lim or a vocoder workdir (default: the config's)")
+    synth.add_argument("--vocoder", default=None, help=_VOCODER_HELP)
     synth.add_argument("--seed", type=int, default=0)
     return parser
 

@@ -29,6 +29,7 @@ from jaxspeech.audio.f0 import (
     reject_octave_outliers,
     terminal_slope,
 )
+from jaxspeech.audio.harmonic import harmonic_amplitudes, harmonic_plus_noise, log_mel_f0_to_audio
 from jaxspeech.audio.griffin_lim import (
     griffin_lim,
     log_mel_to_audio,
@@ -40,6 +41,9 @@ __all__ += [
     "contour_direction",
     "estimate_f0",
     "griffin_lim",
+    "harmonic_amplitudes",
+    "harmonic_plus_noise",
+    "log_mel_f0_to_audio",
     "log_mel_to_audio",
     "mel_to_magnitude",
     "pitch_contour",

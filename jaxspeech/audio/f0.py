@@ -150,7 +150,7 @@ def _windows(x: jnp.ndarray, width: int, fill) -> jnp.ndarray:
     return padded[np.arange(x.shape[0])[:, None] + np.arange(width)[None, :]]
 
 
-def _interpolate_gaps(values: jnp.ndarray, known: jnp.ndarray) -> jnp.ndarray:
+def interpolate_gaps(values: jnp.ndarray, known: jnp.ndarray) -> jnp.ndarray:
     """Linear interpolation of ``values [T]`` over frames where ``known`` is False; constant
     extrapolation before the first and after the last known frame; zeros if none is known."""
     index = jnp.arange(values.shape[0])
@@ -212,7 +212,7 @@ def pitch_contour(
     def one(f, v):
         log_f0 = jnp.where(v, jnp.log(jnp.where(v, f, 1.0)), jnp.nan)
         log_f0 = jnp.where(v, jnp.nanmedian(_windows(log_f0, median_width, jnp.nan), axis=-1), 0.0)
-        filled = _interpolate_gaps(log_f0, v)
+        filled = interpolate_gaps(log_f0, v)
         half = mean_width // 2
         padded = jnp.pad(filled, (half, half), mode="edge")
         return jnp.convolve(padded, jnp.full((mean_width,), 1.0 / mean_width), mode="valid")

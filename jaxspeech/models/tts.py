@@ -22,6 +22,13 @@ token weights are that predictor's per-head softmax, so the style vector is one 
 in training (a single argmax token shared by the heads is not), or a user's choice
 (``intonation``: one token, all heads).
 
+Optional frame-level pitch (``pitch.enabled``; FastSpeech 2's pitch predictor, not in Matcha or
+ProsodyFM): a conv stack over the length-regulated (detached) encoder states, with each frame's
+place inside its token, predicts the pitch processor's log-F0 and the voicing of every frame
+(MSE on the normalised log-F0 + binary cross-entropy). ``generate`` returns them, so a
+source-filter vocoder (``jaxspeech.audio.harmonic``) can render the predicted pitch exactly;
+the decoder's mel then only has to carry the spectral envelope.
+
 Optional (``intonation.reconstruction_weight`` > 0, not in ProsodyFM): a linear head decodes the
 reference contour from the style vector, and its relative squared error joins the loss. Without
 it nothing forces the token weights to carry the contour (the attention can stay near uniform,
@@ -44,6 +51,9 @@ Batch contract (dict of arrays; right padding, masks are authoritative, padding 
                                     (``jaxspeech.data.tts``: minus the utterance's mean voiced
                                     log-F0), linearly resampled to C = config.intonation.contour_points
   boundary_kind       optional, ignored: the punctuation token carries the kind
+  log_f0              [B,T] float   with pitch.enabled: the pitch processor's log-F0 per mel frame
+                                    (continuous through unvoiced frames; ``jaxspeech.data.tts.pitch_track``)
+  voiced              [B,T] bool    with pitch.enabled: the frame is voiced
 
 Pure form: ``graphdef, params = init(config, key)``; ``encode(graphdef, params, ...)``;
 ``vector_field(graphdef, params)`` -> ``v(x_t, t, cond)``; ``make_loss_fn(graphdef, config)``;
@@ -55,13 +65,14 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import chex
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 from flax import nnx
 
 from jaxspeech.kernels.monotonic_alignment import durations_from_path, gaussian_log_likelihood, monotonic_alignment
@@ -96,6 +107,9 @@ def default_config() -> ml_collections.ConfigDict:
             duration_predictor=dict(channels=256, kernel=3, dropout=0.1),
             intonation=dict(num_tokens=6, contour_points=32, lstm_hidden=128, attention_dim=384, num_heads=8,
                             reconstruction_weight=0.0),
+            # log_f0_mean/std normalise the target (ln 150 Hz, a quarter octave-ish spread): fixed, not measured.
+            pitch=dict(enabled=False, channels=256, layers=3, kernel=5, dropout=0.1, log_f0_mean=5.0,
+                       log_f0_std=0.4),
             decoder=dict(
                 kind="unet",
                 speaker_dim=64,
@@ -220,6 +234,31 @@ class IntonationPredictor(nnx.Module):
         return logits.reshape(*logits.shape[:-1], self.style_heads, self.num_tokens)
 
 
+class PitchPredictor(nnx.Module):
+    """Per mel frame (normalised log-F0, voicing logit) [B,T,2] from ``frames`` [B,T,D+2]: the
+    length-regulated token states with, per frame, its token's first frame and frame count
+    (see :func:`_pitch_inputs`)."""
+
+    def __init__(self, d_model: int, channels: int, layers: int, kernel: int, dropout: float, *, rngs: nnx.Rngs):
+        self.body = ConvStack(d_model + 2, channels, layers, kernel, dropout, rngs=rngs)
+        self.out = nnx.Linear(channels, 2, rngs=rngs)
+
+    def __call__(self, frames: jax.Array, mask: jax.Array, rngs: nnx.Rngs | None) -> jax.Array:
+        states, start, count = frames[..., :-2], frames[..., -2], jnp.maximum(frames[..., -1], 1.0)
+        index = jnp.arange(frames.shape[1], dtype=frames.dtype)
+        place = jnp.clip((index + 0.5 - start) / count, 0.0, 1.0)  # where in its token the frame lies
+        x = jnp.concatenate([states, place[..., None], jnp.log(count)[..., None]], axis=-1)
+        return self.out(self.body(x, mask, rngs))
+
+
+def _pitch_inputs(hidden: jax.Array, durations: jax.Array) -> jax.Array:
+    """Token states [B,L,D] with each token's first frame and frame count appended, [B,L,D+2];
+    expanded to frames (by the MAS path or length regulation) they feed :class:`PitchPredictor`."""
+    durations = durations.astype(hidden.dtype)
+    start = jnp.cumsum(durations, axis=1) - durations
+    return jnp.concatenate([jax.lax.stop_gradient(hidden), start[..., None], durations[..., None]], axis=-1)
+
+
 class FlowDecoder(nnx.Module):
     """v(x_t, t | mu_y, speaker): a Matcha U-Net over concat(x_t, mu_y, speaker embedding) or a DiT
     over concat(x_t, mu_y) with the speaker embedding in its adaLN condition. Speaker id
@@ -279,6 +318,10 @@ class FlowMatchingTTS(nnx.Module):
         self.intonation_predictor = IntonationPredictor(d, enc.num_heads, into.num_tokens, into.num_heads,
                                                         enc.ff_mult, enc.dropout, rngs=rngs)
         self.decoder = FlowDecoder(config, rngs=rngs)
+        pitch = config.get("pitch")
+        enabled = pitch is not None and pitch.enabled
+        self.pitch = (PitchPredictor(d, pitch.channels, pitch.layers, pitch.kernel, pitch.dropout, rngs=rngs)
+                      if enabled else None)
 
     def encode(
         self,
@@ -291,7 +334,8 @@ class FlowMatchingTTS(nnx.Module):
         intonation: jax.Array | None = None,
         rngs: nnx.Rngs | None = None,
     ) -> dict[str, jax.Array]:
-        """Text side. Returns mu [B,L,F] (normalised-mel units), log_durations [B,L],
+        """Text side. Returns mu [B,L,F] (normalised-mel units), log_durations [B,L], the encoder
+        output hidden [B,L,D],
         and with boundaries intonation_logits [B,N,H,K] and intonation_weights [B,N,H,K]
         (and intonation_contour [B,N,C], the style decoded back, when the model has that head).
 
@@ -334,6 +378,7 @@ class FlowMatchingTTS(nnx.Module):
                 out["intonation_contour"] = self.intonation.reconstruct(style)
         hidden = self.transformer(text_states, mask, rngs=rngs)
         out["mu"] = _masked(self.mean_proj(hidden), mask)
+        out["hidden"] = hidden
         # Matcha trains the duration predictor on the detached encoder output.
         body = self.duration_body(jax.lax.stop_gradient(hidden), mask, rngs)
         out["log_durations"] = jnp.where(mask, self.duration_proj(body)[..., 0], 0.0)
@@ -414,12 +459,37 @@ def _random_segment(key, arrays, mel_mask, frames: int):
     return [cut(a, starts) for a in arrays]
 
 
+def _pitch_terms(model: FlowMatchingTTS, pitch: ml_collections.ConfigDict, hidden: jax.Array, path: jax.Array,
+                 durations: jax.Array, batch: Batch, mel_mask: jax.Array,
+                 rngs: nnx.Rngs | None) -> dict[str, jax.Array]:
+    """Pitch predictor terms on the MAS-expanded states: pitch_mse (normalised log-F0, frames of
+    utterances with some voicing), voicing_bce and voicing_accuracy (all valid frames)."""
+    for name in ("log_f0", "voiced"):
+        if name not in batch:
+            raise KeyError(f"model.pitch.enabled needs batch[{name!r}] [B,T]; batch has {sorted(batch)}")
+    chex.assert_equal_shape([batch["log_f0"], batch["voiced"], mel_mask])
+    frames = jnp.einsum("blt,blc->btc", path, _pitch_inputs(hidden, durations))
+    prediction = model.pitch(frames, mel_mask, rngs)
+    target = (batch["log_f0"].astype(jnp.float32) - pitch.log_f0_mean) / pitch.log_f0_std
+    voiced = batch["voiced"].astype(bool) & mel_mask
+    pitched = mel_mask & jnp.any(voiced, axis=1, keepdims=True)  # utterances with no voicing have no F0
+    frames_count = jnp.maximum(jnp.sum(mel_mask), 1)
+    bce = optax.sigmoid_binary_cross_entropy(prediction[..., 1], voiced.astype(jnp.float32))
+    return {
+        "pitch_mse": jnp.sum(jnp.where(pitched, jnp.square(prediction[..., 0] - target), 0.0))
+        / jnp.maximum(jnp.sum(pitched), 1),
+        "voicing_bce": jnp.sum(jnp.where(mel_mask, bce, 0.0)) / frames_count,
+        "voicing_accuracy": jnp.sum(mel_mask & ((prediction[..., 1] > 0) == voiced)) / frames_count,
+    }
+
+
 def make_loss_fn(
     graphdef: nnx.GraphDef, config: Mapping[str, Any], *, train: bool = True
 ) -> Callable[[nnx.State, Batch, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]:
     """loss_fn(params, batch, key) -> (loss, metrics) for the batch contract in the module docstring.
 
     loss = duration + prior + flow (Matcha, unit weights) + intonation cross-entropy
+    (+ pitch_mse + voicing_bce with pitch.enabled, see :func:`_pitch_terms`)
     (+ intonation.reconstruction_weight x intonation_reconstruction: sum over present boundaries of
     |decoded - reference contour|^2 over the sum of |reference contour|^2, so 1 is no better than a
     flat contour). train=True applies dropout and the CFG condition dropout; train=False is
@@ -493,11 +563,16 @@ def make_loss_fn(
             energy = jnp.sum(jnp.where(present, jnp.sum(jnp.square(contour), axis=-1), 0.0))
             extra["intonation_reconstruction"] = jnp.sum(jnp.where(present, error, 0.0)) / jnp.maximum(energy, 1e-6)
 
+        if model.pitch is not None:
+            extra.update(_pitch_terms(model, config.pitch, enc["hidden"], path, durations, batch, mel_mask, rngs))
+
         is_break = token_mask & (tokens == config.break_token)
         break_frames = jnp.sum(jnp.where(is_break, durations, 0)) / jnp.maximum(jnp.sum(is_break), 1)
         loss = dur + prior + flow_loss + intonation_ce
-        if extra:
+        if "intonation_reconstruction" in extra:
             loss = loss + reconstruction_weight * extra["intonation_reconstruction"]
+        if "pitch_mse" in extra:
+            loss = loss + extra["pitch_mse"] + extra["voicing_bce"]
         metrics = {
             "loss": loss,
             "duration_loss": dur,
@@ -524,14 +599,21 @@ def _host(x) -> np.ndarray | None:
 @functools.partial(jax.jit, static_argnums=0)
 def _encode_for_synthesis(graphdef, params, tokens, token_mask, speaker, boundaries, intonation):
     enc = encode(graphdef, params, tokens, token_mask, speaker, boundaries, intonation=intonation)
-    return enc["mu"], enc["log_durations"]
+    return enc["mu"], enc["log_durations"], enc["hidden"]
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "n_mels", "num_speakers", "max_frames", "steps", "method",
-                                             "sway", "temperature"))
-def _synthesise(params, mu, durations, token_mask, speaker, key, guidance_scale, *, graphdef, n_mels, num_speakers,
-                max_frames, steps, method, sway, temperature):
+                                             "sway", "temperature", "pitch_scale"))
+def _synthesise(params, mu, hidden, durations, token_mask, speaker, key, guidance_scale, *, graphdef, n_mels,
+                num_speakers, max_frames, steps, method, sway, temperature, pitch_scale):
     mu_frames, mel_mask = length_regulate(mu, durations, token_mask, max_frames)
+    f0 = voiced = None
+    if pitch_scale is not None:
+        frames, _ = length_regulate(_pitch_inputs(hidden, durations), durations, token_mask, max_frames)
+        prediction = nnx.merge(graphdef, params).pitch(frames, mel_mask, None)
+        mean, std = pitch_scale
+        f0 = jnp.where(mel_mask, jnp.exp(prediction[..., 0] * std + mean), 0.0)
+        voiced = mel_mask & (prediction[..., 1] > 0)
     cond = {"mu": mu_frames, "speaker": speaker, "mask": mel_mask}
     uncond = None
     if guidance_scale is not None:
@@ -539,7 +621,18 @@ def _synthesise(params, mu, durations, token_mask, speaker, key, guidance_scale,
                   "mask": mel_mask}
     x = sample_ode(vector_field(graphdef, params), key, (mu.shape[0], max_frames, n_mels), cond=cond, steps=steps,
                    method=method, uncond=uncond, guidance_scale=guidance_scale, sway=sway, temperature=temperature)
-    return x, mel_mask
+    return x, mel_mask, f0, voiced
+
+
+class Synthesis(NamedTuple):
+    """What :func:`generate` returns. mel: [B,T,n_mels] log-mel in the data's units, zero on
+    padding; mel_mask: [B,T] bool; f0: [B,T] Hz and voiced: [B,T] bool from the pitch predictor
+    (zero / False on padding), None without one."""
+
+    mel: jax.Array
+    mel_mask: jax.Array
+    f0: jax.Array | None
+    voiced: jax.Array | None
 
 
 def generate(
@@ -563,10 +656,10 @@ def generate(
     boundary_word_end: jax.Array | None = None,
     boundary_mask: jax.Array | None = None,
     max_frames: int | None = None,
-) -> tuple[jax.Array, jax.Array]:
+) -> Synthesis:
     """Synthesise log-mels: durations -> length regulation -> ODE from noise (Matcha: 10 Euler
-    steps, temperature 0.667). Returns (mel [B,T,n_mels] in the data's log-mel units, zero on
-    padding; mel_mask [B,T] with ceil(sum of durations) valid frames per row).
+    steps, temperature 0.667), and with a pitch predictor the frame-level F0 and voicing.
+    Returns a :class:`Synthesis`; mel_mask has ceil(sum of durations) valid frames per row.
 
     guidance_scale: classifier-free guidance against the null speaker and zero mu_y (needs
     training with flow.cond_drop_prob > 0); None = off. duration_rounding: "ceil" (Matcha) or
@@ -600,7 +693,7 @@ def generate(
         intonation = jnp.asarray(intonation, jnp.int32)
 
     token_mask = jnp.asarray(token_mask, bool)
-    mu, log_durations = _encode_for_synthesis(graphdef, params, tokens, token_mask, speaker, boundaries, intonation)
+    mu, log_durations, hidden = _encode_for_synthesis(graphdef, params, tokens, token_mask, speaker, boundaries, intonation)
     durations = durations_from_log(log_durations, token_mask, length_scale=length_scale, rounding=duration_rounding)
     frames = _host(durations)
     if frames is None and max_frames is None:
@@ -611,10 +704,11 @@ def generate(
             max_frames = max(FRAME_BUCKET, -(-needed // FRAME_BUCKET) * FRAME_BUCKET)
         elif needed > max_frames:
             raise ValueError(f"predicted durations need {needed} frames but max_frames is {max_frames}")
-    x, mel_mask = _synthesise(
-        params, mu, durations, token_mask, speaker, key,
+    pitch = config.get("pitch")
+    pitch_scale = (float(pitch.log_f0_mean), float(pitch.log_f0_std)) if pitch is not None and pitch.enabled else None
+    x, mel_mask, f0, voiced = _synthesise(
+        params, mu, hidden, durations, token_mask, speaker, key,
         None if guidance_scale is None else jnp.float32(guidance_scale),
         graphdef=graphdef, n_mels=config.n_mels, num_speakers=config.num_speakers, max_frames=max_frames,
-        steps=steps, method=method, sway=sway, temperature=float(temperature))
-    mel = _masked(x * config.mel_std + config.mel_mean, mel_mask)
-    return mel, mel_mask
+        steps=steps, method=method, sway=sway, temperature=float(temperature), pitch_scale=pitch_scale)
+    return Synthesis(_masked(x * config.mel_std + config.mel_mean, mel_mask), mel_mask, f0, voiced)

@@ -12,7 +12,8 @@ from jaxspeech.data.tts import (
     boundary_times,
     boundary_token_spans,
     phrased_record,
-    relative_log_f0,
+    pitch_track,
+    relative_to_voiced_mean,
     speaker_of,
     tokenizer_for,
     word_contours,
@@ -59,14 +60,14 @@ def test_relative_log_f0_follows_a_glide_and_has_zero_voiced_mean():
     t = np.arange(int(sr * seconds)) / sr
     f0 = 120.0 * 2.0 ** t  # one octave up over the second
     wave = (0.5 * np.sin(2 * np.pi * np.cumsum(f0) / sr)).astype(np.float32)
-    contour = relative_log_f0(wave, preset)
+    contour = relative_to_voiced_mean(*pitch_track(wave, preset))
     middle = contour[10:-10]
     assert abs(contour.mean()) < 0.05
     slope = np.polyfit(np.arange(len(middle)) * preset.hop_length / sr, middle, 1)[0]
     np.testing.assert_allclose(slope, np.log(2.0), rtol=0.1)  # ln F0 rises ln 2 per second
 
 
-def test_batches_carry_speakers_and_boundary_contours(tiny_corpus):
+def test_batches_carry_speakers_boundary_contours_and_the_pitch_track(tiny_corpus):
     records = load_records(tiny_corpus, split="train")
     tokenizer = tokenizer_for(records)
     assert BREAK in tokenizer.symbols
@@ -86,6 +87,13 @@ def test_batches_carry_speakers_and_boundary_contours(tiny_corpus):
             continue
         record = dataset.records[index]
         assert batch["speaker"][row] == speakers[speaker_of(record)]
+        # The pitch track covers the utterance's frames, timed or not, and nothing after them.
+        log_f0, voiced = pitch_track(audio.load_audio(record["audio"], sample_rate=22050), dataset.preset)
+        frames = int(batch["mel_mask"][row].sum())
+        assert len(log_f0) == frames and voiced.any()
+        np.testing.assert_allclose(batch["log_f0"][row, :frames], log_f0, rtol=1e-6)
+        np.testing.assert_array_equal(batch["voiced"][row, :frames], voiced)
+        assert not batch["voiced"][row, frames:].any() and not batch["log_f0"][row, frames:].any()
         tokens = batch["tokens"][row]
         ends = batch["boundary_word_end"][row][batch["boundary_mask"][row]]
         if record["id"] == "untimed":
@@ -106,5 +114,5 @@ def test_one_collate_keeps_the_boundaries_of_two_datasets_apart(tiny_corpus):
     collate = TTSCollate({speaker_of(r): 0 for r in train + valid}, max_boundaries=4, contour_points=8)
     for dataset in datasets:
         for index in range(len(valid)):
-            spans, _ = collate.boundaries(dataset, index)
+            spans = collate.prosody(dataset, index).spans
             np.testing.assert_array_equal(spans, boundary_token_spans(phrased_record(dataset.records[index]))[-4:])

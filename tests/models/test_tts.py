@@ -7,9 +7,10 @@ import optax
 import pytest
 
 from jaxspeech.models import tts
+from jaxspeech.nn.length_regulator import length_regulate
 
 N_MELS, VOCAB, BREAK = 8, 10, 1
-WEIGHTED = ("duration_loss", "prior_loss", "flow_mse", "intonation_ce")
+WEIGHTED = ("duration_loss", "prior_loss", "flow_mse", "intonation_ce", "pitch_mse", "voicing_bce")
 
 
 def tiny_config(kind="unet"):
@@ -25,6 +26,7 @@ def tiny_config(kind="unet"):
                                     dropout=0.0))
     config.decoder.dit.update(dict(d_model=16, num_layers=1, num_heads=2, ff_mult=2, dropout=0.0))
     config.flow.cond_drop_prob = 0.2
+    config.pitch.update(dict(enabled=True, channels=8, layers=1, kernel=3, dropout=0.0))
     return config
 
 
@@ -41,6 +43,8 @@ def tiny_batch():
         boundary_word_end=jnp.array([[2, 6], [1, 4]]),
         boundary_mask=jnp.array([[True, True], [True, False]]),
         boundary_contour=jnp.asarray(rng.normal(size=(batch, 2, 8)), jnp.float32),
+        log_f0=jnp.asarray(np.log(150.0) + 0.2 * np.sin(np.arange(frames) / 4.0)[None] + [[0.0], [0.3]], jnp.float32),
+        voiced=jnp.asarray(np.arange(frames)[None] % 5 != 0).repeat(batch, 0),
     )
 
 
@@ -74,7 +78,7 @@ def _train(kind, steps=30):
     opt_state = optimizer.init(params)
     losses = []
     for _ in range(steps):
-        params, opt_state, loss, _ = train_step(params, opt_state, jnp.ones(4))
+        params, opt_state, loss, _ = train_step(params, opt_state, jnp.ones(len(WEIGHTED)))
         losses.append(float(loss))
 
     def gradients(params, weights):
@@ -103,18 +107,22 @@ def _subtree_norms(grads):
 def test_duration_and_intonation_losses_do_not_reach_the_encoder(trained_unet):
     _, params, _, gradients = trained_unet
     encoder = ("embed", "speaker", "prenet", "prenet_proj", "transformer", "mean_proj", "intonation")
-    duration_grads = gradients(params, [1, 0, 0, 0])
+    duration_grads = gradients(params, [1, 0, 0, 0, 0, 0])
     norms = _subtree_norms(duration_grads)
     assert all(norms[name] == 0.0 for name in encoder), norms
     assert norms["duration_body"] > 0 and norms["duration_proj"] > 0
-    intonation_grads = gradients(params, [0, 0, 0, 1])
+    intonation_grads = gradients(params, [0, 0, 0, 1, 0, 0])
     norms = _subtree_norms(intonation_grads)
     assert all(norms[name] == 0.0 for name in encoder + ("duration_body", "decoder")), norms
     assert norms["intonation_predictor"] > 0
     # ...whereas the prior and flow losses do train the encoder.
-    prior_grads = gradients(params, [0, 1, 1, 0])
+    prior_grads = gradients(params, [0, 1, 1, 0, 0, 0])
     norms = _subtree_norms(prior_grads)
     assert norms["transformer"] > 0 and norms["intonation"] > 0 and norms["duration_body"] == 0
+    # The pitch predictor reads detached encoder states, like the duration predictor.
+    norms = _subtree_norms(gradients(params, [0, 0, 0, 0, 1, 1]))
+    assert all(norms[name] == 0.0 for name in encoder + ("duration_body", "decoder")), norms
+    assert norms["pitch"] > 0
 
 
 def test_intonation_loss_is_the_soft_cross_entropy_to_the_reference_weights():
@@ -200,7 +208,8 @@ def synthesis(trained_unet):
 def test_generate_returns_finite_mels_of_the_predicted_length(synthesis):
     graphdef, params, config, batch, generate = synthesis
     intonation = jnp.array([[0, 0], [0, 0]])
-    mel, mel_mask = generate(intonation=intonation)
+    out = generate(intonation=intonation)
+    mel, mel_mask = out.mel, out.mel_mask
     enc = tts.encode(graphdef, params, batch["tokens"], batch["token_mask"], batch["speaker"], _boundary_args(batch),
                      intonation=intonation)
     expected = np.ceil(np.where(batch["token_mask"], np.ceil(np.exp(enc["log_durations"])), 0).sum(1))
@@ -209,11 +218,16 @@ def test_generate_returns_finite_mels_of_the_predicted_length(synthesis):
     assert np.all(np.isfinite(mel)) and np.all(np.asarray(mel)[~np.asarray(mel_mask)] == 0)
     # Same key, same inputs: deterministic. Another intonation token: different speech.
     np.testing.assert_array_equal(generate(intonation=intonation)[0], mel)
-    other, _ = generate(intonation=jnp.array([[2, 2], [2, 2]]))
+    other = generate(intonation=jnp.array([[2, 2], [2, 2]])).mel
     assert np.abs(np.asarray(other - mel)).max() > 1e-3
     # Guidance scale 0 is the conditional field.
-    guided, _ = generate(intonation=intonation, guidance_scale=0.0)
+    guided = generate(intonation=intonation, guidance_scale=0.0).mel
     np.testing.assert_allclose(guided, mel, atol=1e-4)
+    # The pitch predictor's F0 and voicing cover exactly the valid frames.
+    valid = np.asarray(mel_mask)
+    assert out.f0.shape == out.voiced.shape == mel_mask.shape
+    assert np.all(np.asarray(out.f0)[valid] > 0) and np.all(np.asarray(out.f0)[~valid] == 0)
+    assert not np.any(np.asarray(out.voiced)[~valid])
 
 
 def test_generate_rejects_bad_input(synthesis):
@@ -284,3 +298,46 @@ def test_contour_reconstruction_loss_is_the_relative_squared_error_and_trains_th
     assert all(norms[name] == 0.0 for name in ("transformer", "decoder", "intonation_predictor")), norms
     # Without the weight there is no head (old checkpoints keep their parameter tree).
     assert "contour_head" not in tts.init(tiny_config(), jax.random.key(4))[1]["intonation"]
+
+
+def test_pitch_terms_equal_a_direct_computation_for_a_constant_prediction():
+    config, batch = tiny_config(), tiny_batch()
+    graphdef, params = tts.init(config, jax.random.key(5))
+    # A zero output kernel makes the prediction its bias (b0, b1) on every frame.
+    params["pitch"]["out"]["kernel"] = jnp.zeros_like(params["pitch"]["out"]["kernel"])
+    params["pitch"]["out"]["bias"] = jnp.array([0.7, -0.4])
+    _, metrics = tts.make_loss_fn(graphdef, config, train=False)(params, batch, jax.random.key(0))
+    valid = np.asarray(batch["mel_mask"])
+    voiced = np.asarray(batch["voiced"]) & valid
+    target = (np.asarray(batch["log_f0"], np.float64) - config.pitch.log_f0_mean) / config.pitch.log_f0_std
+    np.testing.assert_allclose(metrics["pitch_mse"], np.square(0.7 - target[valid]).mean(), rtol=1e-5)
+    bce = np.where(voiced, np.log1p(np.exp(0.4)), np.log1p(np.exp(-0.4)))  # logit -0.4
+    np.testing.assert_allclose(metrics["voicing_bce"], bce[valid].mean(), rtol=1e-5)
+    np.testing.assert_allclose(metrics["voicing_accuracy"], (~voiced[valid]).mean(), rtol=1e-6)
+    np.testing.assert_allclose(metrics["loss"], sum(float(metrics[name]) for name in WEIGHTED), rtol=1e-5)
+    with pytest.raises(KeyError, match="log_f0"):
+        tts.make_loss_fn(graphdef, config)(params, {k: v for k, v in batch.items() if k != "log_f0"},
+                                           jax.random.key(0))
+
+
+def test_pitch_inputs_place_each_frame_inside_its_token():
+    hidden = jnp.zeros((1, 3, 4))
+    durations = jnp.array([[2, 3, 1]])
+    frames, mask = length_regulate(tts._pitch_inputs(hidden, durations), durations, jnp.ones((1, 3), bool), 8)
+    np.testing.assert_array_equal(frames[0, :6, -2], [0, 0, 2, 2, 2, 5])  # first frame of the token
+    np.testing.assert_array_equal(frames[0, :6, -1], [2, 2, 3, 3, 3, 1])  # its frame count
+    index = np.arange(8)
+    place = np.clip((index + 0.5 - np.asarray(frames[0, :, -2])) / np.maximum(np.asarray(frames[0, :, -1]), 1), 0, 1)
+    np.testing.assert_allclose(place[:6], [0.25, 0.75, 1 / 6, 0.5, 5 / 6, 0.5])
+    assert mask.sum() == 6
+
+
+def test_models_without_a_pitch_predictor_return_no_pitch():
+    config = tiny_config()
+    config.pitch.enabled = False
+    graphdef, params = tts.init(config, jax.random.key(0))
+    assert "pitch" not in params  # old checkpoints keep their parameter tree
+    batch = tiny_batch()
+    out = tts.generate(graphdef, params, config, batch["tokens"], batch["token_mask"], batch["speaker"],
+                       jax.random.key(0), steps=2)
+    assert out.f0 is None and out.voiced is None

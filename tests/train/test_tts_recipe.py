@@ -22,6 +22,7 @@ TINY = [
     "--config.model.duration_predictor.channels=16", "--config.model.intonation.num_tokens=3",
     "--config.model.intonation.contour_points=8", "--config.model.intonation.lstm_hidden=8",
     "--config.model.intonation.attention_dim=8", "--config.model.intonation.num_heads=2",
+    "--config.model.pitch.channels=8", "--config.model.pitch.layers=1", "--config.model.pitch.kernel=3",
     "--config.model.decoder.speaker_dim=4", "--config.model.decoder.unet.channels=(8, 8)",
     "--config.model.decoder.unet.time_dim=16", "--config.model.decoder.unet.num_blocks=0",
     "--config.model.decoder.unet.norm_groups=4", "--config.model.flow.segment_frames=16",
@@ -75,7 +76,7 @@ def test_synthesize_text_and_text_file(resumed, tmp_path, capsys):
     texts = tmp_path / "texts.txt"
     texts.write_text(f"{QUESTION}\n\nJulia, please buy those happy dolls.\n")
     assert main(["synthesize", "--workdir", str(resumed), "--text-file", str(texts), "--out-dir",
-                 str(tmp_path / "many")]) == 0
+                 str(tmp_path / "many"), "--vocoder", "griffin-lim"]) == 0
     assert sorted(os.listdir(tmp_path / "many")) == ["0000.wav", "0001.wav"]
 
 
@@ -119,6 +120,11 @@ def test_bad_input_gets_clear_errors(resumed, tmp_path):
     synthesizer, _, _ = recipe.Synthesizer.from_workdir(str(resumed))
     with pytest.raises(UnknownSymbolError, match="ʘ"):
         synthesizer.rows([recipe.SynthesisItem(["ʘa"], 0)])
+    no_pitch = synthesizer.config.copy_and_resolve_references()
+    no_pitch.model.pitch.enabled = False
+    with pytest.raises(ValueError, match="harmonic vocoder needs the model's F0"):
+        recipe.Synthesizer(no_pitch, synthesizer.tokenizer, synthesizer.speakers, synthesizer.graphdef,
+                           recipe.HARMONIC)
     with pytest.raises(SystemExit, match="speakers the model was not trained on"):
         main(["evaluate", "--workdir", str(resumed), "--split", "test-unseen"])
 

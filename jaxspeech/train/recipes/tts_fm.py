@@ -8,7 +8,8 @@ events (a synthesized validation mel, its alignment-free audio and the loss term
 
 Synthesis: text -> eSpeak NG phonemes -> phrase breaks and boundaries -> pieces of at most
 ``synth.max_symbols`` symbols cut at phrase boundaries -> one batched ``tts.generate`` ->
-vocoder (Griffin-Lim, or a trained iSTFT vocoder workdir) -> the pieces concatenated.
+vocoder (Griffin-Lim; harmonic-plus-noise from the model's predicted F0, for models with a pitch
+predictor; or a trained iSTFT vocoder workdir) -> the pieces concatenated.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 import optax
 
 from jaxspeech import audio
+from jaxspeech.audio.harmonic import log_mel_f0_to_audio
 from jaxspeech.data.bucketing import make_buckets, round_up
 from jaxspeech.data.manifest import SkipCounter
 from jaxspeech.data.pipeline import SpeechBatches, SpeechDataset
@@ -57,6 +59,8 @@ log = logging.getLogger(__name__)
 _VOCAB, _SPEAKERS = "vocab.json", "speakers.json"
 _TOKEN_MULTIPLE = 16  # synthesis pads token rows to a multiple of this: few compiled shapes
 GRIFFIN_LIM = "griffin-lim"
+HARMONIC = "harmonic"  # jaxspeech.audio.harmonic, driven by the pitch predictor's F0
+BUILTIN_VOCODERS = (GRIFFIN_LIM, HARMONIC)
 MAX_STEPS = 1000
 MAX_GUIDANCE = 20.0
 
@@ -147,7 +151,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     valid_batches = [next(valid_loader) for _ in range(min(config.train.eval_batches, valid_loader.batches_per_epoch))]
     eval_loss = jax.jit(tts.make_loss_fn(graphdef, m, train=False))
     writer = MetricWriter(workdir)
-    synthesizer = Synthesizer(config, tokenizer, speakers, graphdef, GRIFFIN_LIM)
+    synthesizer = Synthesizer(config, tokenizer, speakers, graphdef,
+                              config.synth.vocoder if config.synth.vocoder in BUILTIN_VOCODERS else GRIFFIN_LIM)
     sample = valid.records[0]
 
     def evaluate_valid(state) -> dict[str, float]:
@@ -173,15 +178,25 @@ class SynthesisItem:
 class Synthesizer:
     """Text -> waveform with a trained model's parameters (passed per call, so training can use it).
 
-    vocoder: ``"griffin-lim"`` or the workdir of a trained iSTFT vocoder (same mel preset).
+    vocoder: ``"griffin-lim"``, ``"harmonic"`` (harmonic-plus-noise at the pitch predictor's F0;
+    needs ``model.pitch.enabled``) or the workdir of a trained iSTFT vocoder (same mel preset).
     """
 
     def __init__(self, config, tokenizer: Tokenizer, speakers: Sequence[str], graphdef, vocoder: str):
         self.config, self.tokenizer, self.speakers, self.graphdef = config, tokenizer, list(speakers), graphdef
         self.preset = audio.get_preset(config.data.preset)
+        preset = config.data.preset
         if vocoder == GRIFFIN_LIM:
             n_iter = config.synth.griffin_lim_iterations
-            self._vocode = lambda mel, mask: np.asarray(audio.log_mel_to_audio(mel, config.data.preset, n_iter=n_iter))
+            self._vocode = lambda out, key: audio.log_mel_to_audio(out.mel, preset, n_iter=n_iter)
+        elif vocoder == HARMONIC:
+            pitch = config.model.get("pitch")
+            if pitch is None or not pitch.enabled:
+                raise ValueError("the harmonic vocoder needs the model's F0: train with model.pitch.enabled=True, "
+                                 f"or use --vocoder {GRIFFIN_LIM}")
+            noise = config.synth.get("harmonic_voiced_noise", 0.1)
+            self._vocode = lambda out, key: log_mel_f0_to_audio(out.mel, out.f0, out.voiced, key, preset,
+                                                                voiced_noise=noise)
         else:
             from jaxspeech.train.recipes import vocoder as vocoder_recipe
 
@@ -189,7 +204,8 @@ class Synthesizer:
             if vocoder_config.model.preset != config.data.preset:
                 raise ValueError(f"vocoder {vocoder} works on {vocoder_config.model.preset!r} mels, the TTS model "
                                  f"on {config.data.preset!r}")
-            self._vocode = vocoder_recipe.vocode(vocoder)
+            trained = vocoder_recipe.vocode(vocoder)
+            self._vocode = lambda out, key: trained(out.mel, out.mel_mask)
 
     @classmethod
     def from_workdir(cls, workdir: str, vocoder: str | None = None):
@@ -284,15 +300,16 @@ class Synthesizer:
         overridden = any(choice is not None for *_, choice in rows)
         if overridden and any(choice is None for *_, choice in rows):
             raise ValueError("give intonation tokens for every item of a batch or for none")
-        mel, mel_mask = tts.generate(
+        out = tts.generate(
             self.graphdef, params, self.config.model, tokens, token_mask, speaker, key, steps=steps,
             method=method or s.method, guidance_scale=guidance or None, temperature=temperature,
             length_scale=length_scale, duration_rounding=s.get("duration_rounding", "ceil"), sway=s.sway,
             intonation=chosen if overridden else None, boundary_word_start=starts, boundary_word_end=ends,
             boundary_mask=present)
-        mel, mel_mask = np.asarray(mel), np.asarray(mel_mask)
+        mel, mel_mask = np.asarray(out.mel), np.asarray(out.mel_mask)
         silence = math.log(1e-5)  # padding frames must vocode to silence, not to ln-amplitude 0
-        waveforms = self._vocode(np.where(mel_mask[..., None], mel, silence), mel_mask)
+        out = out._replace(mel=np.where(mel_mask[..., None], mel, silence))
+        waveforms = np.asarray(self._vocode(out, jax.random.fold_in(key, 1)))
         hop = self.preset.hop_length
         pieces: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in items]
         for r, (owner, *_) in enumerate(rows):

@@ -1,0 +1,89 @@
+"""Harmonic-plus-noise vocoder: amplitudes from an envelope, magnitude and pitch of the output, noise level."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxspeech.audio import estimate_f0, get_preset, log_mel, stft
+from jaxspeech.audio.harmonic import harmonic_amplitudes, harmonic_plus_noise, log_mel_f0_to_audio
+
+SR, N_FFT, HOP = 22050, 1024, 256
+FRAMES = 48
+LENGTH = (FRAMES - 1) * HOP + N_FFT
+AMPLITUDES = (0.8, 0.4, 0.25, 0.1)
+SIZES = dict(sample_rate=SR, n_fft=N_FFT, hop_length=HOP)
+
+
+def harmonic_signal(f0: float) -> np.ndarray:
+    n = np.arange(LENGTH)
+    return sum(a * np.cos(2 * np.pi * (h + 1) * f0 * n / SR + h) for h, a in enumerate(AMPLITUDES)).astype(np.float32)
+
+
+def magnitude_of(x) -> jax.Array:
+    return jnp.abs(stft(jnp.asarray(x), n_fft=N_FFT, hop_length=HOP))
+
+
+# Energy (power 2) is exact by Parseval; the magnitude mass of a sinusoid's STFT depends on where it
+# falls between bins by a few per cent, and the unit mass is its average over offsets.
+@pytest.mark.parametrize("power, rtol", [(1.0, 0.05), (2.0, 0.01)])
+def test_amplitudes_of_a_harmonic_signal_are_read_back_from_its_stft(power, rtol):
+    f0 = 173.0  # harmonics fall between bins
+    magnitude = magnitude_of(harmonic_signal(f0))
+    got = harmonic_amplitudes(magnitude, jnp.full((FRAMES,), f0), sample_rate=SR, n_fft=N_FFT, power=power,
+                              num_harmonics=6)
+    np.testing.assert_allclose(np.asarray(got)[FRAMES // 2, :4], AMPLITUDES, rtol=rtol)
+    assert np.all(np.asarray(got)[FRAMES // 2, 4:] < 0.01)
+    # Nothing at or above Nyquist.
+    high = harmonic_amplitudes(jnp.ones((2, N_FFT // 2 + 1)), jnp.full((2,), 5000.0), sample_rate=SR, n_fft=N_FFT,
+                               num_harmonics=4)
+    assert np.all(np.asarray(high)[:, 2:] == 0) and np.all(np.asarray(high)[:, :2] > 0)
+
+
+def test_a_voiced_output_reproduces_the_envelope_and_the_pitch():
+    f0 = 173.0
+    magnitude = magnitude_of(harmonic_signal(f0))
+    out = harmonic_plus_noise(magnitude, jnp.full((FRAMES,), f0), jnp.ones((FRAMES,), bool), jax.random.key(0),
+                              voiced_noise=0.0, **SIZES)
+    assert out.shape == (LENGTH,)
+    inner = slice(4, -4)
+    rebuilt = magnitude_of(out)
+    error = np.linalg.norm(rebuilt[inner] - magnitude[inner]) / np.linalg.norm(magnitude[inner])
+    assert error < 0.03, error
+
+
+def test_the_output_pitch_follows_a_rising_f0_through_a_mel_envelope():
+    preset = get_preset("tts_22k")
+    mel = log_mel(harmonic_signal(150.0), preset)  # [T, 80]
+    frames = mel.shape[0]
+    f0 = np.geomspace(110.0, 220.0, frames)  # one octave up
+    voiced = np.ones(frames, bool)
+    voiced[:3] = False
+    waveform = log_mel_f0_to_audio(mel, f0, voiced, jax.random.key(1), preset)
+    assert waveform.shape == (frames * preset.hop_length,)
+    measured, measured_voiced = estimate_f0(waveform, preset, fmin=60.0, fmax=600.0)
+    inner = slice(6, frames - 6)
+    assert np.all(np.asarray(measured_voiced)[inner])
+    np.testing.assert_allclose(np.asarray(measured)[inner], f0[inner], rtol=0.02)
+
+
+def test_unvoiced_frames_are_noise_with_the_envelope_s_power():
+    envelope = jnp.broadcast_to(jnp.exp(-jnp.arange(N_FFT // 2 + 1) / 120.0), (FRAMES, N_FFT // 2 + 1))
+    out = harmonic_plus_noise(envelope, jnp.zeros((FRAMES,)), jnp.zeros((FRAMES,), bool), jax.random.key(2), **SIZES)
+    power = np.asarray(magnitude_of(out))[4:-4] ** 2
+    target = np.asarray(envelope)[4:-4] ** 2
+    for band in (slice(0, 60), slice(60, 180), slice(180, 300)):
+        np.testing.assert_allclose(power[:, band].mean() / target[:, band].mean(), 1.0, rtol=0.15)
+    # No periodicity: YIN finds no voiced frame in the middle.
+    _, voiced = estimate_f0(out, get_preset("tts_22k"))
+    assert np.asarray(voiced)[8:-8].mean() < 0.2
+
+
+def test_bad_arguments_are_named():
+    magnitude = jnp.ones((FRAMES, N_FFT // 2 + 1))
+    with pytest.raises(ValueError, match="voiced_noise"):
+        harmonic_plus_noise(magnitude, jnp.full((FRAMES,), 100.0), jnp.ones((FRAMES,), bool), jax.random.key(0),
+                            voiced_noise=2.0, **SIZES)
+    with pytest.raises(AssertionError):
+        harmonic_plus_noise(magnitude, jnp.full((FRAMES + 1,), 100.0), jnp.ones((FRAMES + 1,), bool),
+                            jax.random.key(0), **SIZES)
