@@ -111,8 +111,12 @@ def as_rgb(image: np.ndarray, cmap: str = "viridis") -> np.ndarray:
     return (colormaps[cmap](scaled)[..., :3] * 255).round().astype(np.uint8)
 
 
-def plot_mel(mel: np.ndarray, *, title: str | None = None) -> np.ndarray:
-    """mel [T, F] -> [H, W, 3] uint8 picture (time right, mel bin up, with colour bar)."""
+def plot_mel(mel: np.ndarray, *, title: str | None = None, f0: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """mel [T, F] -> [H, W, 3] uint8 picture (time right, mel bin up, with colour bar).
+
+    f0: named F0 tracks [T'] in Hz (NaN or 0 where unvoiced; T' may differ from T, e.g. a
+    reference of another length) drawn over the mel on a right-hand Hz axis.
+    """
     mel = np.asarray(mel, np.float32)
     if mel.ndim != 2:
         raise ValueError(f"mel must be [T, F], got shape {mel.shape}")
@@ -120,9 +124,17 @@ def plot_mel(mel: np.ndarray, *, title: str | None = None) -> np.ndarray:
     canvas = FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     picture = axes.imshow(mel.T, origin="lower", aspect="auto", interpolation="nearest")
-    figure.colorbar(picture, ax=axes)
+    figure.colorbar(picture, ax=axes, pad=0.15 if f0 else 0.05)
     axes.set_xlabel("frame")
     axes.set_ylabel("mel bin")
+    if f0:
+        hz = axes.twinx()
+        for (name, track), colour in zip(f0.items(), ("white", "red", "cyan")):
+            track = np.asarray(track, np.float32)
+            hz.plot(np.where(track > 0, track, np.nan), color=colour, linewidth=1.5, label=name)
+        hz.set_ylabel("F0 (Hz)")
+        hz.set_xlim(-0.5, mel.shape[0] - 0.5)
+        hz.legend(loc="upper right", fontsize="small")
     if title:
         axes.set_title(title)
     figure.tight_layout()

@@ -89,6 +89,23 @@ def test_plot_mel_puts_low_bins_at_the_bottom():
         plot_mel(np.zeros(10))
 
 
+def test_plot_mel_draws_f0_tracks_over_the_mel_only_where_voiced():
+    mel = np.zeros((100, 40), np.float32)
+    mel[0, 0] = 1.0  # the colour scale spans [0, 1]: the mel area is dark
+    track = np.linspace(100.0, 300.0, 100)
+    track[:50] = 0.0  # unvoiced first half: nothing drawn there
+    picture = plot_mel(mel, f0={"rising": track}).astype(int)
+    white = np.all(picture >= 250, axis=-1)
+    dark = np.all(np.abs(picture - np.round(np.array(colormaps["viridis"](0.0)[:3]) * 255)) <= 2, axis=-1)
+    rows, columns = np.nonzero(dark.any(axis=1))[0], np.nonzero(dark.any(axis=0))[0]  # the mel's area
+    inside = white[rows.min():rows.max(), columns.min():columns.max()]
+    width = columns.max() - columns.min()
+    drawn = np.nonzero(inside.any(axis=0))[0]
+    assert drawn.size and drawn.min() > 0.4 * width  # starts near the middle
+    heights = [np.nonzero(inside[:, c])[0].mean() for c in (drawn.min(), drawn.min() + width // 4)]
+    assert heights[1] < heights[0]  # rising F0 goes up the picture
+
+
 def test_read_metrics_merges_records_per_step_later_wins_and_loss_curve_plots_it(tmp_path):
     path = tmp_path / "metrics.jsonl"
     records = [

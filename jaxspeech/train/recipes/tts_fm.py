@@ -35,6 +35,7 @@ from jaxspeech.data.tts import (
     TTSCollate,
     boundary_token_spans,
     phrased_record,
+    pitch_track,
     record_phonemes,
     speaker_of,
     tokenizer_for,
@@ -154,17 +155,25 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     synthesizer = Synthesizer(config, tokenizer, speakers, graphdef,
                               config.synth.vocoder if config.synth.vocoder in BUILTIN_VOCODERS else GRIFFIN_LIM)
     sample = valid.records[0]
+    reference_f0 = _hz(*pitch_track(audio.load_audio(sample["audio"], sample_rate=synthesizer.preset.sample_rate),
+                                    synthesizer.preset))
 
     def evaluate_valid(state) -> dict[str, float]:
         key = jax.random.key(config.seed)
         metrics = [jax.device_get(eval_loss(state.params, batch, key)[1]) for batch in valid_batches]
         [(mel, waveform)] = synthesizer.synthesize(state.params, [synthesizer.record_item(sample)], key=key)
-        writer.image(int(state.step), "valid/synthesized_mel", plot_mel(mel, title=sample["text"]))
+        f0 = {"synthesized": _hz(*pitch_track(waveform, synthesizer.preset)), "recording": reference_f0}
+        writer.image(int(state.step), "valid/synthesized_mel", plot_mel(mel, title=sample["text"], f0=f0))
         writer.audio(int(state.step), "valid/synthesized", waveform, synthesizer.preset.sample_rate)
         return {name: float(np.mean([x[name] for x in metrics])) for name in metrics[0]}
 
     train_in_workdir(config, workdir, state=state, step_fn=step_fn, batches=batches, mesh=mesh, writer=writer,
                      eval_fn=evaluate_valid, skips=skips)
+
+
+def _hz(log_f0: np.ndarray, voiced: np.ndarray) -> np.ndarray:
+    """A pitch track as Hz on voiced frames, 0 elsewhere (for plots)."""
+    return np.where(voiced, np.exp(log_f0), 0.0)
 
 
 class SynthesisItem:
