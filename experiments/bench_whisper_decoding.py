@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import transformers
 
-from benchmark_docs import command, machine, write_section
+from benchmark_docs import command, machine, save_report, write_section
 from jaxspeech.audio import load_audio, log_mel
 from jaxspeech.data.readers import load_records
 from jaxspeech.eval.rtf import interleaved_seconds
@@ -194,9 +194,7 @@ def main() -> None:
         "utterances": ids,
         "rows": rows,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
+    save_report(result, args.out, echo=False)
     section = markdown(result)
     print(section)
     if not args.no_docs:

@@ -98,7 +98,8 @@ def _docs_section(report: dict, command_line: str) -> str:
     return (f"{TITLE}\n\nMachine: {report['machine']}. Date: {report['date']}.\n\n```bash\n{command_line}\n```\n\n"
             f"{report['utterances']} test-seen utterances; each vocoder renders the recording's own log-mel "
             f"({istft}harmonic-plus-noise: `jaxspeech.audio.harmonic`, with the recording's pitch track; "
-            f"ASR CER: the CTC recognizer of `{report['asr_workdir']}`, greedy). The contour columns are the ceiling a TTS model's intonation score can reach through that vocoder "
+            f"ASR CER: the CTC recognizer of `{report['asr_workdir']}`, greedy). The contour columns are the "
+            "ceiling a TTS model's intonation score can reach through that vocoder "
             "(`jaxspeech.eval.prosody.terminal_direction`, ? rising / . falling).\n\n" + "\n".join(rows) + "\n")
 
 

@@ -22,7 +22,7 @@ import time
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from benchmark_docs import command, machine, write_section
+from benchmark_docs import command, machine, save_report, write_section
 from jaxspeech.train.config import load_config
 from jaxspeech.train.metrics import read_metrics
 from jaxspeech.train.recipes import whisper_asr
@@ -135,8 +135,7 @@ def main() -> None:
               "load_average_range": [min(loads), max(loads)], "verdict": _verdict(runs, args.targets),
               "padding": padding, "date": datetime.date.today().isoformat(),
               "machine": machine()}
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(report, f, indent=2, sort_keys=True)
+    save_report(report, os.path.join(args.out, "results.json"), echo=False)
     if not args.no_docs:
         _update_docs(report, command())
     print(json.dumps({name: {k: r[k] for k in ("cer", "wer")} for name, r in runs.items()}, indent=2))

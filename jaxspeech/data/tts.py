@@ -166,8 +166,8 @@ class TTSCollate:
         if times is None:
             dataset.skips.skip("no word timings for boundary contours", record.get("id", record["audio"]))
         elif len(spans):
-            contours = word_contours(relative_to_voiced_mean(log_f0, voiced), times[-self.max_boundaries:], preset.sample_rate / preset.hop_length,
-                                     self.contour_points)
+            contours = word_contours(relative_to_voiced_mean(log_f0, voiced), times[-self.max_boundaries:],
+                                     preset.sample_rate / preset.hop_length, self.contour_points)
         result = RecordProsody(spans, contours, log_f0.astype(np.float32), voiced)
         with self._lock:
             self._cache[key] = result

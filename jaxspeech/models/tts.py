@@ -693,7 +693,8 @@ def generate(
         intonation = jnp.asarray(intonation, jnp.int32)
 
     token_mask = jnp.asarray(token_mask, bool)
-    mu, log_durations, hidden = _encode_for_synthesis(graphdef, params, tokens, token_mask, speaker, boundaries, intonation)
+    mu, log_durations, hidden = _encode_for_synthesis(graphdef, params, tokens, token_mask, speaker, boundaries,
+                                                      intonation)
     durations = durations_from_log(log_durations, token_mask, length_scale=length_scale, rounding=duration_rounding)
     frames = _host(durations)
     if frames is None and max_frames is None:
