@@ -104,27 +104,30 @@ def harmonic_plus_noise(
     """Waveform ``[..., (T - 1) * hop + n_fft]`` whose ``stft(center=False)`` magnitude follows
     ``magnitude [..., T, n_fft // 2 + 1]`` with the pitch ``f0 [..., T]`` (Hz) where ``voiced [..., T]``.
 
-    F0 on unvoiced frames (or <= 0 anywhere) is ignored: the phase glides through them on the
-    log-F0 interpolated between voiced frames, so a voicing fade keeps its pitch. Voiced
-    frames carry ``num_harmonics`` harmonics (those below Nyquist) plus ``voiced_noise`` x the
-    envelope-shaped noise; unvoiced frames the noise alone. ``key`` draws the noise.
+    voiced: bool, or a voicing probability p in [0, 1] that mixes the two sources: harmonics
+    x p, noise x (1 - p (1 - voiced_noise)). F0 where p <= 1/2 (or f0 <= 0) is ignored: the
+    phase glides through those frames on the log-F0 interpolated between voiced ones, so a
+    voicing fade keeps its pitch. Fully voiced frames carry ``num_harmonics`` harmonics (those
+    below Nyquist) plus ``voiced_noise`` x the envelope-shaped noise; unvoiced frames the noise
+    alone. ``key`` draws the noise.
     """
     magnitude = jnp.asarray(magnitude, jnp.float32)
-    f0, voiced = jnp.asarray(f0, jnp.float32), jnp.asarray(voiced).astype(bool)
+    f0 = jnp.asarray(f0, jnp.float32)
     chex.assert_equal_shape([f0, voiced])
     chex.assert_equal_shape_prefix([magnitude, f0], f0.ndim)
     if not 0.0 <= voiced_noise <= 1.0:
         raise ValueError(f"voiced_noise must be in [0, 1], got {voiced_noise}")
     frames = f0.shape[-1]
     length = (frames - 1) * hop_length + n_fft
-    voiced = voiced & (f0 > 0)
+    voicing = jnp.where(f0 > 0, jnp.clip(jnp.asarray(voiced, jnp.float32), 0.0, 1.0), 0.0)
+    voiced = voicing > 0.5
     lead = f0.shape[:-1]
     log_f0 = jax.vmap(interpolate_gaps)(jnp.log(jnp.maximum(f0, 1e-3)).reshape(-1, frames),
                                         voiced.reshape(-1, frames)).reshape(f0.shape)
     glide_f0 = jnp.where(jnp.any(voiced, axis=-1, keepdims=True), jnp.exp(log_f0), 100.0)
     amplitudes = harmonic_amplitudes(magnitude, glide_f0, sample_rate=sample_rate, n_fft=n_fft,
                                      win_length=win_length, power=power, num_harmonics=num_harmonics)
-    amplitudes = amplitudes * voiced[..., None]  # [..., T, H]
+    amplitudes = amplitudes * voicing[..., None]  # [..., T, H]
 
     positions = (np.arange(length) - n_fft / 2) / hop_length
     sample_f0 = _to_samples(glide_f0, positions)  # [..., S]
@@ -148,7 +151,7 @@ def harmonic_plus_noise(
     window = window_function("hann", win_length or n_fft, n_fft)
     noise = stft(jax.random.normal(key, lead + (length,), jnp.float32), **sizes)
     # White unit-variance noise has E|STFT|^2 = sum(window^2) in every bin.
-    gain = jnp.where(voiced, voiced_noise, 1.0)[..., None] / np.sqrt(np.sum(window**2))
+    gain = (1.0 - voicing * (1.0 - voiced_noise))[..., None] / np.sqrt(np.sum(window**2))
     shaped = istft(noise * (magnitude * gain).astype(noise.dtype), **sizes)
     # istft divides by the overlap-added squared window, which vanishes at the two ends; there a
     # noise spectrum (unlike a consistent one) would blow up, so the division is floored.

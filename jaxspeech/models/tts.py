@@ -613,7 +613,7 @@ def _synthesise(params, mu, hidden, durations, token_mask, speaker, key, guidanc
         prediction = nnx.merge(graphdef, params).pitch(frames, mel_mask, None)
         mean, std = pitch_scale
         f0 = jnp.where(mel_mask, jnp.exp(prediction[..., 0] * std + mean), 0.0)
-        voiced = mel_mask & (prediction[..., 1] > 0)
+        voiced = jnp.where(mel_mask, jax.nn.sigmoid(prediction[..., 1]), 0.0)
     cond = {"mu": mu_frames, "speaker": speaker, "mask": mel_mask}
     uncond = None
     if guidance_scale is not None:
@@ -626,8 +626,8 @@ def _synthesise(params, mu, hidden, durations, token_mask, speaker, key, guidanc
 
 class Synthesis(NamedTuple):
     """What :func:`generate` returns. mel: [B,T,n_mels] log-mel in the data's units, zero on
-    padding; mel_mask: [B,T] bool; f0: [B,T] Hz and voiced: [B,T] bool from the pitch predictor
-    (zero / False on padding), None without one."""
+    padding; mel_mask: [B,T] bool; f0: [B,T] Hz and voiced: [B,T] voicing probability from the
+    pitch predictor (zero on padding; voiced frames are those above 1/2), None without one."""
 
     mel: jax.Array
     mel_mask: jax.Array

@@ -79,6 +79,18 @@ def test_unvoiced_frames_are_noise_with_the_envelope_s_power():
     assert np.asarray(voiced)[8:-8].mean() < 0.2
 
 
+def test_a_voicing_probability_mixes_the_harmonic_and_noise_renderings():
+    magnitude = magnitude_of(harmonic_signal(173.0))
+    f0, key = jnp.full((FRAMES,), 173.0), jax.random.key(3)
+
+    def render(voicing):
+        return harmonic_plus_noise(magnitude, f0, jnp.full((FRAMES,), voicing), key, voiced_noise=0.0, **SIZES)
+
+    # Harmonics x p, noise x (1 - p) with no noise in voiced frames; the same key draws the same noise.
+    np.testing.assert_allclose(render(0.6), 0.6 * render(1.0) + 0.4 * render(0.0), atol=1e-4)
+    np.testing.assert_array_equal(render(True), render(1.0))
+
+
 def test_bad_arguments_are_named():
     magnitude = jnp.ones((FRAMES, N_FFT // 2 + 1))
     with pytest.raises(ValueError, match="voiced_noise"):

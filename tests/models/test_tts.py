@@ -228,6 +228,7 @@ def test_generate_returns_finite_mels_of_the_predicted_length(synthesis):
     assert out.f0.shape == out.voiced.shape == mel_mask.shape
     assert np.all(np.asarray(out.f0)[valid] > 0) and np.all(np.asarray(out.f0)[~valid] == 0)
     assert not np.any(np.asarray(out.voiced)[~valid])
+    assert np.all((np.asarray(out.voiced) >= 0) & (np.asarray(out.voiced) <= 1))  # a voicing probability
 
 
 def test_generate_rejects_bad_input(synthesis):
