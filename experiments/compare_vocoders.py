@@ -56,6 +56,7 @@ def compare(data: str, vocoder_workdir: str | None, limit: int | None, griffin_l
     if vocoder_workdir:
         istft_vocoder = vocode(vocoder_workdir)
         vocoders["istft_vocoder"] = lambda k: istft_vocoder(mels[k])
+
     def recognise(paths):
         hypotheses = recipes.for_workdir(asr_workdir).transcribe(asr_workdir, paths, beam_size=0)
         return {"asr_cer": error_rates(texts, hypotheses)["cer"]}

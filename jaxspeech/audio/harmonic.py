@@ -30,7 +30,7 @@ import numpy as np
 from jaxspeech.audio.f0 import interpolate_gaps
 from jaxspeech.audio.features import MelPreset, get_preset
 from jaxspeech.audio.griffin_lim import mel_to_magnitude
-from jaxspeech.audio.spectral import istft, stft, window_function
+from jaxspeech.audio.spectral import istft, squared_window_envelope, stft, window_function
 
 
 @functools.lru_cache(maxsize=16)
@@ -155,9 +155,7 @@ def harmonic_plus_noise(
     shaped = istft(noise * (magnitude * gain).astype(noise.dtype), **sizes)
     # istft divides by the overlap-added squared window, which vanishes at the two ends; there a
     # noise spectrum (unlike a consistent one) would blow up, so the division is floored.
-    envelope = np.zeros(length)
-    index = hop_length * np.arange(frames)[:, None] + np.arange(n_fft)
-    np.add.at(envelope, index, np.broadcast_to(window**2, index.shape))
+    envelope = squared_window_envelope(window, frames, hop_length)
     floored = np.where(envelope > 0, envelope / np.maximum(envelope, 0.5 * envelope.max()), 0.0)
     return harmonic + shaped * floored.astype(np.float32)
 

@@ -60,6 +60,16 @@ def _overlap_add(frames: jnp.ndarray, hop_length: int) -> jnp.ndarray:
     return out[..., : (num_frames - 1) * hop_length + n]
 
 
+def squared_window_envelope(window: np.ndarray, num_frames: int, hop_length: int) -> np.ndarray:
+    """The overlap-added squared ``window [n_fft]`` of ``num_frames`` frames ``hop_length`` apart,
+    float64 ``[(num_frames - 1) * hop + n_fft]``: what :func:`istft` divides by. It depends only on
+    static sizes, so it is built on the host."""
+    envelope = np.zeros((num_frames - 1) * hop_length + len(window))
+    index = hop_length * np.arange(num_frames)[:, None] + np.arange(len(window))[None, :]
+    np.add.at(envelope, index, np.broadcast_to(window**2, index.shape))
+    return envelope
+
+
 def stft(
     x: jnp.ndarray,
     *,
@@ -134,10 +144,7 @@ def istft(
     real_dtype = jnp.finfo(spec.dtype).dtype
     frames = jnp.fft.irfft(spec, n=n_fft, axis=-1) * jnp.asarray(win, real_dtype)
     y = _overlap_add(frames, hop_length)
-    # The envelope depends only on static sizes, so it is built once on the host.
-    envelope = np.zeros((num_frames - 1) * hop_length + n_fft)
-    index = hop_length * np.arange(num_frames)[:, None] + np.arange(n_fft)[None, :]
-    np.add.at(envelope, index, np.broadcast_to(win**2, index.shape))
+    envelope = squared_window_envelope(win, num_frames, hop_length)
     nonzero = envelope > np.finfo(np.float32).tiny
     y = y * jnp.asarray(np.where(nonzero, 1.0 / np.where(nonzero, envelope, 1.0), 1.0), real_dtype)
     start = n_fft // 2 if center else 0
