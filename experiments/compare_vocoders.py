@@ -1,5 +1,5 @@
-"""Copy synthesis: Griffin-Lim, the harmonic-plus-noise vocoder and a trained iSTFT vocoder, all from
-the reference log-mels of test-seen.
+"""Copy synthesis: Griffin-Lim, the harmonic-plus-noise vocoder (alone and refined by Griffin-Lim) and a
+trained iSTFT vocoder, all from the reference log-mels of test-seen.
 
     python experiments/compare_vocoders.py --data /tmp/corpus_default [--vocoder-workdir /tmp/runs/voc] \
         --out /tmp/compare_vocoders.json
@@ -52,6 +52,10 @@ def compare(data: str, vocoder_workdir: str | None, limit: int | None, griffin_l
         f"griffin_lim_{griffin_lim_iterations}": lambda k: griffin_lim(mels[k]),
         "harmonic_plus_noise": lambda k: log_mel_f0_to_audio(mels[k], np.exp(tracks[k][0]), tracks[k][1],
                                                               jax.random.fold_in(key, k), preset),
+        # Griffin-Lim iterations that start from the harmonic rendering's phase.
+        f"harmonic_plus_noise_gl_{griffin_lim_iterations}": lambda k: log_mel_f0_to_audio(
+            mels[k], np.exp(tracks[k][0]), tracks[k][1], jax.random.fold_in(key, k), preset,
+            griffin_lim_iterations=griffin_lim_iterations),
     }
     if vocoder_workdir:
         istft_vocoder = vocode(vocoder_workdir)

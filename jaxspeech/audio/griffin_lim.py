@@ -79,6 +79,7 @@ def griffin_lim(
     n_iter: int = 32,
     momentum: float = 0.99,
     key: jax.Array | None = None,
+    phase: jax.Array | None = None,
 ) -> jax.Array:
     """Fast Griffin-Lim: a waveform whose STFT magnitude approximates ``magnitude [..., T, K]``.
 
@@ -87,19 +88,24 @@ def griffin_lim(
     consistent spectrograms (istft then stft), extrapolates by ``momentum / (1 + momentum)``
     times the previous projection (librosa.griffinlim's form of Perraudin et al.'s
     acceleration; 0 gives plain Griffin & Lim 1984) and imposes ``magnitude``. The initial
-    phase is zero, or uniform in [0, 2 pi) drawn from ``key``.
+    phase is zero, uniform in [0, 2 pi) drawn from ``key``, or ``phase`` (radians, the shape of
+    ``magnitude``; e.g. the phase of another vocoder's output, which the iterations then refine).
     """
     magnitude = jnp.asarray(magnitude, jnp.float32)
     if magnitude.ndim < 2 or magnitude.shape[-1] != n_fft // 2 + 1:
         raise ValueError(f"magnitude must be [..., frames, {n_fft // 2 + 1}], got {magnitude.shape}")
     if n_iter < 0:
         raise ValueError(f"n_iter must be >= 0, got {n_iter}")
+    if key is not None and phase is not None:
+        raise ValueError("give a random key or an initial phase, not both")
     sizes = dict(n_fft=n_fft, hop_length=hop_length, win_length=win_length)
-    if key is None:
+    if key is not None:
+        phase = jax.random.uniform(key, magnitude.shape, jnp.float32, 0.0, 2.0 * jnp.pi)
+    if phase is None:
         spec = magnitude.astype(jnp.complex64)
     else:
-        phase = jax.random.uniform(key, magnitude.shape, jnp.float32, 0.0, 2.0 * jnp.pi)
-        spec = magnitude * jnp.exp(1j * phase)
+        chex.assert_equal_shape([magnitude, phase])
+        spec = magnitude * jnp.exp(1j * jnp.asarray(phase, jnp.float32))
     tiny = jnp.finfo(jnp.float32).tiny
     weight = momentum / (1.0 + momentum)
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from jaxspeech.audio.f0 import interpolate_gaps
 from jaxspeech.audio.features import MelPreset, get_preset
-from jaxspeech.audio.griffin_lim import mel_to_magnitude
+from jaxspeech.audio.griffin_lim import griffin_lim, mel_to_magnitude
 from jaxspeech.audio.spectral import istft, squared_window_envelope, stft, window_function
 
 
@@ -160,7 +160,8 @@ def harmonic_plus_noise(
     return harmonic + shaped * floored.astype(np.float32)
 
 
-@functools.partial(jax.jit, static_argnames=("preset", "num_harmonics", "voiced_noise", "nnls_iterations"))
+@functools.partial(jax.jit, static_argnames=("preset", "num_harmonics", "voiced_noise", "nnls_iterations",
+                                             "griffin_lim_iterations"))
 def log_mel_f0_to_audio(
     log_mel: jax.Array,
     f0: jax.Array,
@@ -171,15 +172,24 @@ def log_mel_f0_to_audio(
     num_harmonics: int = 128,
     voiced_noise: float = 0.1,
     nnls_iterations: int = 100,
+    griffin_lim_iterations: int = 0,
+    momentum: float = 0.99,
 ) -> jax.Array:
     """Harmonic-plus-noise vocoder: ``log_mel [..., T, M]`` with ``f0 [..., T]`` Hz and
     ``voiced [..., T]`` (aligned with the mel frames, as :func:`jaxspeech.audio.estimate_f0`
-    gives them) -> waveform ``[..., T * hop]``, cut like :func:`log_mel_to_audio`."""
+    gives them) -> waveform ``[..., T * hop]``, cut like :func:`log_mel_to_audio`.
+
+    griffin_lim_iterations > 0 refines the rendering: Griffin-Lim iterations (``momentum``)
+    toward the mel's magnitude that start from the harmonic-plus-noise signal's phase."""
     preset = get_preset(preset)
     magnitude = mel_to_magnitude(log_mel, preset, nnls_iterations=nnls_iterations)
     padded = harmonic_plus_noise(
         magnitude, f0, voiced, key, sample_rate=preset.sample_rate, n_fft=preset.n_fft,
         hop_length=preset.hop_length, win_length=preset.win_length, power=preset.power,
         num_harmonics=num_harmonics, voiced_noise=voiced_noise)
+    if griffin_lim_iterations > 0:
+        sizes = dict(n_fft=preset.n_fft, hop_length=preset.hop_length, win_length=preset.win_length)
+        padded = griffin_lim(magnitude, **sizes, n_iter=griffin_lim_iterations, momentum=momentum,
+                             phase=jnp.angle(stft(padded, **sizes)))
     start = preset.pad_samples
     return padded[..., start : start + magnitude.shape[-2] * preset.hop_length]

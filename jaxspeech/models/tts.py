@@ -87,6 +87,7 @@ from jaxspeech.samplers.ode import sample_ode
 Batch = Mapping[str, jax.Array]
 BOUNDARY_KEYS = ("boundary_word_start", "boundary_word_end", "boundary_mask")
 DECODERS = ("unet", "dit")
+PITCH_CHANNELS = 2  # (normalised log-F0, voicing) per frame, when the decoder reads pitch
 FRAME_BUCKET = 64  # generate() pads frames to a multiple of this, so jit sees few shapes
 
 
@@ -108,8 +109,10 @@ def default_config() -> ml_collections.ConfigDict:
             intonation=dict(num_tokens=6, contour_points=32, lstm_hidden=128, attention_dim=384, num_heads=8,
                             reconstruction_weight=0.0),
             # log_f0_mean/std normalise the target (ln 150 Hz, a quarter octave-ish spread): fixed, not measured.
+            # condition_decoder: the flow decoder also reads (normalised log-F0, voicing) per frame: the
+            # recording's in training (teacher forcing), the predictor's in synthesis (FastSpeech 2).
             pitch=dict(enabled=False, channels=256, layers=3, kernel=5, dropout=0.1, log_f0_mean=5.0,
-                       log_f0_std=0.4),
+                       log_f0_std=0.4, condition_decoder=False),
             decoder=dict(
                 kind="unet",
                 speaker_dim=64,
@@ -259,25 +262,37 @@ def _pitch_inputs(hidden: jax.Array, durations: jax.Array) -> jax.Array:
     return jnp.concatenate([jax.lax.stop_gradient(hidden), start[..., None], durations[..., None]], axis=-1)
 
 
+def _decoder_reads_pitch(config: ml_collections.ConfigDict) -> bool:
+    pitch = config.get("pitch")
+    return pitch is not None and pitch.enabled and pitch.get("condition_decoder", False)
+
+
 class FlowDecoder(nnx.Module):
-    """v(x_t, t | mu_y, speaker): a Matcha U-Net over concat(x_t, mu_y, speaker embedding) or a DiT
-    over concat(x_t, mu_y) with the speaker embedding in its adaLN condition. Speaker id
-    ``num_speakers`` is the null speaker of classifier-free guidance."""
+    """v(x_t, t | mu_y, speaker[, pitch]): a Matcha U-Net over concat(x_t, mu_y[, pitch], speaker
+    embedding) or a DiT over concat(x_t, mu_y[, pitch]) with the speaker embedding in its adaLN
+    condition. pitch: [B,T,2] (normalised log-F0, voicing) when ``pitch.condition_decoder``.
+    Speaker id ``num_speakers`` is the null speaker of classifier-free guidance."""
 
     def __init__(self, config: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
         dec, n_mels = config.decoder, config.n_mels
         if dec.kind not in DECODERS:
             raise ValueError(f"unknown decoder kind {dec.kind!r}; choose one of {DECODERS}")
         self.kind = dec.kind
+        self.reads_pitch = _decoder_reads_pitch(config)
+        d_in = 2 * n_mels + (PITCH_CHANNELS if self.reads_pitch else 0)
         self.speaker = nnx.Embed(config.num_speakers + 1, dec.speaker_dim, rngs=rngs)
         if dec.kind == "unet":
-            self.net = UNet1D(2 * n_mels + dec.speaker_dim, n_mels, rngs=rngs, **dict(dec.unet))
+            self.net = UNet1D(d_in + dec.speaker_dim, n_mels, rngs=rngs, **dict(dec.unet))
         else:
-            self.net = DiT(2 * n_mels, n_mels, dec.speaker_dim, rngs=rngs, **dict(dec.dit))
+            self.net = DiT(d_in, n_mels, dec.speaker_dim, rngs=rngs, **dict(dec.dit))
 
-    def __call__(self, x_t, t, mu, speaker, mask, *, rngs: nnx.Rngs | None = None) -> jax.Array:
+    def __call__(self, x_t, t, mu, speaker, mask, pitch=None, *, rngs: nnx.Rngs | None = None) -> jax.Array:
+        if self.reads_pitch != (pitch is not None):
+            raise ValueError("the decoder was built with pitch.condition_decoder="
+                             f"{self.reads_pitch}: cond['pitch'] [B,T,2] must be "
+                             f"{'given' if self.reads_pitch else 'absent'}")
         spk = self.speaker(speaker)
-        x = jnp.concatenate([x_t, mu], axis=-1)
+        x = jnp.concatenate([x_t, mu] + ([pitch.astype(x_t.dtype)] if pitch is not None else []), axis=-1)
         if self.kind == "unet":
             x = jnp.concatenate([x, jnp.broadcast_to(spk[:, None, :], (*x.shape[:2], spk.shape[-1]))], axis=-1)
             return self.net(x, t, mask, rngs=rngs)
@@ -423,22 +438,34 @@ def vector_field(
     """The decoder as ``v(x_t [B,T,F], t [B], cond) -> [B,T,F]`` for losses and samplers.
 
     cond: {"mu": [B,T,F] frame-level text means, "speaker": [B] int (num_speakers = null),
-    "mask": [B,T] bool}. key: dropout key, None = deterministic.
+    "mask": [B,T] bool, and with pitch.condition_decoder "pitch": [B,T,2] from
+    :func:`pitch_condition`}. key: dropout key, None = deterministic.
     """
     decoder = nnx.merge(graphdef, params).decoder
     rngs = None if key is None else nnx.Rngs(dropout=key)
 
     def field(x_t, t, cond):
-        return decoder(x_t, t, cond["mu"], cond["speaker"], cond["mask"], rngs=rngs)
+        return decoder(x_t, t, cond["mu"], cond["speaker"], cond["mask"], cond.get("pitch"), rngs=rngs)
 
     return field
 
 
+def pitch_condition(log_f0: jax.Array, voicing: jax.Array, mask: jax.Array) -> jax.Array:
+    """The decoder's pitch input [B,T,2]: normalised log-F0 [B,T] ((ln F0 - pitch.log_f0_mean) /
+    pitch.log_f0_std) and voicing [B,T] (0/1, or a probability), zero where ``mask`` is False."""
+    chex.assert_equal_shape([log_f0, voicing, mask])
+    return jnp.where(mask[..., None], jnp.stack([log_f0, voicing], axis=-1).astype(jnp.float32), 0.0)
+
+
 def null_condition(config: Mapping[str, Any], mask: jax.Array) -> dict[str, jax.Array]:
-    """The CFG null condition for ``mask`` [B,T]: zero mu_y and the null speaker (broadcastable leaves)."""
+    """The CFG null condition for ``mask`` [B,T]: zero mu_y (and zero pitch when the decoder reads
+    it) and the null speaker (broadcastable leaves)."""
     config = _as_config(config)
-    return {"mu": jnp.zeros((1, 1, config.n_mels)), "speaker": jnp.full((1,), config.num_speakers, jnp.int32),
+    null = {"mu": jnp.zeros((1, 1, config.n_mels)), "speaker": jnp.full((1,), config.num_speakers, jnp.int32),
             "mask": mask}
+    if _decoder_reads_pitch(config):
+        null["pitch"] = jnp.zeros((1, 1, PITCH_CHANNELS))
+    return null
 
 
 def align(mu: jax.Array, mel: jax.Array, token_mask: jax.Array, mel_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -459,19 +486,25 @@ def _random_segment(key, arrays, mel_mask, frames: int):
     return [cut(a, starts) for a in arrays]
 
 
+def _pitch_targets(pitch: ml_collections.ConfigDict, batch: Batch,
+                   mel_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The recording's normalised log-F0 [B,T] float32 and voicing [B,T] bool (False on padding)."""
+    for name in ("log_f0", "voiced"):
+        if name not in batch:
+            raise KeyError(f"model.pitch.enabled needs batch[{name!r}] [B,T]; batch has {sorted(batch)}")
+    chex.assert_equal_shape([batch["log_f0"], batch["voiced"], mel_mask])
+    target = (batch["log_f0"].astype(jnp.float32) - pitch.log_f0_mean) / pitch.log_f0_std
+    return target, batch["voiced"].astype(bool) & mel_mask
+
+
 def _pitch_terms(model: FlowMatchingTTS, pitch: ml_collections.ConfigDict, hidden: jax.Array, path: jax.Array,
                  durations: jax.Array, batch: Batch, mel_mask: jax.Array,
                  rngs: nnx.Rngs | None) -> dict[str, jax.Array]:
     """Pitch predictor terms on the MAS-expanded states: pitch_mse (normalised log-F0, frames of
     utterances with some voicing), voicing_bce and voicing_accuracy (all valid frames)."""
-    for name in ("log_f0", "voiced"):
-        if name not in batch:
-            raise KeyError(f"model.pitch.enabled needs batch[{name!r}] [B,T]; batch has {sorted(batch)}")
-    chex.assert_equal_shape([batch["log_f0"], batch["voiced"], mel_mask])
     frames = jnp.einsum("blt,blc->btc", path, _pitch_inputs(hidden, durations))
     prediction = model.pitch(frames, mel_mask, rngs)
-    target = (batch["log_f0"].astype(jnp.float32) - pitch.log_f0_mean) / pitch.log_f0_std
-    voiced = batch["voiced"].astype(bool) & mel_mask
+    target, voiced = _pitch_targets(pitch, batch, mel_mask)
     pitched = mel_mask & jnp.any(voiced, axis=1, keepdims=True)  # utterances with no voicing have no F0
     frames_count = jnp.maximum(jnp.sum(mel_mask), 1)
     bce = optax.sigmoid_binary_cross_entropy(prediction[..., 1], voiced.astype(jnp.float32))
@@ -506,6 +539,7 @@ def make_loss_fn(
         raise ValueError(f"flow.segment_frames must be >= 1 or None, got {segment}")
     mel_mean, mel_std = config.mel_mean, config.mel_std
     reconstruction_weight = config.intonation.get("reconstruction_weight", 0.0)
+    reads_pitch = _decoder_reads_pitch(config)
 
     def loss_fn(params: nnx.State, batch: Batch, key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         for name in ("tokens", "token_mask", "speaker", "mel", "mel_mask"):
@@ -531,18 +565,24 @@ def make_loss_fn(
         mu_frames = jnp.einsum("blt,blf->btf", path, mu)  # gradient reaches mu through the product
         prior = prior_loss(mel, mu_frames, mel_mask)
 
-        decoder_speaker = speaker
+        cond = {"mu": mu_frames, "speaker": speaker, "mask": mel_mask}
+        if reads_pitch:  # teacher forcing: the recording's pitch
+            log_f0, voiced = _pitch_targets(config.pitch, batch, mel_mask)
+            cond["pitch"] = pitch_condition(log_f0, voiced.astype(jnp.float32), mel_mask)
         if train and flow.cond_drop_prob > 0:
             drop = jax.random.uniform(k_cond, speaker.shape) < flow.cond_drop_prob
-            decoder_speaker = jnp.where(drop, config.num_speakers, speaker)
-            mu_frames = jnp.where(drop[:, None, None], 0.0, mu_frames)
-        target, frames_mu, frames_mask = mel, mu_frames, mel_mask
+            null = null_condition(config, mel_mask)
+            cond = {name: value if name == "mask" else
+                    jnp.where(drop.reshape(-1, *([1] * (value.ndim - 1))), null[name], value)
+                    for name, value in cond.items()}
+        target = mel
         if segment is not None and segment < mel.shape[1]:
-            target, frames_mu, frames_mask = _random_segment(k_segment, [mel, mu_frames, mel_mask], mel_mask, segment)
+            names = [name for name in cond if name != "speaker"]
+            target, *cut = _random_segment(k_segment, [mel] + [cond[name] for name in names], mel_mask, segment)
+            cond.update(zip(names, cut))
         field = vector_field(graphdef, params, key=k_dropout if train else None)
-        cond = {"mu": frames_mu, "speaker": decoder_speaker, "mask": frames_mask}
         flow_loss, flow_metrics = conditional_flow_matching(
-            field, {"mel": target, "mel_mask": frames_mask, "cond": cond}, k_flow, sigma_min=flow.sigma_min)
+            field, {"mel": target, "mel_mask": cond["mask"], "cond": cond}, k_flow, sigma_min=flow.sigma_min)
 
         if boundaries is not None:
             present = boundaries["boundary_mask"].astype(bool)
@@ -602,23 +642,22 @@ def _encode_for_synthesis(graphdef, params, tokens, token_mask, speaker, boundar
     return enc["mu"], enc["log_durations"], enc["hidden"]
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "n_mels", "num_speakers", "max_frames", "steps", "method",
-                                             "sway", "temperature", "pitch_scale"))
-def _synthesise(params, mu, hidden, durations, token_mask, speaker, key, guidance_scale, *, graphdef, n_mels,
-                num_speakers, max_frames, steps, method, sway, temperature, pitch_scale):
+@functools.partial(jax.jit, static_argnames=("graphdef", "config", "max_frames", "steps", "method", "sway",
+                                             "temperature"))
+def _synthesise(params, mu, hidden, durations, token_mask, speaker, key, guidance_scale, *, graphdef, config,
+                max_frames, steps, method, sway, temperature):
+    n_mels = config.n_mels
     mu_frames, mel_mask = length_regulate(mu, durations, token_mask, max_frames)
+    cond = {"mu": mu_frames, "speaker": speaker, "mask": mel_mask}
     f0 = voiced = None
-    if pitch_scale is not None:
+    if config.get("pitch") is not None and config.pitch.enabled:
         frames, _ = length_regulate(_pitch_inputs(hidden, durations), durations, token_mask, max_frames)
         prediction = nnx.merge(graphdef, params).pitch(frames, mel_mask, None)
-        mean, std = pitch_scale
-        f0 = jnp.where(mel_mask, jnp.exp(prediction[..., 0] * std + mean), 0.0)
+        f0 = jnp.where(mel_mask, jnp.exp(prediction[..., 0] * config.pitch.log_f0_std + config.pitch.log_f0_mean), 0.0)
         voiced = jnp.where(mel_mask, jax.nn.sigmoid(prediction[..., 1]), 0.0)
-    cond = {"mu": mu_frames, "speaker": speaker, "mask": mel_mask}
-    uncond = None
-    if guidance_scale is not None:
-        uncond = {"mu": jnp.zeros((1, 1, n_mels)), "speaker": jnp.full((1,), num_speakers, speaker.dtype),
-                  "mask": mel_mask}
+        if _decoder_reads_pitch(config):
+            cond["pitch"] = pitch_condition(prediction[..., 0], voiced, mel_mask)
+    uncond = None if guidance_scale is None else null_condition(config, mel_mask)
     x = sample_ode(vector_field(graphdef, params), key, (mu.shape[0], max_frames, n_mels), cond=cond, steps=steps,
                    method=method, uncond=uncond, guidance_scale=guidance_scale, sway=sway, temperature=temperature)
     return x, mel_mask, f0, voiced
@@ -705,11 +744,9 @@ def generate(
             max_frames = max(FRAME_BUCKET, -(-needed // FRAME_BUCKET) * FRAME_BUCKET)
         elif needed > max_frames:
             raise ValueError(f"predicted durations need {needed} frames but max_frames is {max_frames}")
-    pitch = config.get("pitch")
-    pitch_scale = (float(pitch.log_f0_mean), float(pitch.log_f0_std)) if pitch is not None and pitch.enabled else None
     x, mel_mask, f0, voiced = _synthesise(
         params, mu, hidden, durations, token_mask, speaker, key,
         None if guidance_scale is None else jnp.float32(guidance_scale),
-        graphdef=graphdef, n_mels=config.n_mels, num_speakers=config.num_speakers, max_frames=max_frames,
-        steps=steps, method=method, sway=sway, temperature=float(temperature), pitch_scale=pitch_scale)
+        graphdef=graphdef, config=ml_collections.FrozenConfigDict(config), max_frames=max_frames, steps=steps, method=method,
+        sway=sway, temperature=float(temperature))
     return Synthesis(_masked(x * config.mel_std + config.mel_mean, mel_mask), mel_mask, f0, voiced)

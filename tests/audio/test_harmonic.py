@@ -99,3 +99,17 @@ def test_bad_arguments_are_named():
     with pytest.raises(AssertionError):
         harmonic_plus_noise(magnitude, jnp.full((FRAMES + 1,), 100.0), jnp.ones((FRAMES + 1,), bool),
                             jax.random.key(0), **SIZES)
+
+
+def test_griffin_lim_refinement_moves_the_rendering_toward_the_mel_and_keeps_the_pitch():
+    preset = get_preset("tts_22k")
+    mel = log_mel(harmonic_signal(150.0), preset)
+    frames = mel.shape[0]
+    f0, voiced = np.full(frames, 150.0), np.ones(frames, bool)
+    error = {}
+    for n_iter in (0, 16):
+        waveform = log_mel_f0_to_audio(mel, f0, voiced, jax.random.key(1), preset, griffin_lim_iterations=n_iter)
+        error[n_iter] = float(np.mean(np.abs(np.asarray(log_mel(waveform, preset) - mel))[4:-4]))
+        measured, measured_voiced = estimate_f0(waveform, preset, fmin=60.0, fmax=600.0)
+        np.testing.assert_allclose(np.asarray(measured)[6:-6], 150.0, rtol=0.02)
+    assert error[16] < 0.8 * error[0], error

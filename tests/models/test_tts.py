@@ -342,3 +342,47 @@ def test_models_without_a_pitch_predictor_return_no_pitch():
     out = tts.generate(graphdef, params, config, batch["tokens"], batch["token_mask"], batch["speaker"],
                        jax.random.key(0), steps=2)
     assert out.f0 is None and out.voiced is None
+
+
+@pytest.mark.parametrize("kind", ["unet", "dit"])
+def test_decoder_reads_the_recordings_pitch_in_training_and_the_predicted_pitch_in_synthesis(kind):
+    batch = tiny_batch()
+    shifted = dict(batch, log_f0=batch["log_f0"] + 0.3)
+    runs = {}
+    for reads in (False, True):
+        config = tiny_config(kind)
+        config.pitch.condition_decoder = reads
+        graphdef, params = tts.init(config, jax.random.key(6))
+        # adaLN-zero (DiT) starts as the zero field: perturb the decoder so that its output depends on its input.
+        leaves, treedef = jax.tree.flatten(params["decoder"])
+        keys = jax.random.split(jax.random.key(7), len(leaves))
+        params["decoder"] = jax.tree.unflatten(
+            treedef, [x + 0.1 * jax.random.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys)])
+        loss_fn = jax.jit(tts.make_loss_fn(graphdef, config, train=False))
+        flow = [float(loss_fn(params, b, jax.random.key(0))[1]["flow_mse"]) for b in (batch, shifted)]
+        # Another pitch predictor output (its bias) with the same noise key.
+        moved = jax.tree.map(lambda x: x, params)
+        moved["pitch"]["out"]["bias"] = moved["pitch"]["out"]["bias"] + jnp.array([0.5, 0.0])
+        mels = [tts.generate(graphdef, p, config, batch["tokens"], batch["token_mask"], batch["speaker"],
+                             jax.random.key(1), steps=2).mel for p in (params, moved)]
+        runs[reads] = flow, mels
+        if reads:
+            guided = tts.generate(graphdef, params, config, batch["tokens"], batch["token_mask"], batch["speaker"],
+                                  jax.random.key(1), steps=2, guidance_scale=0.0).mel
+            np.testing.assert_allclose(guided, mels[0], atol=1e-5)
+            null = tts.null_condition(config, batch["mel_mask"])
+            np.testing.assert_array_equal(null["pitch"], 0.0)
+            field = tts.vector_field(graphdef, params)
+            x = jnp.zeros((2, 30, N_MELS))
+            with pytest.raises(ValueError, match="condition_decoder"):
+                field(x, jnp.zeros(2), {"mu": x, "speaker": batch["speaker"], "mask": batch["mel_mask"]})
+    (flow_off, mels_off), (flow_on, mels_on) = runs[False], runs[True]
+    assert flow_off[0] == flow_off[1] and abs(flow_on[0] - flow_on[1]) > 1e-6  # teacher forcing
+    np.testing.assert_array_equal(mels_off[0], mels_off[1])
+    assert np.abs(np.asarray(mels_on[0] - mels_on[1])).max() > 1e-4  # synthesis follows the predicted F0
+
+
+def test_pitch_condition_stacks_log_f0_and_voicing_and_zeroes_padding():
+    mask = jnp.array([[True, True, False]])
+    out = tts.pitch_condition(jnp.array([[0.5, -1.0, 3.0]]), jnp.array([[1.0, 0.25, 1.0]]), mask)
+    np.testing.assert_array_equal(out, [[[0.5, 1.0], [-1.0, 0.25], [0.0, 0.0]]])
