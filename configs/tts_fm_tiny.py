@@ -96,6 +96,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.synth.vocoder = "harmonic"  # harmonic-plus-noise at the predicted F0; or "griffin-lim", or the workdir of
     # configs/vocoder_istft_tiny.py
     c.synth.harmonic_voiced_noise = 0.1  # noise share of voiced frames (jaxspeech.audio.harmonic)
+    c.synth.harmonic_griffin_lim_iterations = 0  # > 0: Griffin-Lim refinement from the harmonic phase
     c.synth.griffin_lim_iterations = 32
 
     c.eval = ml_collections.ConfigDict()

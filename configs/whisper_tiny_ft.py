@@ -66,6 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.loss = ml_collections.ConfigDict()
     c.loss.kind = "ce"  # "ce" | "emo" (EMO combined with cross-entropy)
     c.loss.emo_combine = "mle_scale"  # "mle_scale" | "emo_scale"
+    c.loss.ctc_weight = 0.0  # > 0: plus this x a CTC loss on the encoder (joint CTC-attention training)
 
     c.sparsity = ml_collections.ConfigDict()
     c.sparsity.target = 0.0  # > 0: sparse fine-tuning of sparsity.dense_workdir to this fraction of prunable weights

@@ -106,6 +106,20 @@ def test_intonation_tokens_steer_synthesis_and_are_checked(resumed):
         synthesizer.synthesize(params, [synthesizer.item(QUESTION, intonation=[0, 1])], key=key)
 
 
+def test_harmonic_vocoder_refinement_reaches_the_waveform_only(resumed):
+    synthesizer, params, _ = recipe.Synthesizer.from_workdir(str(resumed))
+    refined_config = synthesizer.config.copy_and_resolve_references()
+    refined_config.synth.harmonic_griffin_lim_iterations = 2
+    refined = recipe.Synthesizer(refined_config, synthesizer.tokenizer, synthesizer.speakers, synthesizer.graphdef,
+                                 recipe.HARMONIC)
+    key = recipe.jax.random.key(0)
+    (mel, plain), = synthesizer.synthesize(params, [synthesizer.item(QUESTION)], key=key)
+    (same_mel, waveform), = refined.synthesize(params, [refined.item(QUESTION)], key=key)
+    np.testing.assert_array_equal(same_mel, mel)
+    assert waveform.shape == plain.shape and np.all(np.isfinite(waveform))
+    assert not np.allclose(waveform, plain)
+
+
 def test_bad_input_gets_clear_errors(resumed, tmp_path):
     run = ["synthesize", "--workdir", str(resumed), "--out", str(tmp_path / "x.wav")]
     for args, message in [(["--text", "   "], "empty text"),

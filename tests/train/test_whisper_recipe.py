@@ -161,3 +161,41 @@ def test_training_loss_applies_specaugment_with_the_first_half_of_the_key(dense)
     augmented = {**batch, "mel": spec_augment(batch["mel"], mel_mask, jax.random.split(key)[0], **augment)}
     np.testing.assert_allclose(loss(augment, batch), loss(off, augmented), rtol=1e-6)
     assert abs(float(loss(augment, batch)) - float(loss(off, batch))) > 1e-4
+
+
+def test_ctc_auxiliary_loss_is_torch_ctc_on_the_encoder_states_through_the_tied_embeddings(dense):
+    """loss(ctc_weight w) - loss(0) = w x (sum of torch CTC NLLs over the alignable rows) / their tokens, with
+    the logits built by hand: LayerNorm(last encoder block) @ token embeddings^T, blank = eot. Row 2 has
+    more tokens than encoder frames: counted out."""
+    import torch
+
+    run = recipe._restore(str(dense))
+    rng = np.random.default_rng(1)
+    mel_mask = jnp.arange(64)[None] < jnp.array([[64], [40], [8]])
+    lengths = np.array([6, 3, 6])
+    batch = {"mel": jnp.asarray(rng.standard_normal((3, 64, 80)), jnp.float32), "mel_mask": mel_mask,
+             "tokens": jnp.asarray(rng.integers(1, 10, (3, 6)), jnp.int32),
+             "token_mask": jnp.asarray(np.arange(6)[None] < lengths[:, None])}
+    key = jax.random.key(3)
+
+    def loss(weight):
+        config = run.config.copy_and_resolve_references()
+        config.model.specaugment.update(dict(num_freq_masks=0, num_time_masks=0))
+        config.loss.ctc_weight = weight
+        return recipe.make_loss_fn(config, run.graphdef, run.vocabulary)(run.state.params, batch, key)
+
+    (with_ctc, logged), (without, _) = loss(0.5), loss(0.0)
+    _, hidden = whisper.apply(run.graphdef, run.state.params, jnp.swapaxes(batch["mel"], 1, 2),
+                              jnp.zeros((3, 1), jnp.int32), frame_mask=mel_mask, output_hidden_states=True)
+    last = np.asarray(hidden.encoder[-1], np.float64)
+    norm = run.state.params["encoder"]["layer_norm"]
+    normed = (last - last.mean(-1, keepdims=True)) / np.sqrt(last.var(-1, keepdims=True) + 1e-5)
+    normed = normed * np.asarray(norm["scale"][...]) + np.asarray(norm["bias"][...])
+    logits = normed @ np.asarray(run.state.params["decoder"]["embed_tokens"]["embedding"][...], np.float64).T
+    frames = np.asarray(hidden.encoder_mask).sum(1)
+    nll = torch.nn.functional.ctc_loss(
+        torch.log_softmax(torch.tensor(logits[:2]), -1).transpose(0, 1), torch.tensor(np.asarray(batch["tokens"][:2])),
+        torch.tensor(frames[:2]), torch.tensor(lengths[:2]), blank=run.vocabulary.eot, reduction="sum")
+    expected = float(nll) / lengths[:2].sum()
+    np.testing.assert_allclose(logged["ctc"], expected, rtol=1e-4)
+    np.testing.assert_allclose(with_ctc - without, 0.5 * expected, rtol=1e-4)

@@ -28,7 +28,7 @@ from jaxspeech.models.whisper.decoding import (
     transcribe,
     window_starts,
 )
-from jaxspeech.models.whisper.model import Whisper, abstract_init, apply, init
+from jaxspeech.models.whisper.model import Whisper, abstract_init, apply, encoder_token_logits, init
 
 __all__ = [
     "LANGUAGE_CODES",
@@ -41,6 +41,7 @@ __all__ = [
     "apply",
     "decoder_prefix",
     "detect_language",
+    "encoder_token_logits",
     "generate",
     "import_transformers_checkpoint",
     "init",

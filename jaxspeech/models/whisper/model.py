@@ -304,6 +304,14 @@ class Whisper(nnx.Module):
         return logits
 
 
+def encoder_token_logits(graphdef: nnx.GraphDef, params: nnx.State, hidden: HiddenStates) -> jax.Array:
+    """The last encoder block's states, final LayerNorm applied, projected on the decoder's token
+    embeddings (the output projection Whisper ties to them): [B, T_enc, vocab] float32 logits per
+    audio frame, for a CTC auxiliary loss without parameters outside Whisper's tree."""
+    model = nnx.merge(graphdef, params)
+    return model.decoder.embed_tokens.attend(model.encoder.layer_norm(hidden.encoder[-1])).astype(jnp.float32)
+
+
 def _check_inputs(config_n_mels: int, features: jax.Array, tokens: jax.Array, frame_mask: jax.Array | None):
     if features.ndim != 3 or features.shape[1] != config_n_mels:
         raise ValueError(f"input_features must be [B, {config_n_mels}, frames], got {features.shape}")

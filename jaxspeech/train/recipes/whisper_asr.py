@@ -11,7 +11,11 @@ and sot, with the decoder prefix ``sot``. From a checkpoint, its tokenizer and t
 transcribe prefix (``decoder_prefix``). Targets are ``normalize_for_asr`` text.
 
 Teacher forcing: decoder input = prefix + text ``[B, P+L]``; the last ``L+1`` logits predict
-text + eot. Loss: cross-entropy, or EMO combined with it (``config.loss.kind = "emo"``).
+text + eot. Loss: cross-entropy, or EMO combined with it (``config.loss.kind = "emo"``), plus
+``config.loss.ctc_weight`` x a CTC auxiliary loss on the encoder (joint CTC-attention training,
+Kim et al. 2017): the encoder's final states projected on the tied token embeddings
+(``whisper.encoder_token_logits``; no parameters outside Whisper's tree), blank = eot (never
+a text id), per target token. It only shapes training; decoding stays the attention decoder's.
 Regularisation: ``model.dropout`` and SpecAugment on the training log-mels (``model.specaugment``:
 the fields of ``jaxspeech.data.specaugment.spec_augment``; absent in older workdirs = off).
 
@@ -49,6 +53,7 @@ from jaxspeech.data.pipeline import SpeechBatches, SpeechDataset
 from jaxspeech.data.specaugment import spec_augment
 from jaxspeech.data.readers import load_records
 from jaxspeech.eval import error_rates
+from jaxspeech.losses.ctc import ctc_feasible, ctc_loss
 from jaxspeech.losses.emo import emo_loss, token_cross_entropy
 from jaxspeech.losses.squarehead import distillation_kl, squarehead_layer_losses
 from jaxspeech.models import whisper
@@ -220,6 +225,17 @@ def _task_loss(loss_config, logits, targets, mask, embedding) -> tuple[jax.Array
     return ce, {"ce": ce}
 
 
+def _encoder_ctc(graphdef, params, hidden: HiddenStates, batch, blank: int) -> jax.Array:
+    """CTC of the text tokens on the encoder's per-frame token logits, summed over the utterances
+    it can align (others are counted out) and divided by their tokens."""
+    labels, label_mask = batch["tokens"], batch["token_mask"]
+    logits = whisper.encoder_token_logits(graphdef, params, hidden)
+    feasible = ctc_feasible(hidden.encoder_mask, labels, label_mask) & label_mask.any(axis=1)
+    nll = ctc_loss(logits, hidden.encoder_mask, labels, label_mask, blank_id=blank)
+    tokens = jnp.sum(jnp.where(feasible[:, None], label_mask, False))
+    return jnp.sum(jnp.where(feasible, nll, 0.0)) / jnp.maximum(tokens, 1)
+
+
 def _squarehead(sparsity, student: HiddenStates, teacher: HiddenStates, decoder_mask, student_logits, teacher_logits,
                 logit_mask) -> tuple[jax.Array, dict[str, jax.Array]]:
     """squarehead_weight * sum over encoder and decoder blocks of SquareHead (+ kl_weight * KL)."""
@@ -237,6 +253,7 @@ def make_loss_fn(config, graphdef, vocabulary: _Vocabulary, teacher_params=None)
     the SpecAugment key and the dropout key; student and teacher see the same augmented features."""
     prefix = jnp.asarray(vocabulary.prefix, jnp.int32)
     augment = config.model.get("specaugment")
+    ctc_weight = config.loss.get("ctc_weight", 0.0)  # absent in older workdirs
     first = prefix.shape[0] - 1  # the logit at the last prefix position predicts the first text token
 
     def forward(params, batch, inputs, key):
@@ -253,6 +270,9 @@ def make_loss_fn(config, graphdef, vocabulary: _Vocabulary, teacher_params=None)
         logits, hidden = forward(params, batch, inputs, k_dropout)
         embedding = params["decoder"]["embed_tokens"]["embedding"][...]
         loss, metrics = _task_loss(config.loss, logits, targets, target_mask, embedding)
+        if ctc_weight:
+            metrics["ctc"] = _encoder_ctc(graphdef, params, hidden, batch, vocabulary.eot)
+            loss = loss + ctc_weight * metrics["ctc"]
         if teacher_params is None:
             return loss, metrics
         teacher_logits, teacher_hidden = forward(jax.lax.stop_gradient(teacher_params), batch, inputs, None)
