@@ -45,9 +45,9 @@ def get_config() -> ml_collections.ConfigDict:
     m.intonation.reconstruction_weight = 1.0
     # Frame-level F0 and voicing for the harmonic vocoder: with Griffin-Lim the terminal contour direction
     # stayed at chance (51%), and Griffin-Lim on the recordings' own mels keeps it for only 85.5%.
-    # The decoder also reads that pitch (the recording's in training, the predicted one in synthesis) so
-    # that the mel's harmonics agree with the F0 the vocoder renders.
-    m.pitch.update(dict(enabled=True, channels=128, layers=3, kernel=5, dropout=0.05, condition_decoder=True))
+    # pitch.condition_decoder=True (the decoder also reads that pitch) was tried: no better through either
+    # vocoder (docs/benchmarks.md), so it stays off.
+    m.pitch.update(dict(enabled=True, channels=128, layers=3, kernel=5, dropout=0.05))
     m.decoder.speaker_dim = 32
     m.decoder.unet.update(dict(channels=(64, 64), time_dim=128, num_blocks=1, num_mid_blocks=1, num_heads=2,
                                ff_mult=2, norm_groups=8, dropout=0.0))
