@@ -6,7 +6,7 @@ Trains ``configs/whisper_tiny_ft.py`` (0.7M parameters) densely for ``--dense-st
 ``--dense-ctc-weight`` x a CTC loss on the encoder: joint CTC-attention training, which makes the
 attention decoder read the audio on a small corpus), then sparse-fine-tunes it for
 ``--sparse-steps`` to each ``--targets`` sparsity with cross-entropy only and with SquareHead
-distillation against the dense model (no CTC term in either) (the cubic schedule reaches the
+distillation against the dense model, with no CTC term in either (the cubic schedule reaches the
 target at 70% of the steps, the rest recovers). Evaluates greedy
 CER/WER of every run on ``--split``, writes ``OUT/results.json`` and ``OUT/cer_vs_sparsity.png``,
 and replaces this experiment's section of ``docs/benchmarks.md``. Rerunning with the same

@@ -650,9 +650,10 @@ def _synthesise(params, mu, hidden, durations, token_mask, speaker, key, guidanc
     mu_frames, mel_mask = length_regulate(mu, durations, token_mask, max_frames)
     cond = {"mu": mu_frames, "speaker": speaker, "mask": mel_mask}
     f0 = voiced = None
-    if config.get("pitch") is not None and config.pitch.enabled:
+    pitch_predictor = nnx.merge(graphdef, params).pitch
+    if pitch_predictor is not None:
         frames, _ = length_regulate(_pitch_inputs(hidden, durations), durations, token_mask, max_frames)
-        prediction = nnx.merge(graphdef, params).pitch(frames, mel_mask, None)
+        prediction = pitch_predictor(frames, mel_mask, None)
         f0 = jnp.where(mel_mask, jnp.exp(prediction[..., 0] * config.pitch.log_f0_std + config.pitch.log_f0_mean), 0.0)
         voiced = jnp.where(mel_mask, jax.nn.sigmoid(prediction[..., 1]), 0.0)
         if _decoder_reads_pitch(config):
@@ -747,6 +748,6 @@ def generate(
     x, mel_mask, f0, voiced = _synthesise(
         params, mu, hidden, durations, token_mask, speaker, key,
         None if guidance_scale is None else jnp.float32(guidance_scale),
-        graphdef=graphdef, config=ml_collections.FrozenConfigDict(config), max_frames=max_frames, steps=steps, method=method,
-        sway=sway, temperature=float(temperature))
+        graphdef=graphdef, config=ml_collections.FrozenConfigDict(config), max_frames=max_frames, steps=steps,
+        method=method, sway=sway, temperature=float(temperature))
     return Synthesis(_masked(x * config.mel_std + config.mel_mean, mel_mask), mel_mask, f0, voiced)
