@@ -7,8 +7,10 @@ cross-entropy is 0.001 (the model memorised the 1292 training utterances). With 
 dropout 0.1 below, 6000 steps (21 min): CER 67%, training cross-entropy flat at 0.70 over the last
 2000 steps. Neither generalises: an attention decoder from scratch needs more than this corpus's
 1292 utterances (a larger `jaxspeech corpus build --size` is the next thing to try). On a 4x corpus
-(`--size 6080`), 6000 steps: CER 80.0% with cross-entropy alone, 7.2% with `--config.loss.ctc_weight=0.3`
-(joint CTC-attention: the CTC term on the encoder makes the decoder's attention read the audio).
+(`--size 6080`), 6000 steps: CER 80.0% with cross-entropy alone, 7.2% with `loss.ctc_weight=0.3`, the
+default now (joint CTC-attention: the CTC term on the encoder makes the decoder's attention read the
+audio). For a transformers checkpoint the term is untested: `--config.loss.ctc_weight=0` fine-tunes
+with Whisper's own objective alone.
 
     jaxspeech train --config configs/whisper_tiny_ft.py --workdir runs/whisper_tiny
     jaxspeech evaluate --workdir runs/whisper_tiny --split test-seen --json
@@ -68,7 +70,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.loss = ml_collections.ConfigDict()
     c.loss.kind = "ce"  # "ce" | "emo" (EMO combined with cross-entropy)
     c.loss.emo_combine = "mle_scale"  # "mle_scale" | "emo_scale"
-    c.loss.ctc_weight = 0.0  # > 0: plus this x a CTC loss on the encoder (joint CTC-attention training)
+    c.loss.ctc_weight = 0.3  # > 0: plus this x a CTC loss on the encoder (joint CTC-attention training)
 
     c.sparsity = ml_collections.ConfigDict()
     c.sparsity.target = 0.0  # > 0: sparse fine-tuning of sparsity.dense_workdir to this fraction of prunable weights

@@ -160,8 +160,18 @@ def harmonic_plus_noise(
     return harmonic + shaped * floored.astype(np.float32)
 
 
+def crossover_weights(n_fft: int, sample_rate: int, below_hz: float) -> np.ndarray:
+    """Weight ``[n_fft // 2 + 1]`` of the lower band per STFT bin: 1 up to ``below_hz / sqrt(2)``,
+    0 from ``below_hz * sqrt(2)``, a raised cosine in log-frequency over the octave between
+    (0.5 at ``below_hz``); all zeros for ``below_hz <= 0``."""
+    if below_hz <= 0:
+        return np.zeros(n_fft // 2 + 1, np.float32)
+    octaves = np.log2(np.maximum(np.fft.rfftfreq(n_fft, 1.0 / sample_rate), 1e-3) / below_hz)
+    return (0.5 * (1.0 - np.sin(np.pi * np.clip(octaves, -0.5, 0.5)))).astype(np.float32)
+
+
 @functools.partial(jax.jit, static_argnames=("preset", "num_harmonics", "voiced_noise", "nnls_iterations",
-                                             "griffin_lim_iterations"))
+                                             "griffin_lim_iterations", "harmonic_below_hz"))
 def log_mel_f0_to_audio(
     log_mel: jax.Array,
     f0: jax.Array,
@@ -174,13 +184,17 @@ def log_mel_f0_to_audio(
     nnls_iterations: int = 100,
     griffin_lim_iterations: int = 0,
     momentum: float = 0.99,
+    harmonic_below_hz: float = 0.0,
 ) -> jax.Array:
     """Harmonic-plus-noise vocoder: ``log_mel [..., T, M]`` with ``f0 [..., T]`` Hz and
     ``voiced [..., T]`` (aligned with the mel frames, as :func:`jaxspeech.audio.estimate_f0`
     gives them) -> waveform ``[..., T * hop]``, cut like :func:`log_mel_to_audio`.
 
     griffin_lim_iterations > 0 refines the rendering: Griffin-Lim iterations (``momentum``)
-    toward the mel's magnitude that start from the harmonic-plus-noise signal's phase."""
+    toward the mel's magnitude that start from the harmonic-plus-noise signal's phase; with
+    ``harmonic_below_hz`` > 0 only above that frequency (:func:`crossover_weights`): the band
+    below, where the resolved harmonics that carry the pitch lie, keeps the harmonic rendering,
+    so a mel whose ripple holds another pitch cannot pull it away."""
     preset = get_preset(preset)
     magnitude = mel_to_magnitude(log_mel, preset, nnls_iterations=nnls_iterations)
     padded = harmonic_plus_noise(
@@ -189,7 +203,11 @@ def log_mel_f0_to_audio(
         num_harmonics=num_harmonics, voiced_noise=voiced_noise)
     if griffin_lim_iterations > 0:
         sizes = dict(n_fft=preset.n_fft, hop_length=preset.hop_length, win_length=preset.win_length)
+        rendered = stft(padded, **sizes)
         padded = griffin_lim(magnitude, **sizes, n_iter=griffin_lim_iterations, momentum=momentum,
-                             phase=jnp.angle(stft(padded, **sizes)))
+                             phase=jnp.angle(rendered))
+        if harmonic_below_hz > 0:
+            lower = jnp.asarray(crossover_weights(preset.n_fft, preset.sample_rate, harmonic_below_hz))
+            padded = istft(lower * rendered + (1.0 - lower) * stft(padded, **sizes), **sizes)
     start = preset.pad_samples
     return padded[..., start : start + magnitude.shape[-2] * preset.hop_length]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxspeech.audio import estimate_f0, get_preset, log_mel, stft
-from jaxspeech.audio.harmonic import harmonic_amplitudes, harmonic_plus_noise, log_mel_f0_to_audio
+from jaxspeech.audio.harmonic import crossover_weights, harmonic_amplitudes, harmonic_plus_noise, log_mel_f0_to_audio
 
 SR, N_FFT, HOP = 22050, 1024, 256
 FRAMES = 48
@@ -113,3 +113,31 @@ def test_griffin_lim_refinement_moves_the_rendering_toward_the_mel_and_keeps_the
         measured, measured_voiced = estimate_f0(waveform, preset, fmin=60.0, fmax=600.0)
         np.testing.assert_allclose(np.asarray(measured)[6:-6], 150.0, rtol=0.02)
     assert error[16] < 0.8 * error[0], error
+
+
+def test_the_band_below_the_crossover_keeps_the_requested_pitch_through_the_refinement():
+    # The mel holds a 120 Hz voice; the F0 asks for 180 Hz. Refinement over the whole band follows
+    # the mel's harmonic ripple back to 120 Hz; above a 1 kHz crossover only, the pitch stays.
+    preset = get_preset("tts_22k")
+    n = np.arange(LENGTH)
+    voice = sum((0.8 / (h + 1)) * np.cos(2 * np.pi * (h + 1) * 120.0 * n / SR + h) for h in range(30))
+    mel = log_mel(voice.astype(np.float32), preset)
+    frames = mel.shape[0]
+    f0, voiced = np.full(frames, 180.0), np.ones(frames, bool)
+    pitch, error = {}, {}
+    for band in (0.0, 1000.0):
+        waveform = log_mel_f0_to_audio(mel, f0, voiced, jax.random.key(1), preset, griffin_lim_iterations=32,
+                                       harmonic_below_hz=band)
+        pitch[band] = float(np.median(np.asarray(estimate_f0(waveform, preset, fmin=60.0, fmax=600.0)[0])[6:-6]))
+        error[band] = float(np.mean(np.abs(np.asarray(log_mel(waveform, preset) - mel))[4:-4]))
+    np.testing.assert_allclose([pitch[0.0], pitch[1000.0]], [120.0, 180.0], rtol=0.02)
+    assert error[0.0] < error[1000.0]  # the whole-band refinement fits the mel better, at the pitch's expense
+
+
+def test_crossover_weights_split_the_band_at_the_crossover():
+    weights = crossover_weights(N_FFT, SR, 1000.0)
+    freqs = np.fft.rfftfreq(N_FFT, 1.0 / SR)
+    assert np.all(weights[freqs <= 1000.0 / np.sqrt(2)] == 1.0) and np.all(weights[freqs >= 1000.0 * np.sqrt(2)] == 0)
+    assert np.all(np.diff(weights) <= 0)
+    np.testing.assert_allclose(np.interp(1000.0, freqs, weights), 0.5, atol=0.02)
+    assert not crossover_weights(N_FFT, SR, 0.0).any()

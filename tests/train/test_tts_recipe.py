@@ -108,16 +108,20 @@ def test_intonation_tokens_steer_synthesis_and_are_checked(resumed):
 
 def test_harmonic_vocoder_refinement_reaches_the_waveform_only(resumed):
     synthesizer, params, _ = recipe.Synthesizer.from_workdir(str(resumed))
-    refined_config = synthesizer.config.copy_and_resolve_references()
-    refined_config.synth.harmonic_griffin_lim_iterations = 2
-    refined = recipe.Synthesizer(refined_config, synthesizer.tokenizer, synthesizer.speakers, synthesizer.graphdef,
-                                 recipe.HARMONIC)
     key = recipe.jax.random.key(0)
     (mel, plain), = synthesizer.synthesize(params, [synthesizer.item(QUESTION)], key=key)
-    (same_mel, waveform), = refined.synthesize(params, [refined.item(QUESTION)], key=key)
-    np.testing.assert_array_equal(same_mel, mel)
-    assert waveform.shape == plain.shape and np.all(np.isfinite(waveform))
-    assert not np.allclose(waveform, plain)
+    waveforms = [plain]
+    for below_hz in (0.0, 1000.0):
+        refined_config = synthesizer.config.copy_and_resolve_references()
+        refined_config.synth.harmonic_griffin_lim_iterations = 2
+        refined_config.synth.harmonic_below_hz = below_hz
+        refined = recipe.Synthesizer(refined_config, synthesizer.tokenizer, synthesizer.speakers,
+                                     synthesizer.graphdef, recipe.HARMONIC)
+        (same_mel, waveform), = refined.synthesize(params, [refined.item(QUESTION)], key=key)
+        np.testing.assert_array_equal(same_mel, mel)
+        assert waveform.shape == plain.shape and np.all(np.isfinite(waveform))
+        assert not any(np.allclose(waveform, other) for other in waveforms)
+        waveforms.append(waveform)
 
 
 def test_bad_input_gets_clear_errors(resumed, tmp_path):

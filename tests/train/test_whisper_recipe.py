@@ -14,6 +14,7 @@ from jaxspeech import cli
 from jaxspeech.data.specaugment import spec_augment
 from jaxspeech.models import whisper
 from jaxspeech.sparsity import pruning_masks, sparsity_of
+from jaxspeech.train.config import read_saved_config
 from jaxspeech.train.metrics import read_metrics
 from jaxspeech.train.recipes import whisper_asr as recipe
 
@@ -134,7 +135,10 @@ def test_fine_tunes_a_transformers_checkpoint_with_its_tokenizer_and_the_emo_los
     logged = metrics(workdir)
     assert not (workdir / "vocab.json").exists() and sorted(logged) == [1, 2]
     assert 0 < logged[2]["emo"] < 2
-    np.testing.assert_allclose(logged[2]["loss"], 2 * logged[2]["emo"], rtol=1e-5)  # sg(emo/ce) ce + emo
+    ctc_weight = read_saved_config(str(workdir)).loss.ctc_weight  # the config's joint CTC-attention term
+    assert ctc_weight > 0 and logged[2]["ctc"] > 0
+    # sg(emo / ce) ce + emo, plus the CTC term on the encoder
+    np.testing.assert_allclose(logged[2]["loss"], 2 * logged[2]["emo"] + ctc_weight * logged[2]["ctc"], rtol=1e-5)
     run = recipe._restore(str(workdir))
     assert run.vocabulary.prefix == (SOT, NO_TIMESTAMPS)  # an English-only vocabulary (96 < 51865 tokens)
     assert run.state.params["encoder"]["embed_positions"][...].shape == (300, 32)

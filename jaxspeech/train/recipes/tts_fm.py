@@ -204,9 +204,10 @@ class Synthesizer:
                 raise ValueError("the harmonic vocoder needs the model's F0: train with model.pitch.enabled=True, "
                                  f"or use --vocoder {GRIFFIN_LIM}")
             noise = config.synth.get("harmonic_voiced_noise", 0.1)
-            refine = config.synth.get("harmonic_griffin_lim_iterations", 0)
+            refine = dict(griffin_lim_iterations=config.synth.get("harmonic_griffin_lim_iterations", 0),
+                          harmonic_below_hz=config.synth.get("harmonic_below_hz", 0.0))
             self._vocode = lambda out, key: log_mel_f0_to_audio(out.mel, out.f0, out.voiced, key, preset,
-                                                                voiced_noise=noise, griffin_lim_iterations=refine)
+                                                                voiced_noise=noise, **refine)
         else:
             from jaxspeech.train.recipes import vocoder as vocoder_recipe
 
