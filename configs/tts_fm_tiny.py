@@ -97,8 +97,8 @@ def get_config() -> ml_collections.ConfigDict:
     # configs/vocoder_istft_tiny.py
     c.synth.harmonic_voiced_noise = 0.1  # noise share of voiced frames (jaxspeech.audio.harmonic)
     # Griffin-Lim refinement from the harmonic phase, above 2 kHz only (below, the harmonics keep the predicted
-    # pitch): on this config's 10000-step model CER 12.3% -> 11.0%, contour 90.8% -> 92.1%, RTF x1.15 (benchmarks.md).
-    c.synth.harmonic_griffin_lim_iterations = 8
+    # pitch): on this config's 10000-step model CER 12.3% -> 10.8%, contour 90.8% -> 92.1%, RTF 0.099 (benchmarks.md).
+    c.synth.harmonic_griffin_lim_iterations = 4
     c.synth.harmonic_below_hz = 2000.0
     c.synth.griffin_lim_iterations = 32
 
