@@ -195,6 +195,8 @@ def log_mel_f0_to_audio(
     ``harmonic_below_hz`` > 0 only above that frequency (:func:`crossover_weights`): the band
     below, where the resolved harmonics that carry the pitch lie, keeps the harmonic rendering,
     so a mel whose ripple holds another pitch cannot pull it away."""
+    if not harmonic_below_hz >= 0:
+        raise ValueError(f"harmonic_below_hz must be >= 0 Hz (0: refine the whole band), got {harmonic_below_hz}")
     preset = get_preset(preset)
     magnitude = mel_to_magnitude(log_mel, preset, nnls_iterations=nnls_iterations)
     padded = harmonic_plus_noise(

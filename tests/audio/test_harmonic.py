@@ -99,6 +99,9 @@ def test_bad_arguments_are_named():
     with pytest.raises(AssertionError):
         harmonic_plus_noise(magnitude, jnp.full((FRAMES + 1,), 100.0), jnp.ones((FRAMES + 1,), bool),
                             jax.random.key(0), **SIZES)
+    with pytest.raises(ValueError, match="harmonic_below_hz must be >= 0 Hz"):
+        log_mel_f0_to_audio(jnp.zeros((4, 80)), jnp.full((4,), 100.0), jnp.ones((4,), bool), jax.random.key(0),
+                            griffin_lim_iterations=2, harmonic_below_hz=-1.0)
 
 
 def test_griffin_lim_refinement_moves_the_rendering_toward_the_mel_and_keeps_the_pitch():
