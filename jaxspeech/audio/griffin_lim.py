@@ -80,6 +80,8 @@ def griffin_lim(
     momentum: float = 0.99,
     key: jax.Array | None = None,
     phase: jax.Array | None = None,
+    anchor: jax.Array | None = None,
+    anchor_weight: jax.Array | float = 1.0,
 ) -> jax.Array:
     """Fast Griffin-Lim: a waveform whose STFT magnitude approximates ``magnitude [..., T, K]``.
 
@@ -90,6 +92,10 @@ def griffin_lim(
     acceleration; 0 gives plain Griffin & Lim 1984) and imposes ``magnitude``. The initial
     phase is zero, uniform in [0, 2 pi) drawn from ``key``, or ``phase`` (radians, the shape of
     ``magnitude``; e.g. the phase of another vocoder's output, which the iterations then refine).
+
+    anchor: a complex STFT ``[..., T, K]`` the result keeps where ``anchor_weight`` (in [0, 1],
+    broadcast against it) is 1: every iteration ends with ``w * anchor + (1 - w) * spectrum``, so
+    the free part's phase is fitted to the held part's (a crossover without a seam).
     """
     magnitude = jnp.asarray(magnitude, jnp.float32)
     if magnitude.ndim < 2 or magnitude.shape[-1] != n_fft // 2 + 1:
@@ -108,14 +114,19 @@ def griffin_lim(
         spec = magnitude * jnp.exp(1j * jnp.asarray(phase, jnp.float32))
     tiny = jnp.finfo(jnp.float32).tiny
     weight = momentum / (1.0 + momentum)
+    if anchor is not None:
+        chex.assert_equal_shape([magnitude, anchor])
+
+    def hold(spec):
+        return spec if anchor is None else anchor_weight * anchor + (1.0 - anchor_weight) * spec
 
     def iterate(_, carry):
         spec, previous = carry
         rebuilt = stft(istft(spec, **sizes), **sizes)
         spec = rebuilt - weight * previous
-        return magnitude * spec / (jnp.abs(spec) + tiny), rebuilt
+        return hold(magnitude * spec / (jnp.abs(spec) + tiny)), rebuilt
 
-    spec, _ = jax.lax.fori_loop(0, n_iter, iterate, (spec, jnp.zeros_like(spec)))
+    spec, _ = jax.lax.fori_loop(0, n_iter, iterate, (hold(spec), jnp.zeros_like(spec)))
     return istft(spec, **sizes)
 
 

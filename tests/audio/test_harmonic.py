@@ -137,6 +137,30 @@ def test_the_band_below_the_crossover_keeps_the_requested_pitch_through_the_refi
     assert error[0.0] < error[1000.0]  # the whole-band refinement fits the mel better, at the pitch's expense
 
 
+def test_frames_marked_unvoiced_are_refined_over_the_whole_band():
+    # The same 120 Hz mel, F0 180 Hz asked for in the first half only. With refine_unvoiced the
+    # second half's low band follows the mel (Griffin-Lim) instead of staying envelope-shaped noise;
+    # the voiced half keeps its 180 Hz rendering either way.
+    preset = get_preset("tts_22k")
+    n = np.arange(LENGTH)
+    voice = sum((0.8 / (h + 1)) * np.cos(2 * np.pi * (h + 1) * 120.0 * n / SR + h) for h in range(30))
+    mel = log_mel(voice.astype(np.float32), preset)
+    frames = mel.shape[0]
+    half = frames // 2
+    f0, voiced = np.full(frames, 180.0), np.arange(frames) < half
+    pitch, low_band_error = {}, {}
+    for refine_unvoiced in (False, True):
+        waveform = log_mel_f0_to_audio(mel, f0, voiced, jax.random.key(1), preset, griffin_lim_iterations=32,
+                                       harmonic_below_hz=1000.0, refine_unvoiced=refine_unvoiced)
+        pitch[refine_unvoiced] = float(np.median(np.asarray(estimate_f0(waveform, preset, fmin=60.0,
+                                                                          fmax=600.0)[0])[4 : half - 4]))
+        error = np.abs(np.asarray(log_mel(waveform, preset) - mel))[:, :40].mean(axis=-1)
+        low_band_error[refine_unvoiced] = (float(error[4 : half - 4].mean()), float(error[half + 4 : -4].mean()))
+    np.testing.assert_allclose([pitch[False], pitch[True]], 180.0, rtol=0.02)
+    np.testing.assert_allclose(low_band_error[True][0], low_band_error[False][0], rtol=0.05)
+    assert low_band_error[True][1] < 0.5 * low_band_error[False][1], low_band_error
+
+
 def test_crossover_weights_split_the_band_at_the_crossover():
     weights = crossover_weights(N_FFT, SR, 1000.0)
     freqs = np.fft.rfftfreq(N_FFT, 1.0 / SR)

@@ -111,10 +111,11 @@ def test_harmonic_vocoder_refinement_reaches_the_waveform_only(resumed):
     key = recipe.jax.random.key(0)
     (mel, plain), = synthesizer.synthesize(params, [synthesizer.item(QUESTION)], key=key)
     waveforms = [plain]
-    for below_hz in (0.0, 1000.0):
+    for below_hz, refine_unvoiced in [(0.0, False), (1000.0, False), (1000.0, True)]:
         refined_config = synthesizer.config.copy_and_resolve_references()
         refined_config.synth.harmonic_griffin_lim_iterations = 2
         refined_config.synth.harmonic_below_hz = below_hz
+        refined_config.synth.harmonic_refine_unvoiced = refine_unvoiced
         refined = recipe.Synthesizer(refined_config, synthesizer.tokenizer, synthesizer.speakers,
                                      synthesizer.graphdef, recipe.HARMONIC)
         (same_mel, waveform), = refined.synthesize(params, [refined.item(QUESTION)], key=key)

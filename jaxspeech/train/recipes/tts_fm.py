@@ -205,7 +205,8 @@ class Synthesizer:
                                  f"or use --vocoder {GRIFFIN_LIM}")
             noise = config.synth.get("harmonic_voiced_noise", 0.1)
             refine = dict(griffin_lim_iterations=config.synth.get("harmonic_griffin_lim_iterations", 0),
-                          harmonic_below_hz=config.synth.get("harmonic_below_hz", 0.0))
+                          harmonic_below_hz=config.synth.get("harmonic_below_hz", 0.0),
+                          refine_unvoiced=config.synth.get("harmonic_refine_unvoiced", False))
             self._vocode = lambda out, key: log_mel_f0_to_audio(out.mel, out.f0, out.voiced, key, preset,
                                                                 voiced_noise=noise, **refine)
         else:
