@@ -34,6 +34,19 @@ def _ms(seconds) -> str:
     return "n/a" if seconds is None else f"{1000 * seconds:.0f} ms"
 
 
+def _vocoder_settings(results: dict) -> str:
+    """The harmonic vocoder's Griffin-Lim refinement, in words (empty for other vocoders)."""
+    synth = results.get("synth", {})
+    iterations = synth.get("harmonic_griffin_lim_iterations", 0)
+    if results["vocoder"] != "harmonic" or not iterations:
+        return ""
+    band = synth.get("harmonic_below_hz", 0.0)
+    where = f"above {band:g} Hz" if band > 0 else "over the whole band"
+    if band > 0 and synth.get("harmonic_refine_unvoiced", False):
+        where += " in voiced frames, over the whole band in unvoiced ones"
+    return f" with {iterations} Griffin-Lim iterations {where}"
+
+
 def _section(results: dict, command: str) -> str:
     r = results
     rows = "\n".join(
@@ -50,7 +63,7 @@ def _section(results: dict, command: str) -> str:
         f"{SECTION}\n\nCommand: `{command}`  \nMachine: {r['machine']} (1-min load average {r['load_average'][0]:.1f} "
         f"before, {r['load_average'][1]:.1f} after)  \nDate: {r['date']}\n\n"
         f"Model: {r['parameters'] / 1e6:.2f} M parameters, {r['decoder']} decoder, trained {trained}; "
-        f"vocoder {r['vocoder']}; noise temperature {first['temperature']}; "
+        f"vocoder {r['vocoder']}{_vocoder_settings(r)}; noise temperature {first['temperature']}; "
         f"{first['utterances']} {r['split']} utterances ({first['commas']} commas, "
         f"{first['contours_judged']} questions and statements). The recognizer's CER on the eSpeak recordings "
         f"themselves: {_pct(r['reference_asr_cer'])}; terminal direction of the recordings against the punctuation: "
@@ -91,6 +104,7 @@ def main() -> None:
         "train_steps": step,
         "train_seconds": args.train_seconds,
         "vocoder": by_nfe[0]["vocoder"],
+        "synth": {k: v for k, v in config.synth.to_dict().items() if k.startswith("harmonic")},
         "split": args.split,
         "reference_asr_cer": reference["cer"],
         "by_nfe": by_nfe,

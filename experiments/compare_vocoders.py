@@ -1,5 +1,5 @@
-"""Copy synthesis: Griffin-Lim, the harmonic-plus-noise vocoder (alone and refined by Griffin-Lim) and a
-trained iSTFT vocoder, all from the reference log-mels of test-seen.
+"""Copy synthesis: Griffin-Lim, the harmonic-plus-noise vocoder (alone, refined by Griffin-Lim over the whole
+band, and above a crossover only) and a trained iSTFT vocoder, all from the reference log-mels of test-seen.
 
     python experiments/compare_vocoders.py --data /tmp/corpus_default [--vocoder-workdir /tmp/runs/voc] \
         --out /tmp/compare_vocoders.json
@@ -39,7 +39,7 @@ SAMPLE_RATE = 22050
 
 
 def compare(data: str, vocoder_workdir: str | None, limit: int | None, griffin_lim_iterations: int,
-            audio_dir: str, asr_workdir: str | None) -> dict:
+            crossover_iterations: int, crossover_hz: float, audio_dir: str, asr_workdir: str | None) -> dict:
     records = load_records(data, split="test-seen")[:limit]
     texts = [r["text"] for r in records]
     preset = get_preset("tts_22k")
@@ -48,14 +48,21 @@ def compare(data: str, vocoder_workdir: str | None, limit: int | None, griffin_l
     tracks = [pitch_track(a, preset) for a in recordings]
     griffin_lim = jax.jit(lambda m: log_mel_to_audio(m, preset, n_iter=griffin_lim_iterations))
     key = jax.random.key(0)
+
+    def harmonic(**refinement):
+        return lambda k: log_mel_f0_to_audio(mels[k], np.exp(tracks[k][0]), tracks[k][1], jax.random.fold_in(key, k),
+                                             preset, **refinement)
+
+    crossover = dict(griffin_lim_iterations=crossover_iterations, harmonic_below_hz=crossover_hz)
+    crossover_name = f"harmonic_plus_noise_gl_{crossover_iterations}_above_{crossover_hz:g}_hz"
     vocoders = {
         f"griffin_lim_{griffin_lim_iterations}": lambda k: griffin_lim(mels[k]),
-        "harmonic_plus_noise": lambda k: log_mel_f0_to_audio(mels[k], np.exp(tracks[k][0]), tracks[k][1],
-                                                              jax.random.fold_in(key, k), preset),
-        # Griffin-Lim iterations that start from the harmonic rendering's phase.
-        f"harmonic_plus_noise_gl_{griffin_lim_iterations}": lambda k: log_mel_f0_to_audio(
-            mels[k], np.exp(tracks[k][0]), tracks[k][1], jax.random.fold_in(key, k), preset,
-            griffin_lim_iterations=griffin_lim_iterations),
+        "harmonic_plus_noise": harmonic(),
+        # Griffin-Lim iterations that start from the harmonic rendering's phase: over the whole band, above
+        # the crossover only, and above it in voiced frames only (the tiny TTS config's setting).
+        f"harmonic_plus_noise_gl_{griffin_lim_iterations}": harmonic(griffin_lim_iterations=griffin_lim_iterations),
+        crossover_name: harmonic(**crossover),
+        f"{crossover_name}_voiced_frames": harmonic(**crossover, refine_unvoiced=True),
     }
     if vocoder_workdir:
         istft_vocoder = vocode(vocoder_workdir)
@@ -116,11 +123,13 @@ def main() -> None:
     parser.add_argument("--audio-dir", default="runs/compare_vocoders", help="where the rendered audio goes")
     parser.add_argument("--limit", type=int, default=None, help="first N test-seen utterances")
     parser.add_argument("--griffin-lim-iterations", type=int, default=32)
+    parser.add_argument("--crossover-iterations", type=int, default=4, help="refinement above the crossover")
+    parser.add_argument("--crossover-hz", type=float, default=2000.0)
     parser.add_argument("--out", required=True, help="JSON report path")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args()
-    report = compare(args.data, args.vocoder_workdir, args.limit, args.griffin_lim_iterations, args.audio_dir,
-                     args.asr_workdir)
+    report = compare(args.data, args.vocoder_workdir, args.limit, args.griffin_lim_iterations,
+                     args.crossover_iterations, args.crossover_hz, args.audio_dir, args.asr_workdir)
     report.update(date=datetime.date.today().isoformat(), machine=machine(), load_average=os.getloadavg())
     save_report(report, args.out)
     if not args.no_docs:
