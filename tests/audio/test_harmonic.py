@@ -118,13 +118,18 @@ def test_griffin_lim_refinement_moves_the_rendering_toward_the_mel_and_keeps_the
     assert error[16] < 0.8 * error[0], error
 
 
+def voice_120_hz_mel(preset) -> jax.Array:
+    """Log-mel ``[T, M]`` of 30 harmonics of 120 Hz falling as 1/h: a mel whose ripple holds a pitch."""
+    n = np.arange(LENGTH)
+    voice = sum((0.8 / (h + 1)) * np.cos(2 * np.pi * (h + 1) * 120.0 * n / SR + h) for h in range(30))
+    return log_mel(voice.astype(np.float32), preset)
+
+
 def test_the_band_below_the_crossover_keeps_the_requested_pitch_through_the_refinement():
     # The mel holds a 120 Hz voice; the F0 asks for 180 Hz. Refinement over the whole band follows
     # the mel's harmonic ripple back to 120 Hz; above a 1 kHz crossover only, the pitch stays.
     preset = get_preset("tts_22k")
-    n = np.arange(LENGTH)
-    voice = sum((0.8 / (h + 1)) * np.cos(2 * np.pi * (h + 1) * 120.0 * n / SR + h) for h in range(30))
-    mel = log_mel(voice.astype(np.float32), preset)
+    mel = voice_120_hz_mel(preset)
     frames = mel.shape[0]
     f0, voiced = np.full(frames, 180.0), np.ones(frames, bool)
     pitch, error = {}, {}
@@ -142,9 +147,7 @@ def test_frames_marked_unvoiced_are_refined_over_the_whole_band():
     # second half's low band follows the mel (Griffin-Lim) instead of staying envelope-shaped noise;
     # the voiced half keeps its 180 Hz rendering either way.
     preset = get_preset("tts_22k")
-    n = np.arange(LENGTH)
-    voice = sum((0.8 / (h + 1)) * np.cos(2 * np.pi * (h + 1) * 120.0 * n / SR + h) for h in range(30))
-    mel = log_mel(voice.astype(np.float32), preset)
+    mel = voice_120_hz_mel(preset)
     frames = mel.shape[0]
     half = frames // 2
     f0, voiced = np.full(frames, 180.0), np.arange(frames) < half
