@@ -11,18 +11,14 @@ os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxspeech-numba-")
 
 # Most of the slow tests' time is XLA compiling the same tiny train steps again (a resumed run and
 # the straight run it is compared with, the CLI and the recipe tests). One persistent compilation
-# cache per test session, shared by the xdist workers (same run id), compiles each once. A maximum
-# size turns on JAX's file lock around reads and writes, so no worker reads a half-written entry.
-# A cache the caller configured (JAX_COMPILATION_CACHE_DIR) is left alone.
+# cache per test session compiles each once: set here, before JAX is imported, in the environment,
+# so that the xdist workers (started by this process) and the CLI tests' subprocesses share it. A
+# maximum size turns on JAX's file lock around reads and writes, so no process reads a half-written
+# entry. A cache directory the caller configured is used as it is (still locked).
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    import jax
-
-    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    cache = (os.path.join(tempfile.gettempdir(), f"jaxspeech-xla-{run}") if run
-             else tempfile.mkdtemp(prefix="jaxspeech-xla-"))
-    jax.config.update("jax_compilation_cache_dir", cache)
-    jax.config.update("jax_compilation_cache_max_size", 4 << 30)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxspeech-xla-")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 << 30))
 
 
 @pytest.fixture(scope="session")
