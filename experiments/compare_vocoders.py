@@ -79,6 +79,9 @@ def compare(data: str, vocoder_workdir: str | None, limit: int | None, griffin_l
         start = time.perf_counter()
         audios = [np.asarray(vocoder(k)) for k in range(len(records))]
         seconds = time.perf_counter() - start
+        # One executable per utterance length and vocoder: five vocoders' worth exhausted XLA:CPU's
+        # code memory ("LLVM ERROR: Unable to allocate section memory") before the last row.
+        jax.clear_caches()
         results[name] = {
             "mcd_db": float(np.mean([mel_cepstral_distortion(a, r) for a, r in zip(audios, recordings)])),
             "wall_s_including_compilation": seconds,
