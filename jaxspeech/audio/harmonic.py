@@ -85,6 +85,11 @@ def harmonic_amplitudes(
     return jnp.where(below_nyquist, jnp.power(mass / unit, 1.0 / power), 0.0)
 
 
+def _voicing_probability(f0: jax.Array, voiced: jax.Array) -> jax.Array:
+    """Voicing in [0, 1] ``[..., T]``: ``voiced`` (bool or probability) clipped, 0 where ``f0 <= 0``."""
+    return jnp.where(f0 > 0, jnp.clip(jnp.asarray(voiced, jnp.float32), 0.0, 1.0), 0.0)
+
+
 @functools.partial(jax.jit, static_argnames=("sample_rate", "n_fft", "hop_length", "win_length", "power",
                                              "num_harmonics", "voiced_noise"))
 def harmonic_plus_noise(
@@ -119,7 +124,7 @@ def harmonic_plus_noise(
         raise ValueError(f"voiced_noise must be in [0, 1], got {voiced_noise}")
     frames = f0.shape[-1]
     length = (frames - 1) * hop_length + n_fft
-    voicing = jnp.where(f0 > 0, jnp.clip(jnp.asarray(voiced, jnp.float32), 0.0, 1.0), 0.0)
+    voicing = _voicing_probability(f0, voiced)
     voiced = voicing > 0.5
     lead = f0.shape[:-1]
     log_f0 = jax.vmap(interpolate_gaps)(jnp.log(jnp.maximum(f0, 1e-3)).reshape(-1, frames),
@@ -212,7 +217,7 @@ def log_mel_f0_to_audio(
         rendered = stft(padded, **sizes)
         held = jnp.asarray(crossover_weights(preset.n_fft, preset.sample_rate, harmonic_below_hz))
         if refine_unvoiced:
-            held = held * jnp.where(f0 > 0, jnp.clip(jnp.asarray(voiced, jnp.float32), 0.0, 1.0), 0.0)[..., None]
+            held = held * _voicing_probability(f0, voiced)[..., None]
         padded = griffin_lim(magnitude, **sizes, n_iter=griffin_lim_iterations, momentum=momentum,
                              phase=jnp.angle(rendered), anchor=rendered if harmonic_below_hz > 0 else None,
                              anchor_weight=held)
