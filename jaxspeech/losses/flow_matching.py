@@ -8,6 +8,7 @@ The probability path from noise x0 ~ N(0, I) at t = 0 to data x1 at t = 1 is the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -36,52 +37,52 @@ def optimal_transport_path(
 
 def conditional_flow_matching(
     vector_field: VectorField,
-    batch: dict[str, Any],
+    x1: jax.Array,
     key: jax.Array,
     *,
+    mask: jax.Array | None = None,
+    cond: Any = None,
+    t: jax.Array | None = None,
     sigma_min: float = 1e-4,
     t_min: float = 0.0,
     t_max: float = 1.0,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Masked conditional flow-matching MSE. Returns (loss, {"flow_mse", "t_mean"}).
 
-    batch: ``mel`` [B,T,F] data x1; ``mel_mask`` [B,T] bool; optional ``cond`` (any pytree,
-    passed to ``vector_field`` unchanged); optional ``loss_mask`` [B,T] bool restricting the
-    loss to e.g. the infilled span (F5, UniVoice); optional ``t`` [B] to fix the times instead
-    of drawing t ~ U(t_min, t_max) per sample (UniVoice: U(1e-3, 1)).
-    The loss is sum of squared errors over the valid frames divided by (valid frames x F), as
-    in Matcha, which (unlike Matcha's code) also masks the padded frames of the target.
-    ``vector_field(x_t [B,T,F], t [B], cond) -> [B,T,F]``.
+    x1: data [B, ...] (2-D points [B,D], mels [B,T,F], images [B,H,W,C]). mask: bool whose shape
+    is a prefix of x1's ([B], or [B,T] for a mel); None = all valid; AND a loss span into it to
+    train only there (F5, UniVoice infilling). cond: any pytree, passed to ``vector_field``
+    unchanged. t: [B] times instead of t ~ U(t_min, t_max) per sample (UniVoice: U(1e-3, 1)).
+    ``vector_field(x_t, t [B], cond) -> like x1``.
+    The loss is the sum of squared errors where ``mask`` holds divided by (valid mask entries x
+    elements per entry), as in Matcha, which (unlike Matcha's code) also masks the padded frames
+    of the target; an all-masked batch gives 0.
     """
     if not 0.0 <= sigma_min < 1.0:
         raise ValueError(f"sigma_min must be in [0, 1), got {sigma_min}")
     if not 0.0 <= t_min < t_max <= 1.0:
         raise ValueError(f"need 0 <= t_min < t_max <= 1, got t_min={t_min}, t_max={t_max}")
-    for name in ("mel", "mel_mask"):
-        if name not in batch:
-            raise KeyError(f"flow matching needs batch[{name!r}]; batch has {sorted(batch)}")
-    x1, mask = batch["mel"], batch["mel_mask"]
-    chex.assert_rank([x1, mask], [3, 2])
-    chex.assert_equal_shape_prefix([x1, mask], 2)
-    mask = mask.astype(bool)
-    if batch.get("loss_mask") is not None:
-        chex.assert_equal_shape([mask, batch["loss_mask"]])
-        mask = mask & batch["loss_mask"].astype(bool)
+    if x1.ndim < 2:
+        raise ValueError(f"x1 must be [B, ...] with at least one data axis, got shape {x1.shape}")
+    mask = jnp.ones(x1.shape[:1], bool) if mask is None else jnp.asarray(mask).astype(bool)
+    if mask.ndim < 1 or mask.ndim >= x1.ndim or mask.shape != x1.shape[: mask.ndim]:
+        raise ValueError(f"mask shape {mask.shape} must be a leading prefix of x1's {x1.shape}")
 
     k_t, k_noise = jax.random.split(key)
-    if batch.get("t") is not None:
-        t = jnp.asarray(batch["t"], jnp.float32)
+    if t is not None:
+        t = jnp.asarray(t, jnp.float32)
         chex.assert_shape(t, (x1.shape[0],))
     else:
         t = jax.random.uniform(k_t, (x1.shape[0],), jnp.float32, t_min, t_max)
     x0 = jax.random.normal(k_noise, x1.shape, x1.dtype)
     x_t, target = optimal_transport_path(x0, x1, t, sigma_min=sigma_min)
 
-    prediction = vector_field(x_t, t, batch.get("cond"))
+    prediction = vector_field(x_t, t, cond)
     chex.assert_equal_shape([prediction, x1])
     error = jnp.square(prediction.astype(jnp.float32) - target.astype(jnp.float32))
-    error = jnp.where(mask[..., None], error, 0.0)
+    error = jnp.where(mask.reshape(mask.shape + (1,) * (x1.ndim - mask.ndim)), error, 0.0)
+    per_entry = math.prod(x1.shape[mask.ndim:])
     # Dividing by at least one element keeps an all-masked batch at loss 0 rather than NaN.
-    count = jnp.maximum(jnp.sum(mask) * x1.shape[-1], 1)
+    count = jnp.maximum(jnp.sum(mask) * per_entry, 1)
     loss = jnp.sum(error) / count
     return loss, {"flow_mse": loss, "t_mean": jnp.mean(t)}

@@ -11,7 +11,7 @@ def _batch(rng, batch=3, frames=7, feats=4):
     mel = rng.normal(size=(batch, frames, feats)).astype(np.float32)
     mask = np.arange(frames)[None] < lengths[:, None]
     mel[~mask] = 1e6  # padding garbage must not leak into the loss
-    return {"mel": jnp.asarray(mel), "mel_mask": jnp.asarray(mask), "cond": jnp.asarray(mel)}
+    return {"x1": jnp.asarray(mel), "mask": jnp.asarray(mask), "cond": jnp.asarray(mel)}
 
 
 def oracle_field(sigma_min, offset_valid=0.0, offset_padding=0.0, mask=None):
@@ -35,43 +35,43 @@ def oracle_field(sigma_min, offset_valid=0.0, offset_padding=0.0, mask=None):
 @pytest.mark.parametrize("sigma_min", [0.0, 1e-4, 0.3])
 def test_exact_velocity_gives_zero_loss(sigma_min):
     batch = _batch(np.random.default_rng(0))
-    batch["mel"] = jnp.where(batch["mel_mask"][..., None], batch["mel"], 0.0)  # finite for the oracle
-    batch["cond"] = batch["mel"]
-    loss, metrics = conditional_flow_matching(oracle_field(sigma_min), batch, jax.random.key(1), sigma_min=sigma_min)
+    batch["x1"] = jnp.where(batch["mask"][..., None], batch["x1"], 0.0)  # finite for the oracle
+    batch["cond"] = batch["x1"]
+    loss, metrics = conditional_flow_matching(oracle_field(sigma_min), key=jax.random.key(1), sigma_min=sigma_min, **batch)
     assert float(loss) < 1e-8
     assert float(metrics["flow_mse"]) == float(loss)
 
 
 def test_wrong_sigma_min_is_penalised():
     batch = _batch(np.random.default_rng(0))
-    batch["mel"] = jnp.where(batch["mel_mask"][..., None], batch["mel"], 0.0)
-    batch["cond"] = batch["mel"]
-    loss, _ = conditional_flow_matching(oracle_field(0.0), batch, jax.random.key(1), sigma_min=0.3)
+    batch["x1"] = jnp.where(batch["mask"][..., None], batch["x1"], 0.0)
+    batch["cond"] = batch["x1"]
+    loss, _ = conditional_flow_matching(oracle_field(0.0), key=jax.random.key(1), sigma_min=0.3, **batch)
     assert float(loss) > 1e-2
 
 
 def test_masked_mean_over_frames_and_features():
     """An error of exactly 1 on valid frames and huge on padding gives loss 1 (Matcha's normaliser)."""
     batch = _batch(np.random.default_rng(1))
-    mel = jnp.where(batch["mel_mask"][..., None], batch["mel"], 0.0)
+    mel = jnp.where(batch["mask"][..., None], batch["x1"], 0.0)
     batch["cond"] = mel
-    batch["mel"] = mel
-    field = oracle_field(1e-4, offset_valid=1.0, offset_padding=1e3, mask=batch["mel_mask"])
-    loss, _ = conditional_flow_matching(field, batch, jax.random.key(2))
+    batch["x1"] = mel
+    field = oracle_field(1e-4, offset_valid=1.0, offset_padding=1e3, mask=batch["mask"])
+    loss, _ = conditional_flow_matching(field, key=jax.random.key(2), **batch)
     np.testing.assert_allclose(float(loss), 1.0, rtol=1e-4)
 
 
 def test_loss_mask_restricts_to_infill_span():
     batch = _batch(np.random.default_rng(2))
-    mel = jnp.where(batch["mel_mask"][..., None], batch["mel"], 0.0)
-    batch["cond"] = batch["mel"] = mel
-    span = np.zeros(batch["mel_mask"].shape, bool)
+    mel = jnp.where(batch["mask"][..., None], batch["x1"], 0.0)
+    batch["cond"] = batch["x1"] = mel
+    span = np.zeros(batch["mask"].shape, bool)
     span[0, 2:5] = True
     span[1, 1:4] = True
     span[2, 0] = True
-    batch["loss_mask"] = jnp.asarray(span)
+    batch["mask"] = batch["mask"] & jnp.asarray(span)  # the caller ANDs the loss span into the mask
     field = oracle_field(0.0, offset_valid=2.0, offset_padding=-7.0, mask=jnp.asarray(span))
-    loss, _ = conditional_flow_matching(field, batch, jax.random.key(3), sigma_min=0.0)
+    loss, _ = conditional_flow_matching(field, key=jax.random.key(3), sigma_min=0.0, **batch)
     np.testing.assert_allclose(float(loss), 4.0, rtol=1e-4)
 
 
@@ -83,13 +83,13 @@ def test_time_range_and_given_times():
         seen["t"] = t
         return jnp.zeros_like(x_t)
 
-    _, metrics = conditional_flow_matching(field, batch, jax.random.key(4), sigma_min=0.0, t_min=0.9, t_max=1.0)
+    _, metrics = conditional_flow_matching(field, key=jax.random.key(4), sigma_min=0.0, t_min=0.9, t_max=1.0, **batch)
     assert seen["t"].shape == (3,)
     assert np.all((np.asarray(seen["t"]) >= 0.9) & (np.asarray(seen["t"]) < 1.0))
     assert len(set(np.asarray(seen["t"]).tolist())) == 3  # one time per sample
 
-    batch["t"] = jnp.array([0.0, 0.5, 1.0])
-    _, metrics = conditional_flow_matching(field, batch, jax.random.key(4), sigma_min=0.0)
+    _, metrics = conditional_flow_matching(field, key=jax.random.key(4), sigma_min=0.0, t=jnp.array([0.0, 0.5, 1.0]),
+                                           **batch)
     np.testing.assert_array_equal(np.asarray(seen["t"]), [0.0, 0.5, 1.0])
     np.testing.assert_allclose(float(metrics["t_mean"]), 0.5)
 
@@ -113,18 +113,35 @@ def test_gradient_flows_through_field_and_jits():
     batch = _batch(np.random.default_rng(5))
 
     def loss_of(scale):
-        return conditional_flow_matching(lambda x, t, c: scale * x, batch, jax.random.key(0))[0]
+        return conditional_flow_matching(lambda x, t, c: scale * x, key=jax.random.key(0), **batch)[0]
 
     grad = jax.jit(jax.grad(loss_of))(1.0)
     assert np.isfinite(float(grad)) and float(grad) != 0.0
 
 
-def test_bad_hyperparameters():
+def test_any_rank_and_mask_prefix():
+    """2-D points with a per-sample mask, and a mel with a frame mask, give the masked mean."""
+    x1 = jnp.asarray(np.random.default_rng(7).normal(size=(4, 2)), jnp.float32)
+    field = oracle_field(0.0, offset_valid=3.0)
+
+    def points_field(x_t, t, cond):  # the oracle on [B,D]: add then drop a frame axis
+        return field(x_t[:, None], t, cond[:, None])[:, 0]
+
+    sample_mask = jnp.array([True, False, True, True])
+    loss, _ = conditional_flow_matching(points_field, x1, jax.random.key(0), mask=sample_mask, cond=x1, sigma_min=0.0)
+    np.testing.assert_allclose(float(loss), 9.0, rtol=1e-4)
+    loss, _ = conditional_flow_matching(points_field, x1, jax.random.key(0), mask=jnp.zeros(4, bool), cond=x1)
+    assert float(loss) == 0.0
+
+
+def test_bad_input():
     batch = _batch(np.random.default_rng(6))
     field = lambda x, t, c: x  # noqa: E731
     with pytest.raises(ValueError, match="sigma_min"):
-        conditional_flow_matching(field, batch, jax.random.key(0), sigma_min=1.0)
+        conditional_flow_matching(field, key=jax.random.key(0), sigma_min=1.0, **batch)
     with pytest.raises(ValueError, match="t_min"):
-        conditional_flow_matching(field, batch, jax.random.key(0), t_min=0.5, t_max=0.5)
-    with pytest.raises(KeyError, match="mel_mask"):
-        conditional_flow_matching(field, {"mel": batch["mel"]}, jax.random.key(0))
+        conditional_flow_matching(field, key=jax.random.key(0), t_min=0.5, t_max=0.5, **batch)
+    with pytest.raises(ValueError, match="prefix"):
+        conditional_flow_matching(field, batch["x1"], jax.random.key(0), mask=batch["mask"][:, :3])
+    with pytest.raises(ValueError, match="at least one data axis"):
+        conditional_flow_matching(field, batch["x1"][:, 0, 0], jax.random.key(0))

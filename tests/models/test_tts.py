@@ -20,12 +20,12 @@ def tiny_config(kind="unet"):
                                dropout=0.0))
     config.duration_predictor.update(dict(channels=16, dropout=0.0))
     config.intonation.update(dict(num_tokens=3, contour_points=8, lstm_hidden=8, attention_dim=8, num_heads=2))
-    config.decoder.update(dict(kind=kind, speaker_dim=4))
+    config.decoder.update(dict(network=kind, speaker_dim=4))
     # No transformer blocks inside the tiny U-Net: they are tested in tests/nn, and compile time counts here.
     config.decoder.unet.update(dict(channels=(8, 8), time_dim=16, num_blocks=0, num_mid_blocks=1, norm_groups=4,
                                     dropout=0.0))
     config.decoder.dit.update(dict(d_model=16, num_layers=1, num_heads=2, ff_mult=2, dropout=0.0))
-    config.flow.cond_drop_prob = 0.2
+    config.decoder.cond_drop_prob = 0.2
     config.pitch.update(dict(enabled=True, channels=8, layers=1, kernel=3, dropout=0.0))
     return config
 
@@ -60,7 +60,7 @@ def _train(kind, steps=30):
     """
     config, batch = tiny_config(kind), tiny_batch()
     if kind == "dit":
-        config.flow.segment_frames = 16  # also covers Matcha's random-segment decoder training
+        config.decoder.segment_frames = 16  # also covers Matcha's random-segment decoder training
     graphdef, params = tts.init(config, jax.random.key(0))
     loss_fn = tts.make_loss_fn(graphdef, config)
     optimizer = optax.adam(3e-3)
@@ -106,22 +106,22 @@ def _subtree_norms(grads):
 
 def test_duration_and_intonation_losses_do_not_reach_the_encoder(trained_unet):
     _, params, _, gradients = trained_unet
-    encoder = ("embed", "speaker", "prenet", "prenet_proj", "transformer", "mean_proj", "intonation")
+    encoder = ("encoder", "intonation")
     duration_grads = gradients(params, [1, 0, 0, 0, 0, 0])
     norms = _subtree_norms(duration_grads)
     assert all(norms[name] == 0.0 for name in encoder), norms
-    assert norms["duration_body"] > 0 and norms["duration_proj"] > 0
+    assert norms["duration"] > 0
     intonation_grads = gradients(params, [0, 0, 0, 1, 0, 0])
     norms = _subtree_norms(intonation_grads)
-    assert all(norms[name] == 0.0 for name in encoder + ("duration_body", "decoder")), norms
+    assert all(norms[name] == 0.0 for name in encoder + ("duration", "decoder")), norms
     assert norms["intonation_predictor"] > 0
     # ...whereas the prior and flow losses do train the encoder.
     prior_grads = gradients(params, [0, 1, 1, 0, 0, 0])
     norms = _subtree_norms(prior_grads)
-    assert norms["transformer"] > 0 and norms["intonation"] > 0 and norms["duration_body"] == 0
+    assert norms["encoder"] > 0 and norms["intonation"] > 0 and norms["duration"] == 0
     # The pitch predictor reads detached encoder states, like the duration predictor.
     norms = _subtree_norms(gradients(params, [0, 0, 0, 0, 1, 1]))
-    assert all(norms[name] == 0.0 for name in encoder + ("duration_body", "decoder")), norms
+    assert all(norms[name] == 0.0 for name in encoder + ("duration", "decoder")), norms
     assert norms["pitch"] > 0
 
 
@@ -255,7 +255,7 @@ def test_random_segment_takes_one_window_inside_the_valid_frames():
     mel_mask = jnp.arange(10)[None] < jnp.array([[10], [6], [3]])
     frames = jnp.broadcast_to(jnp.arange(10.0)[None, :, None], (3, 10, 2))
     for seed in range(5):
-        window, window_mask = tts._random_segment(jax.random.key(seed), [frames, mel_mask], mel_mask, 4)
+        window, window_mask = tts.random_segment(jax.random.key(seed), [frames, mel_mask], mel_mask, 4)
         starts = np.asarray(window[:, 0, 0]).astype(int)
         np.testing.assert_array_equal(window[:, :, 0], starts[:, None] + np.arange(4))
         assert starts[0] <= 6 and starts[1] <= 2 and starts[2] == 0
@@ -264,8 +264,8 @@ def test_random_segment_takes_one_window_inside_the_valid_frames():
 
 def test_config_errors_name_the_problem():
     config = tiny_config()
-    config.decoder.kind = "wavenet"
-    with pytest.raises(ValueError, match="decoder kind"):
+    config.decoder.network = "wavenet"
+    with pytest.raises(ValueError, match="decoder network"):
         tts.init(config, jax.random.key(0))
     config = tiny_config()
     config.break_token = VOCAB
@@ -296,7 +296,7 @@ def test_contour_reconstruction_loss_is_the_relative_squared_error_and_trains_th
     inner = _subtree_norms(grads["intonation"])
     assert all(inner[name] > 0 for name in ("lstm", "query", "tokens", "contour_head")), inner
     norms = _subtree_norms(grads)
-    assert all(norms[name] == 0.0 for name in ("transformer", "decoder", "intonation_predictor")), norms
+    assert all(norms[name] == 0.0 for name in ("encoder", "decoder", "intonation_predictor")), norms
     # Without the weight there is no head (old checkpoints keep their parameter tree).
     assert "contour_head" not in tts.init(tiny_config(), jax.random.key(4))[1]["intonation"]
 
@@ -324,7 +324,7 @@ def test_pitch_terms_equal_a_direct_computation_for_a_constant_prediction():
 def test_pitch_inputs_place_each_frame_inside_its_token():
     hidden = jnp.zeros((1, 3, 4))
     durations = jnp.array([[2, 3, 1]])
-    frames, mask = length_regulate(tts._pitch_inputs(hidden, durations), durations, jnp.ones((1, 3), bool), 8)
+    frames, mask = length_regulate(tts.pitch_inputs(hidden, durations), durations, jnp.ones((1, 3), bool), 8)
     np.testing.assert_array_equal(frames[0, :6, -2], [0, 0, 2, 2, 2, 5])  # first frame of the token
     np.testing.assert_array_equal(frames[0, :6, -1], [2, 2, 3, 3, 3, 1])  # its frame count
     index = np.arange(8)
@@ -372,7 +372,7 @@ def test_decoder_reads_the_recordings_pitch_in_training_and_the_predicted_pitch_
             np.testing.assert_allclose(guided, mels[0], atol=1e-5)
             null = tts.null_condition(config, batch["mel_mask"])
             np.testing.assert_array_equal(null["pitch"], 0.0)
-            field = tts.vector_field(graphdef, params)
+            field = tts.decoder_network(graphdef, params)
             x = jnp.zeros((2, 30, N_MELS))
             with pytest.raises(ValueError, match="condition_decoder"):
                 field(x, jnp.zeros(2), {"mu": x, "speaker": batch["speaker"], "mask": batch["mel_mask"]})

@@ -1,0 +1,47 @@
+"""The acoustic model's config: Matcha-TTS sizes, ProsodyFM's intonation encoder, a decoder network
+and the generative objective it is trained with."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jaxspeech import objectives
+
+
+def default_config(objective: str = "flow_matching") -> ml_collections.ConfigDict:
+    """Matcha-TTS sizes (encoder 192 x 6 layers, U-Net channels (256, 256)) and ProsodyFM's
+    intonation encoder (6 tokens, LSTM 128, 8 heads x 384 units); the decoder network trained with
+    ``objective`` (its hyperparameters under ``decoder.<objective>``). Mel statistics: Matcha's
+    LJSpeech values, to be replaced by the corpus's (the recipe measures them)."""
+    return ml_collections.ConfigDict(
+        dict(
+            n_mels=80,
+            vocab_size=64,
+            num_speakers=1,
+            break_token=1,
+            mel_mean=-5.536622,
+            mel_std=2.116101,
+            encoder=dict(d_model=192, num_layers=6, num_heads=2, ff_mult=4, prenet_layers=3, prenet_kernel=5,
+                         dropout=0.1),
+            duration_predictor=dict(channels=256, kernel=3, dropout=0.1),
+            # reconstruction_weight > 0 adds a head decoding the contour back from the style vector.
+            intonation=dict(num_tokens=6, contour_points=32, lstm_hidden=128, attention_dim=384, num_heads=8,
+                            reconstruction_weight=0.0),
+            # log_f0_mean/std normalise the target (ln 150 Hz, a quarter octave-ish spread): fixed, not measured.
+            # condition_decoder: the decoder network also reads (normalised log-F0, voicing) per frame: the
+            # recording's in training (teacher forcing), the predictor's in synthesis (FastSpeech 2).
+            pitch=dict(enabled=False, channels=256, layers=3, kernel=5, dropout=0.1, log_f0_mean=5.0,
+                       log_f0_std=0.4, condition_decoder=False),
+            decoder=dict(
+                network="unet",
+                objective=objective,
+                **{objective: objectives.get(objective).default_config()},
+                speaker_dim=64,
+                cond_drop_prob=0.1,  # CFG: share of training rows with the null speaker and zero mu_y
+                segment_frames=ml_collections.config_dict.placeholder(int),  # Matcha out_size
+                unet=dict(channels=(256, 256), time_dim=1024, num_blocks=1, num_mid_blocks=2, num_heads=2,
+                          ff_mult=4, norm_groups=8, dropout=0.05),
+                dit=dict(d_model=256, num_layers=6, num_heads=4, ff_mult=4, dropout=0.1),
+            ),
+        )
+    )

@@ -1,0 +1,123 @@
+"""A split synthesized and scored against its recordings: MCD, ASR CER/WER of the synthesized audio,
+comma pauses, terminal contour direction, RTF.
+
+Every figure is also taken on the acoustic model's own mel through Griffin-Lim
+(``griffin_lim_on_model_mel``), beside the default vocoder's: a vocoder that renders pitch from a
+separate predictor cannot hide a decoder that lost it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+
+import jax
+import numpy as np
+
+from jaxspeech import audio
+from jaxspeech.eval import error_rates
+from jaxspeech.eval.mcd import mel_cepstral_distortion
+from jaxspeech.eval.prosody import comma_pause_mae, expected_direction, terminal_direction
+from jaxspeech.eval.rtf import time_call
+from jaxspeech.models.tts.synthesizer import SynthesisItem, Synthesizer
+from jaxspeech.models.tts.vocoders import Vocoder
+
+Transcriber = Callable[[list[str]], list[str]]
+MODEL_MEL = "griffin_lim_on_model_mel"
+
+
+def _direction(waveform: np.ndarray, sample_rate: int) -> str | None:
+    try:
+        return terminal_direction(waveform, sample_rate)
+    except ValueError:  # nothing voiced: no contour to judge
+        return None
+
+
+def _share(hits: Sequence[bool]) -> float:
+    return float(np.mean(hits)) if len(hits) else float("nan")
+
+
+def intonation_metrics(synthesized: Sequence[np.ndarray], references: Sequence[np.ndarray], texts: Sequence[str],
+                       sample_rate: int) -> dict[str, float]:
+    """Terminal contour direction of the synthesized audio against the punctuation (? rises,
+    . falls) and against the reference audio's measured direction."""
+    expected = [expected_direction(t) for t in texts]
+    ours = [_direction(w, sample_rate) if e else None for w, e in zip(synthesized, expected)]
+    theirs = [_direction(w, sample_rate) if e else None for w, e in zip(references, expected)]
+    judged = [k for k, e in enumerate(expected) if e]
+    return {
+        "contour_accuracy": _share([ours[k] == expected[k] for k in judged]),
+        "question_rising": _share([ours[k] == "rising" for k in judged if expected[k] == "rising"]),
+        "statement_falling": _share([ours[k] == "falling" for k in judged if expected[k] == "falling"]),
+        "contour_agreement_with_reference": _share([ours[k] == theirs[k] for k in judged]),
+        "reference_contour_accuracy": _share([theirs[k] == expected[k] for k in judged]),
+        "contours_judged": len(judged),
+    }
+
+
+def _scores(paths: Sequence[str], synthesized: Sequence[np.ndarray], references: Sequence[np.ndarray],
+            texts: Sequence[str], sample_rate: int, preset, transcribe: Transcriber | None) -> dict:
+    scores = {"mcd_db": float(np.mean([mel_cepstral_distortion(s, r, preset=preset)
+                                       for s, r in zip(synthesized, references)])),
+              **comma_pause_mae(synthesized, references, texts, sample_rate),
+              **intonation_metrics(synthesized, references, texts, sample_rate),
+              "asr_cer": None, "asr_wer": None}
+    if transcribe is not None:
+        rates = error_rates(list(texts), transcribe(list(paths)))
+        scores.update(asr_cer=rates["cer"], asr_wer=rates["wer"])
+    return scores
+
+
+def evaluate_items(synthesizer: Synthesizer, params, items: Sequence[SynthesisItem], records: Sequence[dict], *,
+                   out_dir: str, key: jax.Array, batch_size: int, rtf_utterances: int, rtf_repeats: int,
+                   reference_vocoders: Mapping[str, Vocoder], transcribe: Transcriber | None = None,
+                   **options) -> dict:
+    """Synthesizes ``items`` (one per record, in batches of ``batch_size`` sorted by length) and
+    scores them against the records' audio and text.
+
+    Audio is written to ``out_dir/<id>.wav`` (the synthesizer's vocoder) and
+    ``out_dir/<name>/<id>.wav`` for each of ``reference_vocoders`` (name -> vocoder on the same
+    model output). Result: the default path's ``mcd_db``, ``asr_cer``/``asr_wer`` (None without a
+    ``transcribe``), comma pause MAE, contour scores, ``rtf`` (acoustic model + vocoder seconds per
+    second of audio, one utterance at a time, compiled, over the first ``rtf_utterances``), and
+    ``<name>: {same scores}`` for each reference vocoder. options: synthesis options (guidance,
+    sampler options) passed to :meth:`Synthesizer.generate`.
+    """
+    preset, rate = synthesizer.preset, synthesizer.preset.sample_rate
+    vocoders = {"": synthesizer.vocoder, **reference_vocoders}
+    waveforms: dict[str, dict[int, np.ndarray]] = {name: {} for name in vocoders}
+    order = sorted(range(len(items)), key=lambda i: sum(len(p) for p in items[i].pieces))
+    for b in range(0, len(order), batch_size):
+        chunk = order[b:b + batch_size]
+        batch_key = jax.random.fold_in(key, b)
+        rows, out = synthesizer.generate(params, [items[i] for i in chunk], key=batch_key, **options)
+        for name, vocoder in vocoders.items():
+            rendered = np.asarray(vocoder(out, jax.random.fold_in(batch_key, 1)))
+            joined = synthesizer.join(rows, out, rendered, len(chunk))
+            waveforms[name].update((i, waveform) for i, (_, waveform) in zip(chunk, joined))
+    references = [audio.load_audio(r["audio"], sample_rate=rate) for r in records]
+    texts = [r["text"] for r in records]
+    result = {}
+    for name in vocoders:
+        folder = os.path.join(out_dir, name)
+        os.makedirs(folder, exist_ok=True)
+        paths = [os.path.join(folder, f"{record['id']}.wav") for record in records]
+        synthesized = [waveforms[name][i] for i in range(len(records))]
+        for path, waveform in zip(paths, synthesized):
+            audio.save_audio(path, waveform, rate)
+        scores = _scores(paths, synthesized, references, texts, rate, preset, transcribe)
+        result.update(scores) if name == "" else result.update({name: scores})
+
+    rtf_items = items[:rtf_utterances]
+    seconds = sum(time_call(synthesizer.synthesize, params, [item], key=key, warmup=1, repeats=rtf_repeats,
+                            **options) for item in rtf_items)
+    result["rtf"] = seconds / (sum(len(waveforms[""][i]) for i in range(len(rtf_items))) / rate)
+    return _json_ready(result)
+
+
+def _json_ready(value):
+    """NaN shares (nothing judged) as None, so the result is valid JSON."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    return None if isinstance(value, float) and math.isnan(value) else value

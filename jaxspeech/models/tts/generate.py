@@ -1,0 +1,155 @@
+"""Synthesis of log-mels from phoneme ids: encoder -> durations -> length regulation -> the
+objective's sampler over the decoder network (and, with a pitch predictor, the frame F0 and voicing)."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from jaxspeech import objectives
+from jaxspeech.models.tts.conv_stack import masked
+from jaxspeech.models.tts.decoder import null_condition, reads_pitch
+from jaxspeech.models.tts.model import as_config, decoder_network, encode, objective_of
+from jaxspeech.models.tts.prosody import boundaries_of, pitch_condition, pitch_inputs
+from jaxspeech.nn.length_regulator import durations_from_log, length_regulate
+
+FRAME_BUCKET = 64  # generate() pads frames to a multiple of this, so jit sees few shapes
+
+
+class Synthesis(NamedTuple):
+    """What :func:`generate` returns. mel: [B,T,n_mels] log-mel in the data's units, zero on
+    padding; mel_mask: [B,T] bool; f0: [B,T] Hz and voiced: [B,T] voicing probability from the
+    pitch predictor (zero on padding; voiced frames are those above 1/2), None without one."""
+
+    mel: jax.Array
+    mel_mask: jax.Array
+    f0: jax.Array | None
+    voiced: jax.Array | None
+
+
+def _host(x) -> np.ndarray | None:
+    """Concrete values of ``x`` for input checks, or None under tracing."""
+    try:
+        return np.asarray(x)
+    except jax.errors.TracerArrayConversionError:
+        return None
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _encode_for_synthesis(graphdef, params, tokens, token_mask, speaker, boundaries, intonation):
+    enc = encode(graphdef, params, tokens, token_mask, speaker, boundaries, intonation=intonation)
+    return enc["mu"], enc["log_durations"], enc["hidden"]
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "config", "max_frames", "sampler"))
+def _synthesise(params, mu, hidden, durations, token_mask, speaker, key, guidance_scale, *, graphdef, config,
+                max_frames, sampler):
+    mu_frames, mel_mask = length_regulate(mu, durations, token_mask, max_frames)
+    cond = {"mu": mu_frames, "speaker": speaker, "mask": mel_mask}
+    f0 = voiced = None
+    pitch_predictor = nnx.merge(graphdef, params).pitch
+    if pitch_predictor is not None:
+        frames, _ = length_regulate(pitch_inputs(hidden, durations), durations, token_mask, max_frames)
+        prediction = pitch_predictor(frames, mel_mask, None)
+        f0 = jnp.where(mel_mask, jnp.exp(prediction[..., 0] * config.pitch.log_f0_std + config.pitch.log_f0_mean), 0.0)
+        voiced = jnp.where(mel_mask, jax.nn.sigmoid(prediction[..., 1]), 0.0)
+        if reads_pitch(config):
+            cond["pitch"] = pitch_condition(prediction[..., 0], voiced, mel_mask)
+    objective, objective_config = objective_of(config)
+    uncond = None if guidance_scale is None else null_condition(config, mel_mask)
+    x = objective.sample(decoder_network(graphdef, params), key, (mu.shape[0], max_frames, config.n_mels), cond=cond,
+                         config=objective_config, uncond=uncond, guidance_scale=guidance_scale, **dict(sampler))
+    return x, mel_mask, f0, voiced
+
+
+def sampler_options(config: ml_collections.ConfigDict, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The objective's sampler defaults updated with ``options`` (unknown names raise)."""
+    objective, _ = objective_of(config)
+    objectives.check_sampler_options(objective, options)
+    return {**objective.sampler_defaults(), **options}
+
+
+def generate(
+    graphdef: nnx.GraphDef,
+    params: nnx.State,
+    config: Mapping[str, Any],
+    tokens: jax.Array,
+    token_mask: jax.Array,
+    speaker: jax.Array,
+    key: jax.Array,
+    *,
+    guidance_scale: float | None = None,
+    length_scale: float = 1.0,
+    duration_rounding: str = "ceil",
+    intonation: jax.Array | None = None,
+    boundary_word_start: jax.Array | None = None,
+    boundary_word_end: jax.Array | None = None,
+    boundary_mask: jax.Array | None = None,
+    max_frames: int | None = None,
+    **sampler: Any,
+) -> Synthesis:
+    """Synthesise log-mels: durations -> length regulation -> the objective's sampler (flow
+    matching: ``steps``, ``method``, ``temperature``, ``sway``; Matcha: 10 Euler steps, temperature
+    0.667, the objective's defaults), and with a pitch predictor the frame-level F0 and voicing.
+    Returns a :class:`Synthesis`; mel_mask has ceil(sum of durations) valid frames per row.
+
+    tokens, token_mask: [B,L]; speaker: [B]. guidance_scale: classifier-free guidance against the
+    null speaker and zero mu_y (needs training with decoder.cond_drop_prob > 0); None = off.
+    duration_rounding: "ceil" (Matcha) or "round" (``nn.length_regulator.durations_from_log``).
+    intonation: [B,N] token index per boundary (with the three boundary arrays [B,N]), overriding
+    the text-predicted intonation. max_frames: static output length; None = the longest row
+    rounded up to a multiple of FRAME_BUCKET (needs concrete inputs).
+    """
+    config = as_config(config)
+    sampler = sampler_options(config, sampler)
+    chex.assert_rank([tokens, token_mask, speaker], [2, 2, 1])
+    boundaries = boundaries_of(dict(boundary_word_start=boundary_word_start, boundary_word_end=boundary_word_end,
+                                    boundary_mask=boundary_mask))
+    if intonation is not None and boundaries is None:
+        raise ValueError("intonation choices need boundary_word_start, boundary_word_end and boundary_mask")
+    if guidance_scale is not None and not (math.isfinite(guidance_scale) and guidance_scale >= 0):
+        raise ValueError(f"guidance_scale must be finite and >= 0, got {guidance_scale}")
+    mask_np, tokens_np, speaker_np = _host(token_mask), _host(tokens), _host(speaker)
+    if mask_np is not None and not np.all(mask_np.astype(bool).any(axis=1)):
+        raise ValueError(f"empty text: rows {np.nonzero(~mask_np.astype(bool).any(axis=1))[0].tolist()} have no tokens")
+    if tokens_np is not None and mask_np is not None:
+        valid = tokens_np[mask_np.astype(bool)]
+        if valid.size and (valid.min() < 0 or valid.max() >= config.vocab_size):
+            raise ValueError(f"token ids must be in [0, {config.vocab_size}), got {valid.min()}..{valid.max()}")
+    if speaker_np is not None and (speaker_np.min() < 0 or speaker_np.max() >= config.num_speakers):
+        raise ValueError(f"unknown speaker: ids must be in [0, {config.num_speakers}), got {speaker_np.tolist()}")
+    if intonation is not None:
+        choice = _host(intonation)
+        k = config.intonation.num_tokens
+        if choice is not None and (choice.min(initial=0) < 0 or choice.max(initial=0) >= k):
+            raise ValueError(f"intonation tokens must be in [0, {k}), got {choice.tolist()}")
+        intonation = jnp.asarray(intonation, jnp.int32)
+
+    token_mask = jnp.asarray(token_mask, bool)
+    mu, log_durations, hidden = _encode_for_synthesis(graphdef, params, tokens, token_mask, speaker, boundaries,
+                                                      intonation)
+    durations = durations_from_log(log_durations, token_mask, length_scale=length_scale, rounding=duration_rounding)
+    frames = _host(durations)
+    if frames is None and max_frames is None:
+        raise ValueError("under jit, generate needs a static max_frames")
+    if frames is not None:
+        needed = int(np.ceil(frames.sum(axis=1).max()))
+        if max_frames is None:
+            max_frames = max(FRAME_BUCKET, -(-needed // FRAME_BUCKET) * FRAME_BUCKET)
+        elif needed > max_frames:
+            raise ValueError(f"predicted durations need {needed} frames but max_frames is {max_frames}")
+    x, mel_mask, f0, voiced = _synthesise(
+        params, mu, hidden, durations, token_mask, speaker, key,
+        None if guidance_scale is None else jnp.float32(guidance_scale),
+        graphdef=graphdef, config=ml_collections.FrozenConfigDict(config), max_frames=max_frames,
+        sampler=tuple(sorted(sampler.items())))
+    return Synthesis(masked(x * config.mel_std + config.mel_mean, mel_mask), mel_mask, f0, voiced)
