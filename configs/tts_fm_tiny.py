@@ -1,8 +1,9 @@
 """Tiny Matcha/ProsodyFM flow-matching TTS on the embedded eSpeak corpus (2 CPU cores).
 
 Phrase-break tokens, terminal intonation encoder and predictor, 1D U-Net decoder (set
-``--config.model.decoder.kind=dit`` for the adaLN-zero DiT), frame-level pitch predictor and the
+``--config.model.decoder.network=dit`` for the adaLN-zero DiT), frame-level pitch predictor and the
 harmonic-plus-noise vocoder at its F0 by default (``--config.synth.vocoder=griffin-lim`` for Griffin-Lim).
+The decoder network is trained with ``model.decoder.objective`` (flow matching; ``jaxspeech.objectives``).
 
     jaxspeech train --config configs/tts_fm_tiny.py --workdir runs/tts_fm_tiny
     jaxspeech train --config configs/asr_ctc_tiny.py --workdir runs/asr_ctc_tiny   # for asr_cer
@@ -31,6 +32,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.max_boundaries = 4  # phrase boundaries per utterance with a contour (the last ones)
     c.data.cache_features = True
     c.data.num_threads = 2
+    # Every batch's rows are a multiple of this, whatever the device count: the global batch is the config's.
+    # The mesh's batch devices x train.accum_steps must divide it (e.g. 8 for 8 data-parallel devices).
+    c.data.row_multiple = 1
 
     # vocab_size, num_speakers, break_token, mel_mean and mel_std are set from the training split.
     c.model = tts.default_config()
@@ -52,16 +56,17 @@ def get_config() -> ml_collections.ConfigDict:
     m.decoder.unet.update(dict(channels=(64, 64), time_dim=128, num_blocks=1, num_mid_blocks=1, num_heads=2,
                                ff_mult=2, norm_groups=8, dropout=0.0))
     m.decoder.dit.update(dict(d_model=128, num_layers=4, num_heads=2, ff_mult=2, dropout=0.0))
-    m.flow.cond_drop_prob = 0.1
+    m.decoder.cond_drop_prob = 0.1
     # Matcha's out_size: the decoder trains on one random 64-frame (0.74 s) window per utterance,
     # which cuts its cost 3-4x on this corpus (utterances average 2.4 s).
-    m.flow.segment_frames = 64
+    m.decoder.segment_frames = 64
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 2e-3
     c.optim.warmup_steps = 200
     c.optim.weight_decay = 1e-2
     c.optim.clip_norm = 1.0
+    c.optim.b1 = 0.9
     c.optim.b2 = 0.99
 
     c.train = ml_collections.ConfigDict()
@@ -80,14 +85,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.mesh.fsdp = 1
     c.mesh.rules = (("decoder/.*/kernel", ("fsdp",)),)  # regex over param paths -> leading-dim spec
 
+    # Synthesis settings (sampler: the objective's sampling options). Chosen on test-seen in sessions 6-9
+    # (docs/benchmarks.md), not yet on valid.
     c.synth = ml_collections.ConfigDict()
-    c.synth.steps = 10  # Euler steps (NFE without guidance)
-    c.synth.method = "euler"
-    c.synth.guidance = 0.0  # classifier-free guidance scale; 0 = off
-    # Matcha uses 0.667; this under-trained tiny model is clearer with less noise (3000 steps, NFE 10,
+    # Matcha uses temperature 0.667; this under-trained tiny model is clearer with less noise (3000 steps, NFE 10,
     # test-seen ASR CER: 29.7% at 0.667 on all 76 utterances; 15.9% at 0.3 and 13.1% at 0.1 on the first 32).
-    c.synth.temperature = 0.1
-    c.synth.sway = False
+    c.synth.sampler = ml_collections.ConfigDict(dict(steps=10, method="euler", temperature=0.1, sway=False))
+    c.synth.guidance = 0.0  # classifier-free guidance scale; 0 = off
     # Matcha's ceil adds half a frame per token: the 10000-step model's test-seen utterances came out
     # 10.8% longer than the recordings with ceil, 0.6% shorter with round (at least 1 frame per token).
     c.synth.duration_rounding = "round"
@@ -95,15 +99,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.synth.batch_size = 16  # utterances synthesized together (evaluate, --text-file)
     c.synth.vocoder = "harmonic"  # harmonic-plus-noise at the predicted F0; or "griffin-lim", or the workdir of
     # configs/vocoder_istft_tiny.py
-    c.synth.harmonic_voiced_noise = 0.1  # noise share of voiced frames (jaxspeech.audio.harmonic)
-    # Griffin-Lim refinement from the harmonic phase, above 2 kHz only in voiced frames (below, the harmonics keep
-    # the predicted pitch), over the whole band in unvoiced ones. On this config's 10000-step model at NFE 10:
-    # harmonic alone CER 12.3%, contour 90.8%; refined above 2 kHz 10.8%, 92.1%; and unvoiced frames over the whole
-    # band 9.1%, 90.8%, RTF 0.094 (docs/benchmarks.md).
-    c.synth.harmonic_griffin_lim_iterations = 4
-    c.synth.harmonic_below_hz = 2000.0
-    c.synth.harmonic_refine_unvoiced = True
-    c.synth.griffin_lim_iterations = 32
+    # Harmonic-plus-noise (jaxspeech.audio.harmonic): noise share of voiced frames, then Griffin-Lim refinement
+    # from the harmonic phase, above below_hz only in voiced frames (below, the harmonics keep the predicted
+    # pitch), over the whole band in unvoiced ones.
+    c.synth.harmonic = ml_collections.ConfigDict(dict(voiced_noise=0.1, griffin_lim_iterations=4, below_hz=2000.0,
+                                                      refine_unvoiced=True))
+    c.synth.griffin_lim = ml_collections.ConfigDict(dict(iterations=32))
 
     c.eval = ml_collections.ConfigDict()
     c.eval.asr_workdir = "runs/asr_ctc_tiny"  # recognizer for asr_cer (evaluate --asr-workdir overrides)

@@ -49,6 +49,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.max_seconds = 8.0
     c.data.cache_features = True
     c.data.num_threads = 2
+    # Every batch's rows are a multiple of this, whatever the device count: the global batch is the config's.
+    # The mesh's batch devices x train.accum_steps must divide it (e.g. 8 for 8 data-parallel devices).
+    c.data.row_multiple = 1
 
     c.model = ml_collections.ConfigDict()
     c.model.checkpoint = ""  # a transformers Whisper directory; empty = from scratch with the fields below
@@ -88,6 +91,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.optim.warmup_steps = 200
     c.optim.weight_decay = 1e-2
     c.optim.clip_norm = 1.0
+    c.optim.b1 = 0.9
     c.optim.b2 = 0.98
 
     c.train = ml_collections.ConfigDict()

@@ -3,7 +3,8 @@
     python experiments/bench_tts.py --tts-workdir runs/tts_fm_tiny --asr-workdir runs/asr_ctc_tiny \
         --out runs/bench_tts.json [--nfe 2 4 8 10 16 32] [--split test-seen] [--train-seconds S]
 
-For every number of Euler steps (NFE; no guidance) it runs ``jaxspeech evaluate`` on the split:
+For every number of Euler steps (NFE; no guidance) it runs ``jaxspeech evaluate`` on the split
+(with the config's vocoder, and with Griffin-Lim on the model's own mel):
 DTW mel-cepstral distortion against the eSpeak recording, CER of the synthesized audio under the
 CTC recognizer of ``--asr-workdir``, comma-pause MAE, terminal contour direction (against the
 punctuation and against the recording), and RTF of acoustic model + vocoder on this machine.
@@ -18,10 +19,13 @@ import argparse
 import datetime
 import os
 
+import jax
 from benchmark_docs import command, machine, save_report, write_section
 
+from jaxspeech.models.tts.evaluation import MODEL_MEL
 from jaxspeech.train import recipes
 from jaxspeech.train.config import read_saved_config
+from jaxspeech.train.recipes.tts_fm import load_synthesizer
 
 SECTION = "## Flow-matching TTS (issue 3)"
 
@@ -36,15 +40,20 @@ def _ms(seconds) -> str:
 
 def _vocoder_settings(results: dict) -> str:
     """The harmonic vocoder's Griffin-Lim refinement, in words (empty for other vocoders)."""
-    synth = results.get("synth", {})
-    iterations = synth.get("harmonic_griffin_lim_iterations", 0)
-    if results["vocoder"] != "harmonic" or not iterations:
+    harmonic = results["harmonic"]
+    if results["vocoder"] != "harmonic" or not harmonic["griffin_lim_iterations"]:
         return ""
-    band = synth.get("harmonic_below_hz", 0.0)
+    band = harmonic["below_hz"]
     where = f"above {band:g} Hz" if band > 0 else "over the whole band"
-    if band > 0 and synth.get("harmonic_refine_unvoiced", False):
+    if band > 0 and harmonic["refine_unvoiced"]:
         where += " in voiced frames, over the whole band in unvoiced ones"
-    return f" with {iterations} Griffin-Lim iterations {where}"
+    return f" with {harmonic['griffin_lim_iterations']} Griffin-Lim iterations {where}"
+
+
+def _model_mel(e: dict) -> str:
+    """CER and contour accuracy with Griffin-Lim on the model's own mel (n/a when that is the vocoder)."""
+    own = e.get(MODEL_MEL)
+    return "n/a | n/a" if own is None else f"{_pct(own['asr_cer'])} | {_pct(own['contour_accuracy'])}"
 
 
 def _section(results: dict, command: str) -> str:
@@ -53,7 +62,7 @@ def _section(results: dict, command: str) -> str:
         f"| {e['nfe']} | {e['mcd_db']:.2f} | {_pct(e['asr_cer'])} | {e['rtf']:.4f} | "
         f"{_ms(e['comma_pause_mae_s'])} | "
         f"{_pct(e['question_rising'])} / {_pct(e['statement_falling'])} | {_pct(e['contour_accuracy'])} | "
-        f"{_pct(e['contour_agreement_with_reference'])} |"
+        f"{_pct(e['contour_agreement_with_reference'])} | {_model_mel(e)} |"
         for e in r["by_nfe"])
     first = r["by_nfe"][0]
     trained = f"{r['train_steps']} steps"
@@ -63,13 +72,14 @@ def _section(results: dict, command: str) -> str:
         f"{SECTION}\n\nCommand: `{command}`  \nMachine: {r['machine']} (1-min load average {r['load_average'][0]:.1f} "
         f"before, {r['load_average'][1]:.1f} after)  \nDate: {r['date']}\n\n"
         f"Model: {r['parameters'] / 1e6:.2f} M parameters, {r['decoder']} decoder, trained {trained}; "
-        f"vocoder {r['vocoder']}{_vocoder_settings(r)}; noise temperature {first['temperature']}; "
+        f"vocoder {r['vocoder']}{_vocoder_settings(r)}; noise temperature {first['sampler']['temperature']}; "
         f"{first['utterances']} {r['split']} utterances ({first['commas']} commas, "
         f"{first['contours_judged']} questions and statements). The recognizer's CER on the eSpeak recordings "
         f"themselves: {_pct(r['reference_asr_cer'])}; terminal direction of the recordings against the punctuation: "
         f"{_pct(first['reference_contour_accuracy'])}.\n\n"
         "| NFE | MCD (dB) | ASR CER | RTF | comma pause MAE | questions rising / statements falling | "
-        "contour vs punctuation | contour vs recording |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+        "contour vs punctuation | contour vs recording | Griffin-Lim on the model's mel: ASR CER | contour |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
         f"{rows}\n"
     )
 
@@ -88,23 +98,24 @@ def main() -> None:
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args()
 
-    tts = recipes.get("tts_fm")
+    evaluate = recipes.get("tts_fm").require("evaluate")
     load_before = os.getloadavg()[0]
-    by_nfe = [tts.evaluate(args.tts_workdir, split=args.split, steps=n, guidance=0.0, asr_workdir=args.asr_workdir,
+    by_nfe = [evaluate(args.tts_workdir, split=args.split, steps=n, guidance=0.0, asr_workdir=args.asr_workdir,
                            vocoder=args.vocoder, temperature=args.temperature, limit=args.limit) for n in args.nfe]
-    reference = recipes.for_workdir(args.asr_workdir).evaluate(args.asr_workdir, split=args.split, beam_size=0)
-    synthesizer, params, step = tts.Synthesizer.from_workdir(args.tts_workdir, args.vocoder)
+    reference = recipes.for_workdir(args.asr_workdir).require("evaluate")(args.asr_workdir, split=args.split,
+                                                                          beam_size=0)
+    _, params, step = load_synthesizer(args.tts_workdir, args.vocoder)
     config = read_saved_config(args.tts_workdir)
     results = {
         "date": datetime.date.today().isoformat(),
         "machine": machine(),
         "load_average": [load_before, os.getloadavg()[0]],
-        "parameters": sum(x.size for x in tts.jax.tree.leaves(params)),
-        "decoder": config.model.decoder.kind,
+        "parameters": sum(x.size for x in jax.tree.leaves(params)),
+        "decoder": f"{config.model.decoder.network} ({config.model.decoder.objective})",
         "train_steps": step,
         "train_seconds": args.train_seconds,
         "vocoder": by_nfe[0]["vocoder"],
-        "synth": {k: v for k, v in config.synth.to_dict().items() if k.startswith("harmonic")},
+        "harmonic": config.synth.harmonic.to_dict(),
         "split": args.split,
         "reference_asr_cer": reference["cer"],
         "by_nfe": by_nfe,

@@ -69,7 +69,7 @@ def compare(data: str, vocoder_workdir: str | None, limit: int | None, griffin_l
         vocoders["istft_vocoder"] = lambda k: istft_vocoder(mels[k])
 
     def recognise(paths):
-        hypotheses = recipes.for_workdir(asr_workdir).transcribe(asr_workdir, paths, beam_size=0)
+        hypotheses = recipes.for_workdir(asr_workdir).require("transcribe")(asr_workdir, paths, beam_size=0)
         return {"asr_cer": error_rates(texts, hypotheses)["cer"]}
 
     results = {"recordings": intonation_scores(recordings, texts, SAMPLE_RATE)}

@@ -28,7 +28,7 @@ from jaxspeech.data.manifest import SkipCounter
 from jaxspeech.data.pipeline import SpeechBatches, SpeechDataset
 from jaxspeech.data.readers import load_records
 from jaxspeech.models import tts
-from jaxspeech.train.recipes.tts_fm import Synthesizer, _collate, _labeler
+from jaxspeech.train.recipes.tts_fm import batch_collate, load_synthesizer, phoneme_labeler
 
 
 def second_half_slopes(contours: np.ndarray) -> np.ndarray:
@@ -50,12 +50,12 @@ def main() -> None:
     parser.add_argument("--tts-workdir", required=True)
     parser.add_argument("--split", default="test-seen")
     args = parser.parse_args()
-    synthesizer, params, step = Synthesizer.from_workdir(args.tts_workdir)
+    synthesizer, params, step = load_synthesizer(args.tts_workdir)
     config, d = synthesizer.config, synthesizer.config.data
     dataset = SpeechDataset(load_records(d.dir, split=args.split), preset=d.preset,
-                            labeler=_labeler(synthesizer.tokenizer), skips=SkipCounter(), cache=True)
+                            labeler=phoneme_labeler(synthesizer.tokenizer), skips=SkipCounter(), cache=True)
     loader = SpeechBatches(dataset, make_buckets(dataset.lengths, max_frames=d.max_frames, num_buckets=1),
-                           shuffle=False, num_threads=1, collate=_collate(config, synthesizer.speakers))
+                           shuffle=False, num_threads=1, collate=batch_collate(config, synthesizer.speakers))
     errors = {"reference": [], "predicted": []}
     weights = {"reference": [], "predicted": []}
     last = {"recorded": [], "predicted": []}  # the last boundary's contour per utterance

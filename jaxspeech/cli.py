@@ -29,27 +29,26 @@ def _train(args, overrides) -> int:
     return 0
 
 
-_VOCODER_HELP = ("griffin-lim, harmonic (harmonic-plus-noise at the predicted F0; models with a pitch predictor) "
-                 "or a vocoder workdir (default: the config's)")
-_SYNTHESIS_EVAL_OPTIONS = ("asr_workdir", "vocoder", "steps", "guidance", "temperature", "limit")
+def _print(result: dict, as_json: bool) -> None:
+    print(json.dumps(result, sort_keys=True) if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+
+
+def _recipe_call(command: str, args, *call_args, **call_kwargs):
+    """The workdir recipe's ``command`` capability called with the recipe options the user gave;
+    a workdir without a recipe, a capability it does not offer or bad input ends in one line."""
+    from jaxspeech.train import recipes
+
+    options = {name: getattr(args, name) for name in args.recipe_options if getattr(args, name) is not None}
+    try:
+        recipe = args.recipe or recipes.for_workdir(args.workdir)
+        return recipe.require(command)(args.workdir, *call_args, **call_kwargs, **options)
+    except ValueError as err:  # no such recipe or capability, unknown speakers or symbols, bad settings
+        raise SystemExit(f"jaxspeech {command}: {err}") from err
 
 
 def _evaluate(args) -> int:
-    import inspect
-
-    from jaxspeech.train import recipes
-
-    recipe = recipes.for_workdir(args.workdir)
-    options = {name: getattr(args, name) for name in _SYNTHESIS_EVAL_OPTIONS if getattr(args, name) is not None}
-    unsupported = sorted(set(options) - set(inspect.signature(recipe.evaluate).parameters))
-    if unsupported:
-        flags = ", ".join("--" + name.replace("_", "-") for name in unsupported)
-        raise SystemExit(f"jaxspeech evaluate: {flags} only apply to a text-to-speech workdir")
-    try:
-        result = recipe.evaluate(args.workdir, split=args.split, beam_size=args.beam_size, **options)
-    except ValueError as err:  # unknown speakers, bad steps/guidance, nothing to evaluate
-        raise SystemExit(f"jaxspeech evaluate: {err}") from err
-    print(json.dumps(result, sort_keys=True) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+    result = _recipe_call("evaluate", args, split=args.split)
+    _print(result, args.json)
     return 0
 
 
@@ -66,27 +65,12 @@ def _transcribe(args) -> int:
         except (FileNotFoundError, ImportError, ValueError) as err:  # bad checkpoint, tokenizer, language or audio
             raise SystemExit(f"jaxspeech transcribe: {err}") from err
     else:
-        if args.language is not None:
+        if getattr(args, "language", None) is not None:
             raise SystemExit("jaxspeech transcribe: --language only applies to a Whisper --checkpoint")
-        from jaxspeech.train import recipes
-
-        recipe = recipes.for_workdir(args.workdir)
-        if not hasattr(recipe, "transcribe"):
-            raise SystemExit(f"jaxspeech transcribe: {args.workdir} holds a {recipe.__name__.rsplit('.', 1)[-1]} "
-                             "model, which does not transcribe audio")
-        texts = recipe.transcribe(args.workdir, args.files, beam_size=args.beam_size)
+        texts = _recipe_call("transcribe", args, args.files)
     for path, text in zip(args.files, texts):
         print(json.dumps({"file": path, "text": text}, ensure_ascii=False) if args.json else text)
     return 0
-
-
-def _intonation(value: str | None) -> list[int] | None:
-    if value is None:
-        return None
-    try:
-        return [int(k) for k in value.split(",")]
-    except ValueError:
-        raise SystemExit(f"jaxspeech synthesize: --intonation takes token indices like 2 or 2,0,5, got {value!r}")
 
 
 def _synthesize(args) -> int:
@@ -108,15 +92,8 @@ def _synthesize(args) -> int:
         os.makedirs(args.out_dir, exist_ok=True)
         outs = [os.path.join(args.out_dir, f"{i:04d}.wav") for i in range(len(texts))]
     from jaxspeech.audio import save_audio
-    from jaxspeech.train.recipes.tts_fm import synthesize_texts
 
-    options = {"steps": args.steps, "guidance": args.cfg, "temperature": args.temperature}
-    try:
-        waveforms, sample_rate = synthesize_texts(
-            args.workdir, texts, speaker=args.speaker, intonation=_intonation(args.intonation), vocoder=args.vocoder,
-            seed=args.seed, length_scale=args.length_scale, **{k: v for k, v in options.items() if v is not None})
-    except ValueError as err:  # empty text, unknown symbols or speaker, absurd steps or guidance
-        raise SystemExit(f"jaxspeech synthesize: {err}") from err
+    waveforms, sample_rate = _recipe_call("synthesize", args, texts)
     for text, out, waveform in zip(texts, outs, waveforms):
         save_audio(out, waveform, sample_rate)
         print(json.dumps({"text": text, "out": out, "seconds": round(len(waveform) / sample_rate, 3)},
@@ -148,22 +125,48 @@ def _quickstart(args) -> int:
         overrides.append(f"--config.train.steps={args.steps}")
     config = load_config(args.config or _bundled_config("asr_ctc_tiny.py"), overrides)
     recipe = recipes.get(config.recipe)
+    evaluate, transcribe = recipe.require("evaluate"), recipe.require("transcribe")
     print(f"[quickstart] training {config.recipe} in {args.workdir} ...", flush=True)
     recipe.train(config, args.workdir)
-    results = {split: recipe.evaluate(args.workdir, split=split, beam_size=0) for split in ("test-seen", "test-unseen")}
+    results = {split: evaluate(args.workdir, split=split, beam_size=0) for split in ("test-seen", "test-unseen")}
     for split, r in results.items():
         print(f"[quickstart] {split}: CER {100 * r['cer']:.2f}%  WER {100 * r['wer']:.2f}%  ({r['utterances']} utterances)")
     from jaxspeech.data.readers import load_records
 
     samples = load_records(args.data_dir, split="test-unseen")[:3]
-    for record, text in zip(samples, recipe.transcribe(args.workdir, [r["audio"] for r in samples], beam_size=0)):
+    for record, text in zip(samples, transcribe(args.workdir, [r["audio"] for r in samples], beam_size=0)):
         print(f"[quickstart] {os.path.basename(record['audio'])}\n    reference:  {record['text']}\n    recognised: {text}")
     print(f"[quickstart] done in {time.time() - started:.0f} s. Corpus: {args.data_dir}; run: {args.workdir} "
           f"(checkpoints/, metrics.jsonl, TensorBoard events, config.json, eval_*.json)")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _workdir_recipe(argv: list[str]):
+    """The recipe of the ``--workdir`` on the command line, None without one (or without a config)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--workdir")
+    workdir = pre.parse_known_args(argv)[0].workdir
+    if workdir is None or not os.path.isfile(os.path.join(workdir, "config.json")):
+        return None
+    from jaxspeech.train import recipes
+
+    try:
+        return recipes.for_workdir(workdir)
+    except recipes.RecipeError as err:
+        raise SystemExit(f"jaxspeech: {workdir}: {err}") from err
+
+
+def _add_recipe_options(sub: argparse.ArgumentParser, capability: str, recipe) -> None:
+    """The workdir recipe's own options for ``capability``, remembered by dest in ``recipe_options``."""
+    before = {action.dest for action in sub._actions}
+    if recipe is not None:
+        recipe.add_arguments(capability, sub.add_argument_group(f"{recipe.name} options"))
+    sub.set_defaults(recipe=recipe, recipe_options=sorted({a.dest for a in sub._actions} - before))
+
+
+def build_parser(recipe=None) -> argparse.ArgumentParser:
+    """The command line; ``recipe`` (the ``--workdir``'s) adds its own evaluate, transcribe and
+    synthesize options."""
     parser = argparse.ArgumentParser(prog="jaxspeech", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -186,18 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", required=True)
     train.add_argument("--workdir", required=True)
 
-    evaluate = sub.add_parser("evaluate", help="evaluate a trained workdir on a split")
+    evaluate = sub.add_parser("evaluate", help="evaluate a trained workdir on a split (options: its recipe's)")
     evaluate.add_argument("--workdir", required=True)
     evaluate.add_argument("--split", default="test-unseen")
-    evaluate.add_argument("--beam-size", type=int, default=None, help="0 = greedy (default: the config's)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
-    tts_eval = evaluate.add_argument_group("text-to-speech workdirs")
-    tts_eval.add_argument("--asr-workdir", default=None, help="recognizer for asr_cer (default: the config's)")
-    tts_eval.add_argument("--vocoder", default=None, help=_VOCODER_HELP)
-    tts_eval.add_argument("--steps", type=int, default=None, help="ODE steps (default: the config's)")
-    tts_eval.add_argument("--cfg", dest="guidance", type=float, default=None, help="classifier-free guidance scale")
-    tts_eval.add_argument("--temperature", type=float, default=None, help="noise temperature (default: the config's)")
-    tts_eval.add_argument("--limit", type=int, default=None, help="evaluate the first N utterances only")
+    _add_recipe_options(evaluate, "evaluate", recipe)
 
     transcribe = sub.add_parser(
         "transcribe", help="transcribe audio files with a trained workdir or a transformers Whisper checkpoint"
@@ -205,34 +201,29 @@ def build_parser() -> argparse.ArgumentParser:
     model = transcribe.add_mutually_exclusive_group(required=True)
     model.add_argument("--workdir", help="a run directory trained by `jaxspeech train`")
     model.add_argument("--checkpoint", help="a transformers Whisper directory (config.json, weights, tokenizer)")
-    transcribe.add_argument("--language", default=None, help="Whisper language code, e.g. en (default: detected)")
-    transcribe.add_argument("--beam-size", type=int, default=None,
-                            help="0 = greedy (default: the config's; Whisper: greedy)")
     transcribe.add_argument("--json", action="store_true", help="print JSON lines")
     transcribe.add_argument("files", nargs="+")
+    if recipe is None:
+        whisper = transcribe.add_argument_group("a Whisper --checkpoint")
+        whisper.add_argument("--language", default=None, help="Whisper language code, e.g. en (default: detected)")
+        whisper.add_argument("--beam-size", type=int, default=None, help="0 = greedy (default: greedy)")
+    _add_recipe_options(transcribe, "transcribe", recipe)
 
-    synth = sub.add_parser("synthesize", help="text to speech with a trained flow-matching TTS workdir")
+    synth = sub.add_parser("synthesize", help="text to speech with a trained workdir (options: its recipe's)")
     synth.add_argument("--workdir", required=True)
     synth.add_argument("--text", help="text to speak (long text is cut at phrase boundaries and joined)")
     synth.add_argument("--out", help="output .wav for --text")
     synth.add_argument("--text-file", help="one text per line")
     synth.add_argument("--out-dir", help="output directory for --text-file (NNNN.wav per line)")
-    synth.add_argument("--speaker", default=None, help="speaker name or index (default: the first)")
-    synth.add_argument("--steps", type=int, default=None, help="ODE steps (default: the config's)")
-    synth.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (0 = off)")
-    synth.add_argument("--temperature", type=float, default=None, help="noise temperature (default: the config's)")
-    synth.add_argument("--length-scale", type=float, default=1.0, help="> 1 speaks slower")
-    synth.add_argument("--intonation", default=None,
-                       help="intonation token for every phrase boundary (K) or one per boundary (K1,K2,...)")
-    synth.add_argument("--vocoder", default=None, help=_VOCODER_HELP)
-    synth.add_argument("--seed", type=int, default=0)
+    _add_recipe_options(synth, "synthesize", recipe)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     overrides = [a for a in argv if a.startswith("--config.")]
-    args = build_parser().parse_args([a for a in argv if not a.startswith("--config.")])
+    plain = [a for a in argv if not a.startswith("--config.")]
+    args = build_parser(_workdir_recipe(plain)).parse_args(plain)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if not args.verbose:  # orbax (absl) logs every save step by step; JAX logs its backend probing

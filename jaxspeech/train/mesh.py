@@ -147,3 +147,16 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 def replicated(mesh: Mesh) -> NamedSharding:
     """Every device holds the whole array."""
     return NamedSharding(mesh, P())
+
+
+def check_row_multiple(row_multiple: int, mesh: Mesh, accum_steps: int) -> None:
+    """Raises unless every batch of ``row_multiple`` rows splits into ``accum_steps`` micro-batches
+    that each split evenly over the mesh's batch devices ("data" x "fsdp"): the global batch is the
+    config's, so the device count must fit it, not the other way round."""
+    devices = _axis_size(mesh, BATCH_AXES)
+    if not (isinstance(row_multiple, int) and row_multiple >= 1):
+        raise ValueError(f"data.row_multiple must be a positive int, got {row_multiple!r}")
+    if row_multiple % (devices * accum_steps):
+        raise ValueError(
+            f"data.row_multiple={row_multiple} cannot be split over {devices} data-parallel devices x "
+            f"{accum_steps} accumulation steps: set data.row_multiple to a multiple of {devices * accum_steps}")

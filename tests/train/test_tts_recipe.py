@@ -3,11 +3,14 @@
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 import soundfile
 
 from jaxspeech.cli import main
+from jaxspeech.models.tts.synthesizer import SynthesisItem, Synthesizer
+from jaxspeech.models.tts.vocoders import HARMONIC, builtin_vocoder
 from jaxspeech.text import UnknownSymbolError
 from jaxspeech.train.metrics import read_metrics
 from jaxspeech.train.recipes import tts_fm as recipe
@@ -25,10 +28,10 @@ TINY = [
     "--config.model.pitch.channels=8", "--config.model.pitch.layers=1", "--config.model.pitch.kernel=3",
     "--config.model.decoder.speaker_dim=4", "--config.model.decoder.unet.channels=(8, 8)",
     "--config.model.decoder.unet.time_dim=16", "--config.model.decoder.unet.num_blocks=0",
-    "--config.model.decoder.unet.norm_groups=4", "--config.model.flow.segment_frames=16",
+    "--config.model.decoder.unet.norm_groups=4", "--config.model.decoder.segment_frames=16",
     "--config.data.max_frames=2048", "--config.data.num_buckets=2", "--config.data.max_boundaries=2",
     "--config.data.num_threads=1", "--config.train.log_every=1", "--config.train.checkpoint_every=0",
-    "--config.train.eval_batches=1", "--config.synth.steps=2", "--config.synth.griffin_lim_iterations=2",
+    "--config.train.eval_batches=1", "--config.synth.sampler.steps=2", "--config.synth.griffin_lim.iterations=2",
     "--config.synth.max_symbols=40", "--config.eval.asr_workdir=", "--config.eval.rtf_utterances=1",
     "--config.eval.rtf_repeats=1",
 ]
@@ -81,12 +84,12 @@ def test_synthesize_text_and_text_file(resumed, tmp_path, capsys):
 
 
 def test_long_text_is_cut_at_phrase_boundaries_and_joined(resumed):
-    synthesizer, params, _ = recipe.Synthesizer.from_workdir(str(resumed))
+    synthesizer, params, _ = recipe.load_synthesizer(str(resumed))
     text = "Julia, please buy those happy dolls. Was the clock too shiny? To be honest, Iris will drop it."
     item = synthesizer.item(text)
     assert len(item.pieces) > 1 and all(len(p) <= 60 for p in item.pieces)
-    pieces = [recipe.SynthesisItem([piece], 0) for piece in item.pieces]
-    key = recipe.jax.random.key(0)
+    pieces = [SynthesisItem([piece], 0) for piece in item.pieces]
+    key = jax.random.key(0)
     [(mel, waveform)] = synthesizer.synthesize(params, [item], key=key)
     separately = synthesizer.synthesize(params, pieces, key=key)
     assert mel.shape[0] == sum(m.shape[0] for m, _ in separately)
@@ -94,8 +97,8 @@ def test_long_text_is_cut_at_phrase_boundaries_and_joined(resumed):
 
 
 def test_intonation_tokens_steer_synthesis_and_are_checked(resumed):
-    synthesizer, params, _ = recipe.Synthesizer.from_workdir(str(resumed))
-    key = recipe.jax.random.key(0)
+    synthesizer, params, _ = recipe.load_synthesizer(str(resumed))
+    key = jax.random.key(0)
     mels = [synthesizer.synthesize(params, [synthesizer.item(QUESTION, intonation=[k])], key=key)[0][0]
             for k in (0, 1)]
     frames = min(len(m) for m in mels)
@@ -107,17 +110,16 @@ def test_intonation_tokens_steer_synthesis_and_are_checked(resumed):
 
 
 def test_harmonic_vocoder_refinement_reaches_the_waveform_only(resumed):
-    synthesizer, params, _ = recipe.Synthesizer.from_workdir(str(resumed))
-    key = recipe.jax.random.key(0)
+    synthesizer, params, _ = recipe.load_synthesizer(str(resumed))
+    key = jax.random.key(0)
     (mel, plain), = synthesizer.synthesize(params, [synthesizer.item(QUESTION)], key=key)
     waveforms = [plain]
     for below_hz, refine_unvoiced in [(0.0, False), (1000.0, False), (1000.0, True)]:
         refined_config = synthesizer.config.copy_and_resolve_references()
-        refined_config.synth.harmonic_griffin_lim_iterations = 2
-        refined_config.synth.harmonic_below_hz = below_hz
-        refined_config.synth.harmonic_refine_unvoiced = refine_unvoiced
-        refined = recipe.Synthesizer(refined_config, synthesizer.tokenizer, synthesizer.speakers,
-                                     synthesizer.graphdef, recipe.HARMONIC)
+        refined_config.synth.harmonic.update(dict(griffin_lim_iterations=2, below_hz=below_hz,
+                                                  refine_unvoiced=refine_unvoiced))
+        refined = Synthesizer(refined_config, synthesizer.tokenizer, synthesizer.speakers, synthesizer.graphdef,
+                              builtin_vocoder(HARMONIC, refined_config))
         (same_mel, waveform), = refined.synthesize(params, [refined.item(QUESTION)], key=key)
         np.testing.assert_array_equal(same_mel, mel)
         assert waveform.shape == plain.shape and np.all(np.isfinite(waveform))
@@ -136,14 +138,15 @@ def test_bad_input_gets_clear_errors(resumed, tmp_path):
                           (["--text", QUESTION, "--intonation", "up"], "--intonation takes token indices")]:
         with pytest.raises(SystemExit, match=message):
             main(run + args)
-    synthesizer, _, _ = recipe.Synthesizer.from_workdir(str(resumed))
+    synthesizer, _, _ = recipe.load_synthesizer(str(resumed))
     with pytest.raises(UnknownSymbolError, match="ʘ"):
-        synthesizer.rows([recipe.SynthesisItem(["ʘa"], 0)])
+        synthesizer.rows([SynthesisItem(["ʘa"], 0)])
     no_pitch = synthesizer.config.copy_and_resolve_references()
     no_pitch.model.pitch.enabled = False
     with pytest.raises(ValueError, match="harmonic vocoder needs the model's F0"):
-        recipe.Synthesizer(no_pitch, synthesizer.tokenizer, synthesizer.speakers, synthesizer.graphdef,
-                           recipe.HARMONIC)
+        builtin_vocoder(HARMONIC, no_pitch)
+    with pytest.raises(SystemExit, match="unknown vocoder 'wavenet'; known: griffin-lim, harmonic"):
+        main(run + ["--text", QUESTION, "--vocoder", "wavenet"])
     with pytest.raises(SystemExit, match="speakers the model was not trained on"):
         main(["evaluate", "--workdir", str(resumed), "--split", "test-unseen"])
 
@@ -156,5 +159,11 @@ def test_evaluate_prints_quality_speed_and_prosody(resumed, capsys):
             "contour_agreement_with_reference"} <= set(result)
     assert result["utterances"] == 2 and result["nfe"] == 2 and result["step"] == 5
     assert result["mcd_db"] > 0 and result["rtf"] > 0 and result["asr_cer"] is None  # no recognizer configured
-    assert len(os.listdir(resumed / "eval_test-seen")) == 2
+    assert result["objective"] == "flow_matching" and result["sampler"]["steps"] == 2
+    # The model's own mel through Griffin-Lim, beside the harmonic vocoder's rendering of the same mel.
+    own = result["griffin_lim_on_model_mel"]
+    assert {"mcd_db", "asr_cer", "contour_accuracy"} <= set(own) and own["mcd_db"] != result["mcd_db"]
+    wavs = sorted(os.listdir(resumed / "eval_test-seen"))
+    assert len(wavs) == 3 and wavs[0] == "griffin_lim_on_model_mel"
+    assert sorted(os.listdir(resumed / "eval_test-seen" / "griffin_lim_on_model_mel")) == wavs[1:]
     assert json.loads((resumed / "eval_test-seen.json").read_text()) == result

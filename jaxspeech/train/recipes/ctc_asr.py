@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from jaxspeech.data.bucketing import make_buckets
 from jaxspeech.data.manifest import SkipCounter
@@ -28,13 +27,18 @@ from jaxspeech.losses.ctc import ctc_min_frames
 from jaxspeech.models import ctc_asr
 from jaxspeech.samplers.ctc_decoding import beam_search_batch, greedy_decode
 from jaxspeech.text import Tokenizer, normalize_for_asr
-from jaxspeech.train.checkpoint import restore_latest
+from jaxspeech.train import recipes
 from jaxspeech.train.config import read_saved_config, save_config
 from jaxspeech.train.loop import train_in_workdir
-from jaxspeech.train.mesh import make_mesh
 from jaxspeech.train.metrics import MetricWriter, plot_mel, write_data_stats
-from jaxspeech.train.optim import adamw_warmup_cosine
-from jaxspeech.train.state import create_train_state
+from jaxspeech.train.run_setup import (
+    bucketed_batches,
+    initial_state,
+    mesh_from_config,
+    optimizer_from_config,
+    restore_state,
+    workdir_file,
+)
 from jaxspeech.train.step import compile_recipe_step
 
 log = logging.getLogger(__name__)
@@ -43,10 +47,6 @@ _VOCAB = "vocab.json"
 
 def _labeler(tokenizer: Tokenizer):
     return lambda record: tokenizer.encode(normalize_for_asr(record["text"]))
-
-
-def _optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    return adamw_warmup_cosine(config.optim, config.train.steps)
 
 
 def _alignable(model_config):
@@ -59,18 +59,10 @@ def _alignable(model_config):
     return alignable
 
 
-def _tokenizer(config, records, workdir) -> Tokenizer:
-    path = os.path.join(workdir, _VOCAB)
-    if os.path.exists(path):  # resuming: the vocabulary must not change under the checkpoint
-        return Tokenizer.load(path)
-    tokenizer = Tokenizer.from_texts((normalize_for_asr(r["text"]) for r in records), "chars")
-    tokenizer.save(path)
-    return tokenizer
-
-
-def _state_template(config, key, optimizer):
-    graphdef, params = ctc_asr.init(config.model, key)
-    return graphdef, create_train_state(params, optimizer, jax.random.key(config.seed))
+def _tokenizer(records, workdir) -> Tokenizer:
+    return workdir_file(workdir, _VOCAB,
+                        lambda: Tokenizer.from_texts((normalize_for_asr(r["text"]) for r in records), "chars"),
+                        load=Tokenizer.load, save=lambda tokenizer, path: tokenizer.save(path))
 
 
 class _Recognizer:
@@ -84,8 +76,8 @@ class _Recognizer:
     def from_workdir(cls, workdir: str) -> tuple[_Recognizer, object, int]:
         """(recognizer, params, step) of the latest checkpoint of ``workdir`` (a corrupt latest falls back)."""
         config = read_saved_config(workdir)
-        graphdef, template = _state_template(config, jax.random.key(0), _optimizer(config))
-        state = restore_latest(workdir, template)
+        graphdef, params = ctc_asr.init(config.model, jax.random.key(0))
+        state = restore_state(workdir, config, params, optimizer_from_config(config))
         return cls(config, Tokenizer.load(os.path.join(workdir, _VOCAB)), graphdef), state.params, int(state.step)
 
     def decode(self, params, dataset: SpeechDataset, *, beam_size: int) -> dict[int, str]:
@@ -121,23 +113,20 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     os.makedirs(workdir, exist_ok=True)
     skips = SkipCounter()
     records = load_records(config.data.dir, split=config.data.train_split, skips=skips)
-    tokenizer = _tokenizer(config, records, workdir)
+    tokenizer = _tokenizer(records, workdir)
     config.model.vocab_size = tokenizer.vocab_size
     save_config(config, workdir)
 
     dataset = _dataset(records, config, _labeler(tokenizer), skips)
     dataset.keep(_alignable(config.model), "CTC alignment impossible: fewer output frames than labels + repeats")
-    mesh = make_mesh({"data": config.mesh.data, "fsdp": config.mesh.fsdp})
-    rows = mesh.size * config.train.accum_steps
-    d = config.data
-    buckets = make_buckets(dataset.lengths, max_frames=d.max_frames, num_buckets=d.num_buckets, row_multiple=rows)
-    batches = SpeechBatches(dataset, buckets, seed=config.seed, process_index=jax.process_index(),
-                            process_count=jax.process_count(), num_threads=d.num_threads)
+    mesh = mesh_from_config(config)
+    batches = bucketed_batches(config, dataset)
     write_data_stats(workdir, {**batches.describe(), "skips": dict(skips.counts)})
 
-    optimizer = _optimizer(config)
-    graphdef, state = _state_template(config, jax.random.key(config.seed), optimizer)
-    step_fn, state = compile_recipe_step(ctc_asr.make_loss_fn(graphdef, config.model), optimizer, state, mesh, config)
+    optimizer = optimizer_from_config(config)
+    graphdef, params = ctc_asr.init(config.model, jax.random.key(config.seed))
+    step_fn, state = compile_recipe_step(ctc_asr.make_loss_fn(graphdef, config.model), optimizer,
+                                         initial_state(config, params, optimizer), mesh, config)
 
     valid = _dataset(load_records(config.data.dir, split=config.data.eval_split), config)
     writer = MetricWriter(workdir)
@@ -152,6 +141,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
 
     train_in_workdir(config, workdir, state=state, step_fn=step_fn, batches=batches, mesh=mesh, writer=writer,
                      eval_fn=evaluate_valid, skips=skips)
+
+
+def _beam_size(parser) -> None:
+    parser.add_argument("--beam-size", type=int, default=None, help="0 = greedy (default: the config's)")
 
 
 def evaluate(workdir: str, *, split: str, beam_size: int | None = None) -> dict:
@@ -186,3 +179,7 @@ def transcribe(workdir: str, files: list[str], *, beam_size: int | None = None) 
     if len(hyps) != len(files):
         raise ValueError(f"could not transcribe: {skips.summary()}")
     return [hyps[i] for i in range(len(files))]
+
+
+RECIPE = recipes.register(recipes.Recipe("ctc_asr", train, evaluate=evaluate, transcribe=transcribe,
+                                         options={"evaluate": _beam_size, "transcribe": _beam_size}))

@@ -18,7 +18,6 @@ from collections.abc import Callable
 import jax
 import ml_collections
 import numpy as np
-import optax
 
 from jaxspeech import audio
 from jaxspeech.data.bucketing import make_buckets
@@ -29,26 +28,16 @@ from jaxspeech.data.segments import SegmentBatches
 from jaxspeech.eval.mcd import mel_cepstral_distortion
 from jaxspeech.losses.stft import mel_l1_loss
 from jaxspeech.models import vocoder
-from jaxspeech.train.checkpoint import restore_latest
+from jaxspeech.train import recipes
 from jaxspeech.train.config import read_saved_config, save_config
 from jaxspeech.train.loop import train_in_workdir
-from jaxspeech.train.mesh import make_mesh
+from jaxspeech.train.mesh import check_row_multiple, make_mesh
 from jaxspeech.train.metrics import MetricWriter, write_data_stats
-from jaxspeech.train.optim import adamw_warmup_cosine
-from jaxspeech.train.state import create_train_state
+from jaxspeech.train.run_setup import initial_state, optimizer_from_config, restore_state
 from jaxspeech.train.step import compile_recipe_step
 
 log = logging.getLogger(__name__)
 _VOCODE_FRAME_MULTIPLE = 64  # vocode() pads frames to a multiple of this: few jit shapes
-
-
-def _optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    return adamw_warmup_cosine(config.optim, config.train.steps)
-
-
-def _state_template(config, key, optimizer):
-    graphdef, params = vocoder.init(config.model, key)
-    return graphdef, create_train_state(params, optimizer, jax.random.key(config.seed))
 
 
 def _dataset(config, split: str, skips: SkipCounter) -> SpeechDataset:
@@ -69,9 +58,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     skips = SkipCounter()
     dataset = _dataset(config, config.data.train_split, skips)
     mesh = make_mesh({"data": config.mesh.data, "fsdp": config.mesh.fsdp})
-    if config.data.batch_size % (mesh.size * config.train.accum_steps):
-        raise ValueError(f"data.batch_size={config.data.batch_size} must divide over {mesh.size} devices x "
-                         f"{config.train.accum_steps} accumulation steps")
+    check_row_multiple(config.data.batch_size, mesh, config.train.accum_steps)  # fixed-size batches
     batches = _segments(config, dataset, seed=config.seed, process_index=jax.process_index(),
                         process_count=jax.process_count())
     write_data_stats(workdir, {
@@ -79,10 +66,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
         "train_seconds": float(dataset.lengths.sum()) * dataset.preset.hop_length / dataset.preset.sample_rate,
         "skips": dict(skips.counts)})
 
-    optimizer = _optimizer(config)
-    graphdef, state = _state_template(config, jax.random.key(config.seed), optimizer)
+    optimizer = optimizer_from_config(config)
+    graphdef, params = vocoder.init(config.model, jax.random.key(config.seed))
     loss_fn = vocoder.make_loss_fn(graphdef, config.model)
-    step_fn, state = compile_recipe_step(loss_fn, optimizer, state, mesh, config)
+    step_fn, state = compile_recipe_step(loss_fn, optimizer, initial_state(config, params, optimizer), mesh, config)
 
     # A fixed set of validation segments: the eval loss is comparable over steps.
     valid = _segments(config, _dataset(config, config.data.eval_split, SkipCounter()), seed=config.seed)
@@ -106,8 +93,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
 def _restore(workdir: str):
     """(config, graphdef, params, step) of the latest readable checkpoint of ``workdir``."""
     config = read_saved_config(workdir)
-    graphdef, template = _state_template(config, jax.random.key(0), _optimizer(config))
-    state = restore_latest(workdir, template)
+    graphdef, params = vocoder.init(config.model, jax.random.key(0))
+    state = restore_state(workdir, config, params, optimizer_from_config(config))
     return config, graphdef, state.params, int(state.step)
 
 
@@ -139,15 +126,13 @@ def vocode(workdir: str) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray
     return fn
 
 
-def evaluate(workdir: str, *, split: str, beam_size: int | None = None) -> dict:
+def evaluate(workdir: str, *, split: str) -> dict:
     """Vocodes every utterance of ``split`` from its reference log-mel; also written to eval_<split>.json.
 
     Result: ``mcd_db`` (DTW-aligned mel-cepstral distortion against the reference waveform,
     mean over utterances), ``mel_l1`` (log-mel L1), ``rtf`` (vocoding seconds per second of
-    audio, compiled shapes only), ``utterances``, ``skipped``, ``step``. ``beam_size`` is part
-    of the recipe interface and has no meaning for a vocoder.
+    audio, compiled shapes only), ``utterances``, ``skipped``, ``step``.
     """
-    del beam_size
     config, graphdef, params, step = _restore(workdir)
     skips = SkipCounter()
     dataset = SpeechDataset(load_records(config.data.dir, split=split, skips=skips), preset=config.model.preset,
@@ -183,3 +168,6 @@ def evaluate(workdir: str, *, split: str, beam_size: int | None = None) -> dict:
     with open(os.path.join(workdir, f"eval_{split}.json"), "w") as f:
         json.dump(result, f, indent=2, sort_keys=True)
     return result
+
+
+RECIPE = recipes.register(recipes.Recipe("vocoder", train, evaluate=evaluate))

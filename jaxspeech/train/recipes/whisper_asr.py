@@ -17,7 +17,7 @@ Kim et al. 2017): the encoder's final states projected on the tied token embeddi
 (``whisper.encoder_token_logits``; no parameters outside Whisper's tree), blank = eot (never
 a text id), per target token. It only shapes training; decoding stays the attention decoder's.
 Regularisation: ``model.dropout`` and SpecAugment on the training log-mels (``model.specaugment``:
-the fields of ``jaxspeech.data.specaugment.spec_augment``; absent in older workdirs = off).
+the fields of ``jaxspeech.data.specaugment.spec_augment``; zero masks = off).
 
 Sparse fine-tuning (``config.sparsity.target > 0``): the student starts from the latest
 checkpoint of ``sparsity.dense_workdir`` (whose model config and vocabulary are adopted), the
@@ -61,13 +61,18 @@ from jaxspeech.models.whisper.files import load_tokenizer, tokenizer_special_tok
 from jaxspeech.models.whisper.model import HiddenStates
 from jaxspeech.sparsity import gradual_magnitude_pruning, param_path, pruning_masks, pruning_schedule, sparsity_of
 from jaxspeech.text import Tokenizer, normalize_for_asr
-from jaxspeech.train.checkpoint import restore_latest
+from jaxspeech.train import recipes
 from jaxspeech.train.config import read_saved_config, save_config
 from jaxspeech.train.loop import train_in_workdir
-from jaxspeech.train.mesh import make_mesh
 from jaxspeech.train.metrics import MetricWriter, write_data_stats
-from jaxspeech.train.optim import adamw_warmup_cosine
-from jaxspeech.train.state import TrainState, create_train_state
+from jaxspeech.train.run_setup import (
+    bucketed_batches,
+    initial_state,
+    mesh_from_config,
+    optimizer_from_config,
+    restore_state,
+)
+from jaxspeech.train.state import TrainState
 from jaxspeech.train.step import compile_recipe_step
 
 log = logging.getLogger(__name__)
@@ -155,8 +160,8 @@ def _decays(params):
 
 
 def _optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    o, s = config.optim, config.sparsity
-    dense = adamw_warmup_cosine(o, config.train.steps, decay_mask=_decays)
+    s = config.sparsity
+    dense = optimizer_from_config(config, decay_mask=_decays)
     if not s.target:
         return dense
     pruning = pruning_schedule(final_sparsity=s.target, begin_step=s.begin_step, end_step=s.end_step,
@@ -179,8 +184,8 @@ def _restore(workdir: str) -> _Run:
     config = read_saved_config(workdir)
     vocabulary, architecture = _model(config, workdir)
     graphdef, params = whisper.init(architecture, jax.random.key(0))
-    template = create_train_state(params, _optimizer(config), jax.random.key(config.seed))
-    return _Run(config, vocabulary, architecture, graphdef, restore_latest(workdir, template))
+    state = restore_state(workdir, config, params, _optimizer(config))
+    return _Run(config, vocabulary, architecture, graphdef, state)
 
 
 def _initial_params(config, architecture: whisper.WhisperConfig, dense: _Run | None):
@@ -252,8 +257,8 @@ def make_loss_fn(config, graphdef, vocabulary: _Vocabulary, teacher_params=None)
     over) the loss adds SquareHead distillation as set in ``config.sparsity``. ``key`` splits into
     the SpecAugment key and the dropout key; student and teacher see the same augmented features."""
     prefix = jnp.asarray(vocabulary.prefix, jnp.int32)
-    augment = config.model.get("specaugment")
-    ctc_weight = config.loss.get("ctc_weight", 0.0)  # absent in older workdirs
+    augment = config.model.specaugment
+    ctc_weight = config.loss.ctc_weight
     first = prefix.shape[0] - 1  # the logit at the last prefix position predicts the first text token
 
     def forward(params, batch, inputs, key):
@@ -264,8 +269,7 @@ def make_loss_fn(config, graphdef, vocabulary: _Vocabulary, teacher_params=None)
 
     def loss_fn(params, batch, key):
         k_augment, k_dropout = jax.random.split(key)
-        if augment:
-            batch = {**batch, "mel": spec_augment(batch["mel"], batch["mel_mask"], k_augment, **augment)}
+        batch = {**batch, "mel": spec_augment(batch["mel"], batch["mel_mask"], k_augment, **augment)}
         inputs, targets, target_mask, decoder_mask = _teacher_forcing(batch, prefix, vocabulary.eot)
         logits, hidden = forward(params, batch, inputs, k_dropout)
         embedding = params["decoder"]["embed_tokens"]["embedding"][...]
@@ -360,18 +364,13 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     save_config(config, workdir)
 
     dataset = _dataset(records, config, architecture, vocabulary, labeled=True, skips=skips)
-    mesh = make_mesh({"data": config.mesh.data, "fsdp": config.mesh.fsdp})
-    d = config.data
-    buckets = make_buckets(dataset.lengths, max_frames=d.max_frames, num_buckets=d.num_buckets,
-                           length_multiple=_LENGTH_MULTIPLE, row_multiple=mesh.size * config.train.accum_steps)
-    batches = SpeechBatches(dataset, buckets, seed=config.seed, process_index=jax.process_index(),
-                            process_count=jax.process_count(), num_threads=d.num_threads,
-                            label_multiple=_LENGTH_MULTIPLE)
+    mesh = mesh_from_config(config)
+    batches = bucketed_batches(config, dataset, length_multiple=_LENGTH_MULTIPLE, label_multiple=_LENGTH_MULTIPLE)
     write_data_stats(workdir, {**batches.describe(), "skips": dict(skips.counts)})
 
     optimizer = _optimizer(config)
     graphdef, _ = whisper.abstract_init(architecture)
-    state = create_train_state(_initial_params(config, architecture, dense), optimizer, jax.random.key(config.seed))
+    state = initial_state(config, _initial_params(config, architecture, dense), optimizer)
     teacher = dense.state.params if dense is not None and config.sparsity.distill == "squarehead" else None
     step_fn, state = compile_recipe_step(make_loss_fn(config, graphdef, vocabulary, teacher), optimizer, state, mesh,
                                          config)
@@ -386,6 +385,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
 
     train_in_workdir(config, workdir, state=state, step_fn=step_fn, batches=batches, mesh=mesh,
                      writer=MetricWriter(workdir), eval_fn=evaluate_valid, skips=skips)
+
+
+def _beam_size(parser) -> None:
+    parser.add_argument("--beam-size", type=int, default=None, help="0 = greedy (default: the config's)")
 
 
 def evaluate(workdir: str, *, split: str, beam_size: int | None = None) -> dict:
@@ -426,3 +429,7 @@ def transcribe(workdir: str, files: list[str], *, beam_size: int | None = None) 
     if len(hyps) != len(files):
         raise ValueError(f"could not transcribe: {skips.summary()}")
     return [hyps[i] for i in range(len(files))]
+
+
+RECIPE = recipes.register(recipes.Recipe("whisper_asr", train, evaluate=evaluate, transcribe=transcribe,
+                                         options={"evaluate": _beam_size, "transcribe": _beam_size}))
