@@ -141,6 +141,9 @@ def _quickstart(args) -> int:
     return 0
 
 
+_RECIPE_COMMANDS = ("evaluate", "transcribe", "synthesize")  # their options come from the workdir's recipe
+
+
 def _workdir_recipe(argv: list[str]):
     """The recipe of the ``--workdir`` on the command line, None without one (or without a config)."""
     pre = argparse.ArgumentParser(add_help=False)
@@ -223,12 +226,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     overrides = [a for a in argv if a.startswith("--config.")]
     plain = [a for a in argv if not a.startswith("--config.")]
-    args = build_parser(_workdir_recipe(plain)).parse_args(plain)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    # Logging first: reading a workdir's recipe imports libraries that would configure it otherwise.
+    verbose = bool({"-v", "--verbose"} & set(plain))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    if not args.verbose:  # orbax (absl) logs every save step by step; JAX logs its backend probing
+    if not verbose:  # orbax (absl) logs every save step by step; JAX logs its backend probing
         for name in ("absl", "jax._src.xla_bridge"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    command = next((a for a in plain if not a.startswith("-")), None)
+    args = build_parser(_workdir_recipe(plain) if command in _RECIPE_COMMANDS else None).parse_args(plain)
     if overrides and args.command != "train":
         raise SystemExit(f"jaxspeech {args.command}: --config.* overrides only apply to `train`")
     if args.command == "train":

@@ -171,8 +171,10 @@ class SpeechBatches(GrainBatches):
         self.batches_per_epoch = bucketing.batches_per_epoch(self.bucket_ids, buckets)
         # Loader threads straddle epoch boundaries: keep two plans, computed once each.
         self.plan = functools.lru_cache(maxsize=2)(self._plan)
-        epochs = 1 << 20 if shuffle else 1
-        source = grain.MapDataset.range(self.batches_per_epoch * epochs).map(self._load_batch)
+        source = grain.MapDataset.range(self.batches_per_epoch)
+        if shuffle:  # epochs without end; a batch's global index gives its epoch and place in the plan
+            source = source.repeat()
+        source = source.map_with_index(lambda step, _: self._load_batch(step))
         options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
         self._iterator = source.to_iter_dataset(options).__iter__()
 

@@ -44,7 +44,7 @@ from flax import nnx
 from jaxspeech.audio.features import get_preset
 from jaxspeech.audio.spectral import istft, window_function
 from jaxspeech.losses.stft import DEFAULT_RESOLUTIONS, mel_l1_loss, multi_resolution_stft_loss
-from jaxspeech.nn.conformer import depthwise_conv1d
+from jaxspeech.nn.depthwise_conv import depthwise_conv1d
 
 Batch = Mapping[str, jax.Array]
 _MAX_LOG_MAGNITUDE = math.log(1e2)

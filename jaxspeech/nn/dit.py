@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxspeech.nn.conformer import FeedForward, RotarySelfAttention
+from jaxspeech.nn.feed_forward import FeedForward
+from jaxspeech.nn.self_attention import RotarySelfAttention
 from jaxspeech.nn.timestep import TimestepEmbedding
 
 

@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxspeech.nn.conformer import FeedForward, RotarySelfAttention
+from jaxspeech.nn.feed_forward import FeedForward
+from jaxspeech.nn.self_attention import RotarySelfAttention
 
 
 class TransformerBlock(nnx.Module):

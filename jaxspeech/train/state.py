@@ -10,6 +10,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
+NEVER_FORCED = 2**31 - 1  # consecutive non-finite steps after which apply_if_finite would apply one anyway
+
+
+def skip_nonfinite(optimizer: optax.GradientTransformation) -> optax.GradientTransformation:
+    """``optimizer`` under ``optax.apply_if_finite``: a step with non-finite gradients leaves the
+    inner state alone and updates by zero; its state counts consecutive such steps
+    (``notfinite_count``). It never forces an update through: the train loop stops a run after
+    ``max_nonfinite_streak`` instead. ``create_train_state`` and ``make_train_step`` both wrap."""
+    return optax.apply_if_finite(optimizer, max_consecutive_errors=NEVER_FORCED)
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -19,20 +29,19 @@ class TrainState:
     params: pytree of float32 arrays.
     opt_state: the optimizer's state for `params`.
     rng: typed PRNG key []; the key of step s is `jax.random.fold_in(rng, s)`.
-    nonfinite_streak: int32 [] consecutive steps whose loss or gradients were non-finite.
     """
 
     step: jax.Array
     params: Any
     opt_state: Any
     rng: jax.Array
-    nonfinite_streak: jax.Array
 
 
 def create_train_state(
     params: Any, optimizer: optax.GradientTransformation, rng: jax.Array
 ) -> TrainState:
-    """Step-0 state. rng: a typed key (`jax.random.key`); raw uint32 keys are wrapped."""
+    """Step-0 state. rng: a typed key (`jax.random.key`); raw uint32 keys are wrapped. The optimizer
+    state is ``skip_nonfinite(optimizer)``'s, as ``make_train_step`` updates it."""
     if not jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
         rng = jax.random.wrap_key_data(rng)
     chex.assert_shape(rng, ())
@@ -49,7 +58,6 @@ def create_train_state(
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
-        opt_state=optimizer.init(params),
+        opt_state=skip_nonfinite(optimizer).init(params),
         rng=rng,
-        nonfinite_streak=jnp.zeros((), jnp.int32),
     )

@@ -17,7 +17,7 @@ from jax import lax
 from jax.sharding import Mesh
 
 from jaxspeech.train.mesh import ShardingRules, batch_sharding, param_shardings, replicated
-from jaxspeech.train.state import TrainState
+from jaxspeech.train.state import TrainState, skip_nonfinite
 
 LossFn = Callable[[Any, Mapping[str, jax.Array], jax.Array], tuple[jax.Array, Mapping[str, jax.Array]]]
 TrainStep = Callable[[TrainState, Mapping[str, jax.Array], jax.Array], tuple[TrainState, dict[str, jax.Array]]]
@@ -53,10 +53,6 @@ def split_micro_batches(batch: Mapping[str, Any], accum_steps: int) -> dict[str,
     return {name: split(x) for name, x in batch.items()}
 
 
-def _all_finite(tree: Any) -> jax.Array:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
-
-
 def make_train_step(
     loss_fn: LossFn,
     optimizer: optax.GradientTransformation,
@@ -72,9 +68,10 @@ def make_train_step(
     full-batch gradient when the loss is a per-example mean.
     Mixed precision: floating params and batch arrays are cast to `compute_dtype` for the
     forward pass only; params, loss and grads stay float32.
-    A non-finite loss or gradient skips the update (params and opt_state are returned
-    bitwise unchanged), still advances `step`, and increments `nonfinite_streak` (reset to 0
-    by a finite step).
+    A non-finite loss or gradient skips the update (:func:`skip_nonfinite`: params and the inner
+    optimizer state stay unchanged), still advances `step`, and the optimizer state counts the
+    streak (reset to 0 by a finite step). `optimizer` is the unwrapped transform: the state must
+    come from ``create_train_state`` with the same one.
     metrics: the loss_fn's metrics plus `loss`, `grad_norm`, `skipped` (0./1.) and
     `nonfinite_streak`; all scalars.
     """
@@ -93,14 +90,7 @@ def make_train_step(
         return loss.astype(jnp.float32), metrics
 
     loss_and_grad = jax.value_and_grad(micro_loss, has_aux=True)
-
-    def apply_update(grads, params, opt_state):
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
-
-    def keep(grads, params, opt_state):
-        del grads
-        return params, opt_state
+    optimizer = skip_nonfinite(optimizer)
 
     def train_step(state: TrainState, batch: Mapping[str, Any], key: jax.Array):
         micro_batches = split_micro_batches(batch, accum_steps)
@@ -124,20 +114,17 @@ def make_train_step(
             )
         loss, metrics, grads = jax.tree.map(lambda x: x / accum_steps, total)
 
-        finite = jnp.isfinite(loss) & _all_finite(grads)
-        params, opt_state = lax.cond(
-            finite, apply_update, keep, grads, state.params, state.opt_state
-        )
-        streak = jnp.where(finite, 0, state.nonfinite_streak + 1).astype(jnp.int32)
-        new_state = state.replace(
-            step=state.step + 1, params=params, opt_state=opt_state, nonfinite_streak=streak
-        )
+        # optax.apply_if_finite looks at the gradients only: a non-finite loss makes them non-finite too.
+        grads = jax.tree.map(lambda g: jnp.where(jnp.isfinite(loss), g, jnp.nan), grads)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                                  opt_state=opt_state)
         metrics = {
             **metrics,
             "loss": loss,
             "grad_norm": optax.tree.norm(grads),
-            "skipped": (~finite).astype(jnp.float32),
-            "nonfinite_streak": streak,
+            "skipped": (~opt_state.last_finite).astype(jnp.float32),
+            "nonfinite_streak": opt_state.notfinite_count,
         }
         return new_state, metrics
 
@@ -175,7 +162,6 @@ def train_state_shardings(state: TrainState, mesh: Mesh, rules: ShardingRules) -
         params=params_sharding,
         opt_state=jax.tree.map(opt_sharding, state.opt_state, is_leaf=mirrors_params),
         rng=rep,
-        nonfinite_streak=rep,
     )
 
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxspeech.nn.conformer import ConformerBlock, ConformerEncoder, depthwise_conv1d
+from jaxspeech.nn.conformer import ConformerBlock, ConformerEncoder
+from jaxspeech.nn.depthwise_conv import depthwise_conv1d
 
 
 def _encoder(dropout=0.0):

@@ -5,7 +5,7 @@ Parts (one job per module): ``encoder`` (phoneme + speaker embedding -> conv pre
 transformer -> text means mu, duration predictor on the detached output, MAS), ``prosody``
 (terminal intonation encoder and predictor, frame-level pitch predictor), ``decoder`` (the network
 ``net(x, time, cond)``: 1D U-Net or DiT), ``model`` (the assembled NNX module and its pure form),
-``loss`` (duration + prior + the objective's loss + prosody terms), ``generate`` (durations ->
+``loss`` (duration + prior + the objective's loss + prosody terms), ``synthesis`` (durations ->
 length regulation -> the objective's sampler), ``synthesizer`` (text -> waveform, usable from a
 notebook) and ``evaluation`` (a split synthesized and scored). The decoder's objective
 (``config.decoder.objective``, ``jaxspeech.objectives``) owns the parameterisation, loss and
@@ -42,7 +42,7 @@ Pure form: ``graphdef, params = init(config, key)``; ``encode(graphdef, params, 
 from jaxspeech.models.tts.config import default_config
 from jaxspeech.models.tts.decoder import NETWORKS, DecoderNetwork, null_condition
 from jaxspeech.models.tts.encoder import DurationPredictor, TextEncoder, align
-from jaxspeech.models.tts.generate import FRAME_BUCKET, Synthesis, generate, sampler_options
+from jaxspeech.models.tts.synthesis import FRAME_BUCKET, Synthesis, generate, sampler_options
 from jaxspeech.models.tts.loss import make_loss_fn, random_segment
 from jaxspeech.models.tts.model import AcousticModel, decoder_network, encode, init, objective_of
 from jaxspeech.models.tts.prosody import (

@@ -6,15 +6,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxspeech.nn.dropout import dropout
+
 
 def masked(x: jax.Array, mask: jax.Array) -> jax.Array:
     """``x`` [B,L,D] with the rows where ``mask`` [B,L] is False set to zero."""
     return jnp.where(mask[..., None], x, jnp.zeros((), x.dtype))
-
-
-def dropout(layer: nnx.Dropout, x: jax.Array, rngs: nnx.Rngs | None) -> jax.Array:
-    """``layer`` applied with ``rngs``; deterministic when ``rngs`` is None."""
-    return layer(x, deterministic=rngs is None, rngs=rngs)
 
 
 class ConvStack(nnx.Module):

@@ -20,7 +20,7 @@ from flax import nnx
 from jaxspeech import audio
 from jaxspeech.data.bucketing import round_up
 from jaxspeech.data.tts import boundary_token_spans, record_phonemes, speaker_of
-from jaxspeech.models.tts.generate import Synthesis, generate
+from jaxspeech.models.tts.synthesis import Synthesis, generate
 from jaxspeech.models.tts.vocoders import Vocoder
 from jaxspeech.text import Tokenizer
 from jaxspeech.text.phrasing import phrase, split_phonemes

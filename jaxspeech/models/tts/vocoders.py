@@ -16,7 +16,7 @@ import ml_collections
 
 from jaxspeech import audio
 from jaxspeech.audio.harmonic import log_mel_f0_to_audio
-from jaxspeech.models.tts.generate import Synthesis
+from jaxspeech.models.tts.synthesis import Synthesis
 
 Vocoder = Callable[[Synthesis, jax.Array], jax.Array]
 GRIFFIN_LIM = "griffin-lim"

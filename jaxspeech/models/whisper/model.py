@@ -27,6 +27,8 @@ from flax import nnx
 
 from jaxspeech.models.whisper.config import WhisperConfig
 from jaxspeech.nn.attention import MaskSpec, attention
+from jaxspeech.nn.causal_block import attend_with_cache
+from jaxspeech.nn.dropout import dropout
 
 # Transformers' nn.LayerNorm default; flax's is 1e-6.
 _LAYER_NORM_EPS = 1e-5
@@ -48,10 +50,6 @@ class HiddenStates(NamedTuple):
 
 def _layer_norm(dim: int, rngs: nnx.Rngs) -> nnx.LayerNorm:
     return nnx.LayerNorm(dim, epsilon=_LAYER_NORM_EPS, use_fast_variance=False, rngs=rngs)
-
-
-def _dropout(layer: nnx.Dropout, x: jax.Array, rngs: nnx.Rngs | None) -> jax.Array:
-    return layer(x, deterministic=rngs is None, rngs=rngs)
 
 
 def _gelu(x: jax.Array) -> jax.Array:
@@ -104,8 +102,8 @@ class EncoderLayer(nnx.Module):
     def __call__(self, x: jax.Array, mask: jax.Array | None, rngs: nnx.Rngs | None) -> jax.Array:
         h = self.self_attn_layer_norm(x)
         keys, values = self.self_attn.keys_values(h)
-        x = x + _dropout(self.dropout, self.self_attn(h, keys, values, MaskSpec(key_mask=mask)), rngs)
-        return x + _dropout(self.dropout, self.fc2(_gelu(self.fc1(self.final_layer_norm(x)))), rngs)
+        x = x + dropout(self.dropout, self.self_attn(h, keys, values, MaskSpec(key_mask=mask)), rngs)
+        return x + dropout(self.dropout, self.fc2(_gelu(self.fc1(self.final_layer_norm(x)))), rngs)
 
 
 class WhisperEncoder(nnx.Module):
@@ -141,7 +139,7 @@ class WhisperEncoder(nnx.Module):
                 f"{features.shape[2]} frames give {x.shape[1]} encoder positions, more than the "
                 f"{positions.shape[0]} this model has (at most {2 * positions.shape[0]} frames)"
             )
-        x = _dropout(self.dropout, x + positions[: x.shape[1]].astype(x.dtype), rngs)
+        x = dropout(self.dropout, x + positions[: x.shape[1]].astype(x.dtype), rngs)
         # Right padding: encoder position t reads frames 2t-1..2t+1 and is valid iff frame 2t is.
         mask = None if frame_mask is None else frame_mask[:, ::2]
         outputs = []
@@ -169,23 +167,8 @@ class DecoderLayer(nnx.Module):
         new_k, new_v = self.self_attn.keys_values(h)
         if cache is None:
             return self.self_attn(h, new_k, new_v, MaskSpec(causal=True)), None
-        k_buf, v_buf = cache
-        steps, capacity = h.shape[1], k_buf.shape[1]
-        write = jax.vmap(
-            lambda buf, new, start: jax.lax.dynamic_update_slice_in_dim(buf, new.astype(buf.dtype), start, axis=0)
-        )
-        k_next, v_next = write(k_buf, new_k, length), write(v_buf, new_v, length)
-        if steps == 1:
-            # One new token sees every written slot, itself included: no causal structure needed.
-            mask = MaskSpec(key_mask=jnp.arange(capacity)[None, :] <= length[:, None])
-            return self.self_attn(h, k_next, v_next, mask), (k_next, v_next)
-        # Several new tokens: the slots written before + the new keys, causally aligned to the new ones.
-        filled = jnp.arange(capacity)[None, :] < length[:, None]
-        keys = jnp.concatenate([k_buf, new_k], axis=1)
-        values = jnp.concatenate([v_buf, new_v], axis=1)
-        key_mask = jnp.concatenate([filled, jnp.ones(new_k.shape[:2], bool)], axis=1)
-        out = self.self_attn(h, keys, values, MaskSpec(key_mask=key_mask, causal=True))
-        return out, (k_next, v_next)
+        keys, values, mask, k_next, v_next = attend_with_cache(*cache, new_k, new_v, length)
+        return self.self_attn(h, keys, values, mask), (k_next, v_next)
 
     def __call__(
         self,
@@ -197,10 +180,10 @@ class DecoderLayer(nnx.Module):
         rngs: nnx.Rngs | None,
     ) -> tuple[jax.Array, KVCache | None]:
         attended, cache = self._self_attention(self.self_attn_layer_norm(x), cache, length)
-        x = x + _dropout(self.dropout, attended, rngs)
+        x = x + dropout(self.dropout, attended, rngs)
         h = self.encoder_attn_layer_norm(x)
-        x = x + _dropout(self.dropout, self.encoder_attn(h, *cross_kv, MaskSpec(key_mask=cross_mask)), rngs)
-        return x + _dropout(self.dropout, self.fc2(_gelu(self.fc1(self.final_layer_norm(x)))), rngs), cache
+        x = x + dropout(self.dropout, self.encoder_attn(h, *cross_kv, MaskSpec(key_mask=cross_mask)), rngs)
+        return x + dropout(self.dropout, self.fc2(_gelu(self.fc1(self.final_layer_norm(x)))), rngs), cache
 
 
 class WhisperDecoder(nnx.Module):
@@ -258,7 +241,7 @@ class WhisperDecoder(nnx.Module):
             positions = table[length[:, None] + jnp.arange(steps)[None, :]]
         # A direct lookup keeps the table's dtype (nnx.Embed would compute in float32).
         embedded = jnp.take(self.embed_tokens.embedding[...], tokens, axis=0)
-        x = _dropout(self.dropout, embedded + positions.astype(embedded.dtype), rngs)
+        x = dropout(self.dropout, embedded + positions.astype(embedded.dtype), rngs)
         new_cache, outputs = [], []
         for i, layer in enumerate(self.layers):
             x, layer_cache = layer(x, cross_kv[i], cross_mask, None if cache is None else cache[i], length, rngs)
