@@ -15,6 +15,8 @@ from typing import Any, NamedTuple
 
 import jax
 
+from jaxspeech.registry import Registry
+
 Network = Callable[[jax.Array, jax.Array, Any], jax.Array]
 
 
@@ -39,27 +41,21 @@ class Objective(NamedTuple):
     evaluations: Callable[..., int]
 
 
-_REGISTRY: dict[str, Objective] = {}
+_REGISTRY: Registry[Objective] = Registry("objective")
 
 
 def register(objective: Objective) -> Objective:
     """Adds ``objective`` under its name (a second, different one of the same name is an error)."""
-    known = _REGISTRY.get(objective.name)
-    if known is not None and known is not objective:
-        raise ValueError(f"objective {objective.name!r} is already registered")
-    _REGISTRY[objective.name] = objective
-    return objective
+    return _REGISTRY.register(objective.name, objective)
 
 
 def known() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get(name: str) -> Objective:
     """The objective called ``name``; an unknown name lists the known ones."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown objective {name!r}; known: {', '.join(known())}")
-    return _REGISTRY[name]
+    return _REGISTRY.get(name)
 
 
 def check_sampler_options(objective: Objective, options: Mapping[str, Any]) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import Any
 
+from jaxspeech.registry import Registry
 from jaxspeech.train.config import read_saved_config
 
 CAPABILITIES = ("train", "evaluate", "transcribe", "synthesize")
@@ -77,16 +78,12 @@ class Recipe:
             self.options[capability](parser)
 
 
-_REGISTRY: dict[str, Recipe] = {}
+_REGISTRY: Registry[Recipe] = Registry("recipe", RecipeError)
 
 
 def register(recipe: Recipe) -> Recipe:
     """Adds ``recipe`` under its name; a second, different recipe of the same name is an error."""
-    known = _REGISTRY.get(recipe.name)
-    if known is not None and known is not recipe:
-        raise RecipeError(f"recipe {recipe.name!r} is already registered")
-    _REGISTRY[recipe.name] = recipe
-    return recipe
+    return _REGISTRY.register(recipe.name, recipe)
 
 
 def _load_all() -> None:
@@ -99,7 +96,7 @@ def _load_all() -> None:
 def known() -> list[str]:
     """Names of every recipe (built-in, entry-point and already registered ones)."""
     _load_all()
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get(name: str) -> Recipe:
@@ -107,11 +104,9 @@ def get(name: str) -> Recipe:
     if name not in _REGISTRY:
         if name in _BUILTIN_MODULES:
             importlib.import_module(f"{__name__}.{name}")
-        else:
+        else:  # entry points, and every name for the error message
             _load_all()
-    if name not in _REGISTRY:
-        raise RecipeError(f"unknown recipe {name!r}; known: {', '.join(known())}")
-    return _REGISTRY[name]
+    return _REGISTRY.get(name)
 
 
 def for_workdir(workdir: str | os.PathLike) -> Recipe:
