@@ -125,27 +125,30 @@ def collate(dataset: SpeechDataset, rows: np.ndarray, frames: int, label_len: in
     return batch
 
 
-class GrainBatches:
-    """Iterator protocol of a batch source backed by a grain iterator in ``self._iterator``:
-    ``next`` gives this process's batch; ``get_state``/``set_state`` save and restore the position."""
+class GrainBatches(grain.DatasetIterator):
+    """A batch source as a grain ``DatasetIterator`` over the grain iterator ``parent`` that
+    loads the batches: ``next`` gives this process's batch; ``get_state``/``set_state`` (and so
+    grain's orbax checkpoint handler) save and restore the position."""
 
-    _iterator: grain.DatasetIterator
-
-    def __iter__(self):
-        return self
+    def __init__(self, parent: grain.DatasetIterator):
+        super().__init__(parent)  # grain keeps it as ``self._parent``
 
     def __next__(self) -> dict[str, np.ndarray]:
-        return next(self._iterator)
+        return next(self._parent)
 
     def get_state(self) -> dict:
-        return self._iterator.get_state()
+        return self._parent.get_state()
 
     def set_state(self, state: dict) -> None:
-        self._iterator.set_state(state)
+        self._parent.set_state(state)
+
+    def close(self) -> None:
+        if hasattr(self, "_closed"):  # a constructor that rejected its arguments never reached grain's
+            super().close()
 
 
 class SpeechBatches(GrainBatches):
-    """Iterator of this process's share of bucketed batches, with grain-style checkpoint state.
+    """Iterator of this process's share of bucketed batches, a grain iterator (checkpointable position).
 
     Global batch ``b`` is the same whatever the number of processes; process ``p`` of ``P``
     yields rows ``[p B/P, (p+1) B/P)`` of it. ``shuffle=False`` gives one pass in length
@@ -176,7 +179,7 @@ class SpeechBatches(GrainBatches):
             source = source.repeat()
         source = source.map_with_index(lambda step, _: self._load_batch(step))
         options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
-        self._iterator = source.to_iter_dataset(options).__iter__()
+        super().__init__(source.to_iter_dataset(options).__iter__())
 
     def _plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
         """The global batches of ``epoch`` as ``(bucket, record indices)``."""

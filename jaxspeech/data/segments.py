@@ -61,7 +61,7 @@ class SegmentBatches(GrainBatches):
         self.permutation = functools.lru_cache(maxsize=2)(self._permutation)
         source = grain.MapDataset.range(1 << 32).map(self.batch)
         options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
-        self._iterator = source.to_iter_dataset(options).__iter__()
+        super().__init__(source.to_iter_dataset(options).__iter__())
 
     def _permutation(self, epoch: int) -> np.ndarray:
         return np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))

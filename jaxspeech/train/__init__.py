@@ -12,7 +12,7 @@ A model enters as `loss_fn(params, batch, key) -> (loss, metrics)` plus an optax
 
 from jaxspeech.train.checkpoint import Checkpointer
 from jaxspeech.train.distributed import initialize_distributed, put_batch
-from jaxspeech.train.loop import BatchIterator, NonFiniteLossError, train
+from jaxspeech.train.loop import NonFiniteLossError, train
 from jaxspeech.train.mesh import batch_sharding, make_mesh, param_shardings, replicated
 from jaxspeech.train.metrics import MetricWriter, as_rgb, plot_loss_curve, plot_mel, read_metrics
 from jaxspeech.train.progress import Progress
@@ -27,7 +27,6 @@ from jaxspeech.train.step import (
 )
 
 __all__ = [
-    "BatchIterator",
     "Checkpointer",
     "MetricWriter",
     "NonFiniteLossError",

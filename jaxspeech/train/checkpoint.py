@@ -1,23 +1,24 @@
 """Checkpoints: train state + data-iterator state in one orbax step directory.
 
 Layout: `<directory>/<step>/state` (the TrainState pytree, typed PRNG keys included) and
-`<directory>/<step>/data/process_<i>-of-<n>.json` (each process's data-iterator state, as
-grain's own orbax handler does: every process reads a different shard of the data). Saves are async by default: the
-arrays are copied to host before `save` returns, so the caller may donate the state to the
-next step immediately; the files are written in a background thread.
+`<directory>/<step>/data/process_<i>-of-<n>.json` (each process's grain iterator state, written
+and read by grain's own orbax handler: every process reads a different shard of the data). Saves
+are async by default: the arrays are copied to host and the iterator state is written before
+`save` returns, so the caller may donate the state to the next step and advance the iterator
+immediately; the arrays are written in a background thread.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
+import grain
 import jax
 import orbax.checkpoint as ocp
+from grain.checkpoint import CheckpointRestore, CheckpointSave
 
 log = logging.getLogger(__name__)
 
@@ -27,39 +28,6 @@ def _abstract(leaf: Any) -> Any:
     if isinstance(leaf, jax.ShapeDtypeStruct):
         return leaf
     return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=getattr(leaf, "sharding", None))
-
-
-def _process_file(directory: Any) -> Any:
-    return directory / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
-
-
-class IteratorStateHandler(ocp.CheckpointHandler):
-    """Saves this process's data-iterator state (JSON-serialisable, or None) to its own file."""
-
-    def save(self, directory, args: IteratorStateSave):
-        _process_file(directory).write_text(json.dumps(args.state))
-
-    def restore(self, directory, args: IteratorStateRestore | None = None) -> dict | None:
-        path = _process_file(directory)
-        if not path.exists():
-            saved = sorted(p.name for p in directory.iterdir())
-            raise FileNotFoundError(
-                f"{path} not found (saved: {saved}); was the checkpoint written by a job with a "
-                "different number of processes?"
-            )
-        return json.loads(path.read_text())
-
-
-@ocp.args.register_with_handler(IteratorStateHandler, for_save=True)
-@dataclasses.dataclass
-class IteratorStateSave(ocp.args.CheckpointArgs):
-    state: dict | None
-
-
-@ocp.args.register_with_handler(IteratorStateHandler, for_restore=True)
-@dataclasses.dataclass
-class IteratorStateRestore(ocp.args.CheckpointArgs):
-    pass
 
 
 class Checkpointer:
@@ -91,9 +59,9 @@ class Checkpointer:
         return sorted(self._manager.all_steps())
 
     def save(
-        self, step: int, state: Any, data_state: dict | None = None, *, force: bool = False
+        self, step: int, state: Any, data: grain.DatasetIterator | None = None, *, force: bool = False
     ) -> bool:
-        """Saves `state` (pytree of arrays) and `data_state` (JSON-serialisable) as `step`.
+        """Saves `state` (pytree of arrays) and the position of the data iterator `data` as `step`.
 
         Returns whether a save was started: False when `step` is already saved (e.g. the final
         save of a run whose last step was also a periodic one). A step that `restore` found
@@ -106,19 +74,16 @@ class Checkpointer:
             log.warning("replacing unreadable checkpoint step %d in %s", step, self.directory)
             self._manager.delete(step)
             self._unreadable.discard(step)
-        return self._manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
-                data=IteratorStateSave(data_state),
-            ),
-            force=force,
-        )
+        items = {"state": ocp.args.StandardSave(state)}
+        if data is not None:
+            items["data"] = CheckpointSave(data)
+        return self._manager.save(step, args=ocp.args.Composite(**items), force=force)
 
-    def restore(self, state_template: Any) -> tuple[Any, dict | None] | None:
+    def restore(self, state_template: Any, data: grain.DatasetIterator | None = None) -> Any:
         """Restores the newest readable step into `state_template`'s structure, shapes, dtypes
-        and shardings (arrays or ShapeDtypeStructs). Returns (state, data_state), or None when
-        the directory holds no checkpoint.
+        and shardings (arrays or ShapeDtypeStructs), and the data iterator `data` to that step's
+        position in place (when the step saved one). Returns the state, or None when the
+        directory holds no checkpoint.
 
         A step that fails to restore (deleted or truncated files, ...) is logged as a warning
         naming it and the previous step is tried; if none can be restored, RuntimeError.
@@ -128,14 +93,11 @@ class Checkpointer:
         steps = sorted(self._manager.all_steps(), reverse=True)
         failures = []
         for step in steps:
+            items = {"state": ocp.args.StandardRestore(abstract_state)}
+            if data is not None and (self.directory / str(step) / "data").exists():
+                items["data"] = CheckpointRestore(data)
             try:
-                restored = self._manager.restore(
-                    step,
-                    args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(abstract_state),
-                        data=IteratorStateRestore(),
-                    ),
-                )
+                restored = self._manager.restore(step, args=ocp.args.Composite(**items))
             # orbax and tensorstore raise many error types for damaged files; any of them means
             # "this step is unusable", and the fallback is the same.
             except Exception as error:  # noqa: BLE001
@@ -151,7 +113,7 @@ class Checkpointer:
                 self._unreadable.add(step)
                 failures.append(f"step {step}: {reason}")
                 continue
-            return restored.state, restored.data
+            return restored.state
         if failures:
             raise RuntimeError(
                 f"no checkpoint in {self.directory} can be restored:\n" + "\n".join(failures)
@@ -180,4 +142,4 @@ def restore_latest(workdir: str | os.PathLike, template: Any) -> Any:
         checkpointer.close()
     if restored is None:
         raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints: train first")
-    return restored[0]
+    return restored

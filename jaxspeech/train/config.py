@@ -1,19 +1,20 @@
 """Experiment configs: Python files whose ``get_config()`` returns a locked ConfigDict.
 
 ``load_config("configs/asr_ctc_tiny.py", ["--config.optim.lr=1e-3"])`` imports the file,
-locks the dict (so a misspelt key fails loudly), and applies overrides parsed to the type of
-the field they replace.
+locks the dict (so a misspelt key fails loudly), and applies the overrides through
+``ml_collections.config_flags`` (parsed to the type of the field they replace).
 """
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import json
 import os
 from collections.abc import Sequence
 
 import ml_collections
+from absl import flags
+from ml_collections import config_flags
 
 _PREFIX = "--config."
 
@@ -34,53 +35,28 @@ def _import_config_file(path: str | os.PathLike) -> ml_collections.ConfigDict:
     return module.get_config()
 
 
-def _parse_value(raw: str, current):
-    """Parses ``raw`` to the type of ``current`` (bools accept true/false, tuples Python literals)."""
-    if isinstance(current, bool):
-        if raw.lower() not in ("true", "false", "1", "0"):
-            raise ConfigError(f"expected a boolean, got {raw!r}")
-        return raw.lower() in ("true", "1")
-    if isinstance(current, str):
-        return raw
-    try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError) as e:
-        if current is None:  # an unset optional field: a bare word is a string
-            return raw
-        raise ConfigError(f"cannot parse {raw!r}") from e
-    if isinstance(current, float) and isinstance(value, int):
-        return float(value)
-    return value
-
-
-def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:
-    """Applies ``--config.a.b=value`` overrides in place; unknown keys raise ConfigError."""
-    for item in overrides:
-        if not item.startswith(_PREFIX) or "=" not in item:
-            raise ConfigError(f"override must look like --config.key=value, got {item!r}")
-        dotted, raw = item[len(_PREFIX):].split("=", 1)
-        *parents, leaf = dotted.split(".")
-        node = config
-        for depth, name in enumerate(parents):
-            if name not in node:
-                raise ConfigError(f"unknown config key {'.'.join(parents[:depth + 1])!r}")
-            node = node[name]
-        if leaf not in node:
-            raise ConfigError(f"unknown config key {dotted!r}; known here: {sorted(node.keys())}")
-        try:
-            node[leaf] = _parse_value(raw, node[leaf])
-        except (TypeError, ConfigError) as e:
-            raise ConfigError(f"cannot set {dotted}={raw!r}: {e}") from e
-
-
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
-    """Imports ``get_config()`` from ``path``, locks it and applies ``overrides``."""
+    """Imports ``get_config()`` from ``path``, locks it and applies ``--config.a.b=value`` overrides
+    with ml_collections' own flag machinery (``config_flags``): values are parsed to the type of the
+    field they replace, and an unknown key is an error that suggests the near ones."""
     config = _import_config_file(path)
     if not isinstance(config, ml_collections.ConfigDict):
         raise ConfigError(f"get_config() in {path} must return an ml_collections.ConfigDict")
-    config.lock()
-    apply_overrides(config, overrides)
-    return config
+    for item in overrides:
+        if not item.startswith(_PREFIX) or "=" not in item:
+            raise ConfigError(f"override must look like --config.key=value, got {item!r}")
+    argv = ["jaxspeech", *overrides]
+    flag_values = flags.FlagValues()
+    try:  # config_flags parses the overrides as soon as the flag is defined
+        config_flags.DEFINE_config_dict("config", config, flag_values=flag_values, lock_config=True, sys_argv=argv)
+        flag_values(argv)
+    except (AttributeError, KeyError) as e:
+        cause = e.args[0] if e.args and isinstance(e.args[0], KeyError) else e  # config_dict wraps KeyErrors
+        message = str(cause.args[0] if cause.args else cause).replace("\n", "; ")
+        raise ConfigError(f"unknown config key in the overrides of {path}: {message}") from e
+    except (flags.Error, TypeError, ValueError) as e:
+        raise ConfigError(f"cannot apply the overrides to {path}: {e}") from e
+    return flag_values.config
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> str:

@@ -6,16 +6,17 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import Any
 
+import grain
 import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, Sharding
 
+from jaxspeech.data.manifest import SkipCounter
 from jaxspeech.train.checkpoint import Checkpointer
 from jaxspeech.train.distributed import put_batch
 from jaxspeech.train.mesh import batch_sharding
-from jaxspeech.data.manifest import SkipCounter
 from jaxspeech.train.metrics import MetricWriter
 from jaxspeech.train.progress import Progress
 from jaxspeech.train.state import TrainState
@@ -28,22 +29,11 @@ class NonFiniteLossError(RuntimeError):
     """Too many consecutive train steps had a non-finite loss or gradient."""
 
 
-class BatchIterator(Protocol):
-    """Grain-style iterator: yields this process's share of each batch (dict of numpy
-    [B_local, ...]) and can save/restore its position."""
-
-    def __next__(self) -> Mapping[str, Any]: ...
-
-    def get_state(self) -> dict: ...
-
-    def set_state(self, state: dict) -> None: ...
-
-
 def train(
     *,
     state: TrainState,
     step_fn: TrainStep,
-    batches: BatchIterator | Iterator,
+    batches: Iterator[Mapping[str, Any]],
     num_steps: int,
     batch_sharding: Sharding,
     checkpointer: Checkpointer | None = None,
@@ -61,7 +51,9 @@ def train(
     step_fn: `compile_train_step`'s jitted `(state, batch, key) -> (state, metrics)`; the state
       is donated. The key of step s is `jax.random.fold_in(state.rng, s)`, so a resumed run
       draws the same keys as an uninterrupted one.
-    batches: iterator of per-process batches; with `get_state`/`set_state` when checkpointing.
+    batches: iterator of per-process batches (dicts of numpy [B_local, ...]); a grain
+      ``DatasetIterator`` (``jaxspeech.data``'s batch sources are) has its position checkpointed
+      with the state and restored with it.
     batch_sharding: how `put_batch` assembles the global batch (`mesh.batch_sharding`).
     checkpointer: when given, the newest readable checkpoint (state + iterator position) is
       restored first, so running the same command again resumes; saves every
@@ -82,12 +74,11 @@ def train(
     if eval_every and eval_fn is None:
         raise ValueError("eval_every is set but eval_fn is None")
 
+    data = batches if isinstance(batches, grain.DatasetIterator) else None  # position checkpointed with the state
     if checkpointer is not None:
-        restored = checkpointer.restore(state)
+        restored = checkpointer.restore(state, data)
         if restored is not None:
-            state, data_state = restored
-            if data_state is not None:
-                batches.set_state(data_state)
+            state = restored
     start = int(jax.device_get(state.step))
     if start > num_steps:
         raise ValueError(f"restored step {start} is past num_steps={num_steps}")
@@ -137,9 +128,9 @@ def train(
                 if writer is not None:
                     writer.scalars(done, jax.device_get(eval_metrics))
             if checkpointer is not None and checkpoint_every and done % checkpoint_every == 0:
-                checkpointer.save(done, state, _data_state(batches))
+                checkpointer.save(done, state, data)
         if checkpointer is not None:
-            checkpointer.save(num_steps, state, _data_state(batches))
+            checkpointer.save(num_steps, state, data)
     finally:
         progress.close()
         if writer is not None:
@@ -149,17 +140,13 @@ def train(
     return state
 
 
-def _data_state(batches: Any) -> dict | None:
-    return batches.get_state() if hasattr(batches, "get_state") else None
-
-
 def train_in_workdir(
     config: Any,
     workdir: str,
     *,
     state: TrainState,
     step_fn: TrainStep,
-    batches: BatchIterator,
+    batches: Iterator[Mapping[str, Any]],
     mesh: Mesh,
     writer: MetricWriter,
     eval_fn: Callable[[TrainState], Mapping[str, Any]] | None,

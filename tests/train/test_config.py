@@ -34,10 +34,10 @@ def test_overrides_are_typed(config_file):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("--config.optim.lrr=1", "unknown config key 'optim.lrr'"),
-    ("--config.optimizer.lr=1", "unknown config key 'optimizer'"),
-    ("--config.train.steps=ten", "cannot set train.steps"),
-    ("--config.train.bf16=maybe", "expected a boolean"),
+    ("--config.optim.lrr=1", "unknown config key .*Did you mean \"lr\""),
+    ("--config.optimizer.lr=1", "unknown config key .*optimizer"),
+    ("--config.train.steps=ten", "train.steps=ten"),
+    ("--config.train.bf16=maybe", "Non-boolean argument"),
     ("--optim.lr=1", "must look like"),
 ])
 def test_bad_overrides_fail_loudly(config_file, override, message):

@@ -1,10 +1,11 @@
-"""Checkpointer: round trip (typed keys, optimizer state, iterator state), retention,
+"""Checkpointer: round trip (typed keys, optimizer state, grain iterator position), retention,
 fallback from a damaged latest step."""
 
 import logging
 import os
 from pathlib import Path
 
+import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,6 +35,14 @@ def state_at(step, optimizer=optax.adam(1e-2)):
     return state.replace(step=jnp.int32(step), opt_state=opt_state)
 
 
+def data_at(position):
+    """A grain iterator over 0, 1, 2, ... that has yielded ``position`` elements."""
+    iterator = iter(grain.MapDataset.range(1000).to_iter_dataset())
+    for _ in range(position):
+        next(iterator)
+    return iterator
+
+
 def placed_template():
     state = state_at(0)
     _, shardings = compile_train_step(make_train_step(loss_fn, optax.adam(1e-2)), state, make_mesh({"data": -1}))
@@ -47,18 +56,21 @@ def assert_states_equal(a, b):
         np.testing.assert_array_equal(x, y)
 
 
-def test_round_trip_restores_latest_state_keys_and_iterator_state(tmp_path):
+def test_round_trip_restores_latest_state_keys_and_iterator_position(tmp_path):
     checkpointer = Checkpointer(tmp_path, keep=2)
     for step in (1, 2, 3):
-        assert checkpointer.save(step, state_at(step), {"epoch": 0, "position": step * 10})
-    assert not checkpointer.save(3, state_at(3), {})  # already saved
+        data = data_at(step * 10)
+        assert checkpointer.save(step, state_at(step), data)
+        next(data)  # advancing the iterator after save returns does not change what was saved
+    assert not checkpointer.save(3, state_at(3), data_at(0))  # already saved
     checkpointer.wait()
     assert checkpointer.all_steps() == [2, 3] and checkpointer.latest_step() == 3
     checkpointer.close()
 
     template = placed_template()
-    restored, data_state = Checkpointer(tmp_path).restore(template)
-    assert data_state == {"epoch": 0, "position": 30}
+    data = data_at(0)
+    restored = Checkpointer(tmp_path).restore(template, data)
+    assert next(data) == 30
     assert_states_equal(restored, state_at(3))
     assert jnp.issubdtype(restored.rng.dtype, jax.dtypes.prng_key)
     assert jax.random.key_impl(restored.rng) == jax.random.key_impl(template.rng)
@@ -69,12 +81,13 @@ def test_round_trip_restores_latest_state_keys_and_iterator_state(tmp_path):
     )
 
 
-def test_empty_directory_restores_none_and_missing_iterator_state_is_none(tmp_path):
+def test_empty_directory_restores_none_and_a_step_without_iterator_leaves_it(tmp_path):
     checkpointer = Checkpointer(tmp_path / "run", async_save=False)
     assert checkpointer.restore(placed_template()) is None
     checkpointer.save(5, state_at(5))
-    restored, data_state = checkpointer.restore(placed_template())
-    assert data_state is None and int(restored.step) == 5
+    data = data_at(3)
+    restored = checkpointer.restore(placed_template(), data)
+    assert int(restored.step) == 5 and next(data) == 3
     checkpointer.close()
 
 
@@ -91,22 +104,24 @@ def damage_latest(directory: Path, how: str) -> None:
 @pytest.mark.parametrize("how", ["delete", "truncate"])
 def test_damaged_latest_falls_back_to_previous_with_warning(tmp_path, caplog, how):
     checkpointer = Checkpointer(tmp_path, async_save=False)
-    checkpointer.save(1, state_at(1), {"position": 1})
-    checkpointer.save(2, state_at(2), {"position": 2})
+    checkpointer.save(1, state_at(1), data_at(1))
+    checkpointer.save(2, state_at(2), data_at(2))
     checkpointer.close()
     damage_latest(tmp_path, how)
 
     checkpointer = Checkpointer(tmp_path, async_save=False)
+    data = data_at(0)
     with caplog.at_level(logging.WARNING, logger="jaxspeech.train.checkpoint"):
-        restored, data_state = checkpointer.restore(placed_template())
-    assert data_state == {"position": 1}
+        restored = checkpointer.restore(placed_template(), data)
+    assert next(data) == 1
     assert_states_equal(restored, state_at(1))
     assert any("checkpoint step 2" in r.message and "falling back" in r.message for r in caplog.records)
 
     # the unreadable step is replaced when the resumed run reaches it again
-    assert checkpointer.save(2, state_at(2), {"position": 2})
-    restored, data_state = checkpointer.restore(placed_template())
-    assert data_state == {"position": 2}
+    assert checkpointer.save(2, state_at(2), data_at(2))
+    data = data_at(0)
+    restored = checkpointer.restore(placed_template(), data)
+    assert next(data) == 2
     assert_states_equal(restored, state_at(2))
     checkpointer.close()
 
@@ -120,11 +135,11 @@ def test_no_readable_checkpoint_raises(tmp_path):
         Checkpointer(tmp_path).restore(placed_template())
 
 
-def test_missing_process_file_names_the_process_count(tmp_path):
+def test_missing_process_file_names_it(tmp_path):
     checkpointer = Checkpointer(tmp_path, async_save=False)
-    checkpointer.save(1, state_at(1), {"position": 1})
+    checkpointer.save(1, state_at(1), data_at(1))
     checkpointer.close()
     data_dir = tmp_path / "1" / "data"
     (data_dir / "process_0-of-1.json").rename(data_dir / "process_0-of-2.json")
-    with pytest.raises(RuntimeError, match="different number of processes"):
-        Checkpointer(tmp_path).restore(placed_template())
+    with pytest.raises(RuntimeError, match="process_0-of-1.json does not exist"):
+        Checkpointer(tmp_path).restore(placed_template(), data_at(0))

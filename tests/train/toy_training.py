@@ -15,6 +15,7 @@ import argparse
 import os
 import signal
 
+import grain
 import numpy as np
 
 GLOBAL_BATCH = 16
@@ -22,13 +23,14 @@ IN_DIM, HIDDEN, OUT_DIM = 4, 16, 2
 RULES = (("dense1/kernel", (None, "fsdp")), ("dense2/kernel", ("fsdp", None)))
 
 
-class SyntheticRegression:
-    """Grain-style iterator: batch i is a pure function of (seed, i); this process gets rows
+class SyntheticRegression(grain.DatasetIterator):
+    """A grain iterator (its position is checkpointed): batch i is a pure function of (seed, i); this process gets rows
     [process_id * B_local, (process_id + 1) * B_local) of it. Kills its own process with
     SIGKILL when asked for batch int(<kill_file>) (i.e. after that many train steps), deleting
     kill_file first."""
 
     def __init__(self, seed, process_id, num_processes, kill_file=None):
+        super().__init__()
         self.seed, self.index = seed, 0
         self.kill_at = None
         if kill_file is not None and os.path.exists(kill_file):
@@ -38,9 +40,6 @@ class SyntheticRegression:
         teacher = np.random.default_rng(seed)
         self.w1 = teacher.normal(size=(IN_DIM, HIDDEN))
         self.w2 = teacher.normal(size=(HIDDEN, OUT_DIM)) / 4
-
-    def __iter__(self):
-        return self
 
     def __next__(self):
         if self.index == self.kill_at:
