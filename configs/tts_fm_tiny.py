@@ -3,7 +3,9 @@
 Phrase-break tokens, terminal intonation encoder and predictor, 1D U-Net decoder (set
 ``--config.model.decoder.network=dit`` for the adaLN-zero DiT), frame-level pitch predictor, and
 Griffin-Lim on the model's mel by default (``--config.synth.vocoder=harmonic`` renders the predicted F0
-with the harmonic-plus-noise vocoder). The decoder network is trained with ``model.decoder.objective`` (flow matching; ``jaxspeech.objectives``).
+with the harmonic-plus-noise vocoder). The decoder network is trained with ``model.decoder.objective``
+(flow matching; ``jaxspeech.objectives``). Settings chosen by measurement say which split chose them;
+the figures are in docs/benchmarks.md.
 
     jaxspeech train --config configs/tts_fm_tiny.py --workdir runs/tts_fm_tiny
     jaxspeech train --config configs/asr_ctc_tiny.py --workdir runs/asr_ctc_tiny   # for asr_cer
@@ -27,7 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.eval_split = "valid"
     c.data.preset = "tts_22k"
     c.data.max_frames = 4096  # mel frames per batch, padding included
-    c.data.num_buckets = 3  # one train-step compilation per bucket (measured 50-125 s each at load 7, 2 cores)
+    c.data.num_buckets = 3  # one train-step compilation per bucket (about 40 s each on 2 cores)
     c.data.max_seconds = 20.0
     c.data.max_boundaries = 4  # phrase boundaries per utterance with a contour (the last ones)
     c.data.cache_features = True
@@ -44,21 +46,19 @@ def get_config() -> ml_collections.ConfigDict:
     m.duration_predictor.update(dict(channels=128, kernel=3, dropout=0.05))
     m.intonation.update(dict(num_tokens=6, contour_points=32, lstm_hidden=64, attention_dim=128, num_heads=4))
     # Decode the contour back from the style vector (relative squared error, weight 1): without it the
-    # token attention stayed near uniform (predictor CE 1.70-1.74 nats vs ln 6 = 1.79) and the style
-    # hardly differed between questions and statements.
+    # token attention stayed near uniform and the style hardly differed between questions and statements.
     m.intonation.reconstruction_weight = 1.0
-    # Frame-level F0 and voicing for the harmonic vocoder: with Griffin-Lim the terminal contour direction
-    # stayed at chance (51%), and Griffin-Lim on the recordings' own mels keeps it for only 85.5%.
-    # pitch.condition_decoder=True (the decoder also reads that pitch) was tried: no better through either
-    # vocoder (docs/benchmarks.md), so it stays off.
+    # Frame-level F0 and voicing for the harmonic vocoder (the decoder's mel does not carry the terminal
+    # contour). pitch.condition_decoder=True (the decoder also reads that pitch) measured no better through
+    # either vocoder, so it stays off.
     m.pitch.update(dict(enabled=True, channels=128, layers=3, kernel=5, dropout=0.05))
     m.decoder.speaker_dim = 32
     m.decoder.unet.update(dict(channels=(64, 64), time_dim=128, num_blocks=1, num_mid_blocks=1, num_heads=2,
                                ff_mult=2, norm_groups=8, dropout=0.0))
     m.decoder.dit.update(dict(d_model=128, num_layers=4, num_heads=2, ff_mult=2, dropout=0.0))
     m.decoder.cond_drop_prob = 0.1
-    # Matcha's out_size: the decoder trains on one random 64-frame (0.74 s) window per utterance,
-    # which cuts its cost 3-4x on this corpus (utterances average 2.4 s).
+    # Matcha's out_size: the decoder trains on one random 64-frame (0.74 s) window per utterance
+    # (utterances average 2.4 s).
     m.decoder.segment_frames = 64
 
     c.optim = ml_collections.ConfigDict()
