@@ -22,9 +22,12 @@ def _corpus_build(args) -> int:
 
 def _train(args, overrides) -> int:
     from jaxspeech.train import recipes
-    from jaxspeech.train.config import load_config
+    from jaxspeech.train.config import ConfigError, load_config
 
-    config = load_config(args.config, overrides)
+    try:
+        config = load_config(args.config, overrides)
+    except ConfigError as err:
+        raise SystemExit(f"jaxspeech train: {err}") from err
     recipes.get(config.recipe).train(config, args.workdir)
     return 0
 

@@ -35,6 +35,18 @@ def _import_config_file(path: str | os.PathLike) -> ml_collections.ConfigDict:
     return module.get_config()
 
 
+def _first_unknown_key(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> str | None:
+    """The dotted key of the first ``--config.a.b=value`` override that names no field."""
+    for item in overrides:
+        key = item[len(_PREFIX):].split("=", 1)[0]
+        node = config
+        for part in key.split("."):
+            if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+                return key
+            node = node[part]
+    return None
+
+
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
     """Imports ``get_config()`` from ``path``, locks it and applies ``--config.a.b=value`` overrides
     with ml_collections' own flag machinery (``config_flags``): values are parsed to the type of the
@@ -53,7 +65,8 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> ml_co
     except (AttributeError, KeyError) as e:
         cause = e.args[0] if e.args and isinstance(e.args[0], KeyError) else e  # config_dict wraps KeyErrors
         message = str(cause.args[0] if cause.args else cause).replace("\n", "; ")
-        raise ConfigError(f"unknown config key in the overrides of {path}: {message}") from e
+        key = _first_unknown_key(config, overrides)
+        raise ConfigError(f"unknown config key '{key}' in the overrides of {path}: {message}") from e
     except (flags.Error, TypeError, ValueError) as e:
         raise ConfigError(f"cannot apply the overrides to {path}: {e}") from e
     return flag_values.config
