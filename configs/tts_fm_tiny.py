@@ -85,19 +85,16 @@ def get_config() -> ml_collections.ConfigDict:
     c.mesh.fsdp = 1
     c.mesh.rules = (("decoder/.*/kernel", ("fsdp",)),)  # regex over param paths -> leading-dim spec
 
-    # Synthesis settings (sampler: the objective's sampling options). The vocoder was chosen on valid
-    # (2026-12-02, this config's 10000-step model, NFE 10, docs/benchmarks.md): Griffin-Lim on the model's
-    # mel CER 7.96%, MCD 1.59 dB, contour 59.2%; harmonic-plus-noise at the predicted F0 CER 8.38%, MCD 1.70,
-    # contour 89.5%: intelligibility first. Temperature, steps and duration rounding were chosen on test-seen
-    # in sessions 6-9, not yet on valid.
+    # Synthesis settings (sampler: the objective's sampling options), all chosen on valid with ASR CER first,
+    # then MCD (docs/benchmarks.md, "Synthesis settings chosen on valid"). The vocoder (2026-12-02): Griffin-Lim
+    # on the model's mel is more intelligible and closer to the recording than harmonic-plus-noise at the
+    # predicted F0, which keeps the terminal contour better. Temperature and steps (2026-12-03): far less
+    # noise than Matcha's 0.667 suits this tiny model; 5 or 20 Euler steps are no better than 10. Durations
+    # (2026-12-03): Matcha's ceil beat round on CER and MCD for both the 5000- and the 10000-step model.
     c.synth = ml_collections.ConfigDict()
-    # Matcha uses temperature 0.667; this under-trained tiny model is clearer with less noise (3000 steps, NFE 10,
-    # test-seen ASR CER: 29.7% at 0.667 on all 76 utterances; 15.9% at 0.3 and 13.1% at 0.1 on the first 32).
     c.synth.sampler = ml_collections.ConfigDict(dict(steps=10, method="euler", temperature=0.1, sway=False))
     c.synth.guidance = 0.0  # classifier-free guidance scale; 0 = off
-    # Matcha's ceil adds half a frame per token: the 10000-step model's test-seen utterances came out
-    # 10.8% longer than the recordings with ceil, 0.6% shorter with round (at least 1 frame per token).
-    c.synth.duration_rounding = "round"
+    c.synth.duration_rounding = "ceil"  # or "round" (at least one frame per token either way)
     c.synth.max_symbols = 160  # longer texts are cut at phrase boundaries and concatenated
     c.synth.batch_size = 16  # utterances synthesized together (evaluate, --text-file)
     c.synth.vocoder = "griffin-lim"  # or "harmonic" (harmonic-plus-noise at the predicted F0), or the workdir
