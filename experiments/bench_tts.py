@@ -51,18 +51,19 @@ def _vocoder_settings(results: dict) -> str:
 
 
 def _model_mel(e: dict) -> str:
-    """CER and contour accuracy with Griffin-Lim on the model's own mel (n/a when that is the vocoder)."""
-    own = e.get(MODEL_MEL)
-    return "n/a | n/a" if own is None else f"{_pct(own['asr_cer'])} | {_pct(own['contour_accuracy'])}"
+    """CER and contour accuracy with Griffin-Lim on the model's own mel, as two table cells."""
+    own = e[MODEL_MEL]
+    return f" {_pct(own['asr_cer'])} | {_pct(own['contour_accuracy'])} |"
 
 
 def _section(results: dict, command: str) -> str:
     r = results
+    model_mel = MODEL_MEL in r["by_nfe"][0]  # absent when Griffin-Lim on the model's mel is the vocoder
     rows = "\n".join(
         f"| {e['nfe']} | {e['mcd_db']:.2f} | {_pct(e['asr_cer'])} | {e['rtf']:.4f} | "
         f"{_ms(e['comma_pause_mae_s'])} | "
         f"{_pct(e['question_rising'])} / {_pct(e['statement_falling'])} | {_pct(e['contour_accuracy'])} | "
-        f"{_pct(e['contour_agreement_with_reference'])} | {_model_mel(e)} |"
+        f"{_pct(e['contour_agreement_with_reference'])} |{_model_mel(e) if model_mel else ''}"
         for e in r["by_nfe"])
     first = r["by_nfe"][0]
     trained = f"{r['train_steps']} steps"
@@ -78,9 +79,10 @@ def _section(results: dict, command: str) -> str:
         f"themselves: {_pct(r['reference_asr_cer'])}; terminal direction of the recordings against the punctuation: "
         f"{_pct(first['reference_contour_accuracy'])}.\n\n"
         "| NFE | MCD (dB) | ASR CER | RTF | comma pause MAE | questions rising / statements falling | "
-        "contour vs punctuation | contour vs recording | Griffin-Lim on the model's mel: ASR CER | contour |\n"
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
-        f"{rows}\n"
+        "contour vs punctuation | contour vs recording |"
+        + (" Griffin-Lim on the model's mel: ASR CER | contour |" if model_mel else "")
+        + "\n| --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- | --- |" if model_mel else "")
+        + f"\n{rows}\n"
     )
 
 
