@@ -1,9 +1,10 @@
 """Losses as pure functions over arrays or callables: ctc (masks, feasibility), flow_matching (OT-CFM, rectified
-flow), duration (Matcha duration and prior), stft (multi-resolution STFT, mel L1), emo (earth mover distance), squarehead
-(layer-wise distillation)."""
+flow), edm (EDM denoising over a denoiser), duration (Matcha duration and prior), stft (multi-resolution STFT, mel
+L1), emo (earth mover distance), squarehead (layer-wise distillation)."""
 
 from jaxspeech.losses.ctc import ctc_feasible, ctc_loss, ctc_min_frames
 from jaxspeech.losses.duration import duration_loss, prior_loss
+from jaxspeech.losses.edm import edm_loss, edm_weight
 from jaxspeech.losses.emo import emo_distance, emo_loss, token_cross_entropy
 from jaxspeech.losses.flow_matching import conditional_flow_matching, optimal_transport_path
 from jaxspeech.losses.squarehead import (
@@ -16,6 +17,7 @@ from jaxspeech.losses.stft import mel_l1_loss, multi_resolution_stft_loss
 
 __all__ = [
     "conditional_flow_matching", "ctc_feasible", "ctc_loss", "ctc_min_frames", "distillation_kl", "duration_loss",
-    "emo_distance", "emo_loss", "mel_l1_loss", "multi_resolution_stft_loss", "optimal_transport_path", "prior_loss",
-    "squarehead_distillation_loss", "squarehead_layer_losses", "squarehead_loss", "token_cross_entropy",
+    "edm_loss", "edm_weight", "emo_distance", "emo_loss", "mel_l1_loss", "multi_resolution_stft_loss",
+    "optimal_transport_path", "prior_loss", "squarehead_distillation_loss", "squarehead_layer_losses", "squarehead_loss",
+    "token_cross_entropy",
 ]

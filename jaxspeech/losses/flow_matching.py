@@ -8,13 +8,14 @@ The probability path from noise x0 ~ N(0, I) at t = 0 to data x1 at t = 1 is the
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import chex
 import jax
 import jax.numpy as jnp
+
+from jaxspeech.losses.masking import masked_mean, prefix_mask
 
 VectorField = Callable[[jax.Array, jax.Array, Any], jax.Array]
 
@@ -62,11 +63,7 @@ def conditional_flow_matching(
         raise ValueError(f"sigma_min must be in [0, 1), got {sigma_min}")
     if not 0.0 <= t_min < t_max <= 1.0:
         raise ValueError(f"need 0 <= t_min < t_max <= 1, got t_min={t_min}, t_max={t_max}")
-    if x1.ndim < 2:
-        raise ValueError(f"x1 must be [B, ...] with at least one data axis, got shape {x1.shape}")
-    mask = jnp.ones(x1.shape[:1], bool) if mask is None else jnp.asarray(mask).astype(bool)
-    if mask.ndim < 1 or mask.ndim >= x1.ndim or mask.shape != x1.shape[: mask.ndim]:
-        raise ValueError(f"mask shape {mask.shape} must be a leading prefix of x1's {x1.shape}")
+    mask = prefix_mask(mask, x1)
 
     k_t, k_noise = jax.random.split(key)
     if t is not None:
@@ -79,10 +76,5 @@ def conditional_flow_matching(
 
     prediction = vector_field(x_t, t, cond)
     chex.assert_equal_shape([prediction, x1])
-    error = jnp.square(prediction.astype(jnp.float32) - target.astype(jnp.float32))
-    error = jnp.where(mask.reshape(mask.shape + (1,) * (x1.ndim - mask.ndim)), error, 0.0)
-    per_entry = math.prod(x1.shape[mask.ndim:])
-    # Dividing by at least one element keeps an all-masked batch at loss 0 rather than NaN.
-    count = jnp.maximum(jnp.sum(mask) * per_entry, 1)
-    loss = jnp.sum(error) / count
+    loss = masked_mean(jnp.square(prediction.astype(jnp.float32) - target.astype(jnp.float32)), mask)
     return loss, {"flow_mse": loss, "t_mean": jnp.mean(t)}
