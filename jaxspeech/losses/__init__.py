@@ -1,7 +1,14 @@
 """Losses as pure functions over arrays or callables: ctc (masks, feasibility), flow_matching (OT-CFM, rectified
-flow), edm (EDM denoising over a denoiser), duration (Matcha duration and prior), stft (multi-resolution STFT, mel
-L1), emo (earth mover distance), squarehead (layer-wise distillation)."""
+flow), edm (EDM denoising over a denoiser), consistency (iCT: curriculum, lognormal indices, pseudo-Huber),
+duration (Matcha duration and prior), stft (multi-resolution STFT, mel L1), emo (earth mover distance), squarehead
+(layer-wise distillation)."""
 
+from jaxspeech.losses.consistency import (
+    ict_discretization,
+    ict_loss,
+    lognormal_index_probabilities,
+    pseudo_huber,
+)
 from jaxspeech.losses.ctc import ctc_feasible, ctc_loss, ctc_min_frames
 from jaxspeech.losses.duration import duration_loss, prior_loss
 from jaxspeech.losses.edm import edm_loss, edm_weight
@@ -17,7 +24,8 @@ from jaxspeech.losses.stft import mel_l1_loss, multi_resolution_stft_loss
 
 __all__ = [
     "conditional_flow_matching", "ctc_feasible", "ctc_loss", "ctc_min_frames", "distillation_kl", "duration_loss",
-    "edm_loss", "edm_weight", "emo_distance", "emo_loss", "mel_l1_loss", "multi_resolution_stft_loss",
-    "optimal_transport_path", "prior_loss", "squarehead_distillation_loss", "squarehead_layer_losses", "squarehead_loss",
+    "edm_loss", "edm_weight", "emo_distance", "emo_loss", "ict_discretization", "ict_loss",
+    "lognormal_index_probabilities", "mel_l1_loss", "multi_resolution_stft_loss", "optimal_transport_path",
+    "prior_loss", "pseudo_huber", "squarehead_distillation_loss", "squarehead_layer_losses", "squarehead_loss",
     "token_cross_entropy",
 ]

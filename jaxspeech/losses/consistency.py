@@ -1,0 +1,116 @@
+"""Improved consistency training, iCT (Song & Dhariwal 2023), over any denoiser ``D(x, sigma, cond)``
+that meets the boundary condition D(x, sigma_min) = x (``noise_levels.consistency_preconditioning``).
+
+One step: draw a grid index i with lognormal probabilities over the current Karras grid of N levels,
+noise the data at the two neighbouring levels with the same noise z, and pull the student
+D(x + sigma_{i+1} z, sigma_{i+1}) towards the target D(x + sigma_i z, sigma_i), the same network under
+stop-gradient (no EMA teacher), with the pseudo-Huber distance on the whole per-sample vector and the
+weight 1 / (sigma_{i+1} - sigma_i). N doubles from s0 to s1 over training (the curriculum); it is
+computed from the traced step, so a change of N never recompiles. A denoiser that uses dropout must
+close over one dropout key: both passes then see the same mask, as the paper requires.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from jaxspeech.losses.masking import prefix_mask
+from jaxspeech.noise_levels import RHO, SIGMA_MAX, SIGMA_MIN, Denoiser, karras_sigmas
+
+HUBER_SCALE = 0.00054  # c = HUBER_SCALE * sqrt(elements per sample)
+
+
+def _doublings(s0: int, s1: int) -> int:
+    if isinstance(s0, bool) or not isinstance(s0, int) or s0 < 1:
+        raise ValueError(f"s0 must be a Python int >= 1, got {s0!r}")
+    if isinstance(s1, bool) or not isinstance(s1, int) or s1 < s0:
+        raise ValueError(f"s1 must be a Python int >= s0 = {s0}, got {s1!r}")
+    return int(math.log2(s1 // s0))
+
+
+def ict_discretization(step: int | jax.Array, total_steps: int, *, s0: int = 10, s1: int = 1280) -> jax.Array:
+    """Grid size at training step k: ``N(k) = min(s0 2^floor(k / K'), s1) + 1`` with
+    ``K' = floor(K / (log2 floor(s1 / s0) + 1))`` (the doubling curriculum). ``step`` may be traced;
+    returns an int32 scalar."""
+    doublings = _doublings(s0, s1)
+    if isinstance(total_steps, bool) or not isinstance(total_steps, int):
+        raise ValueError(f"total_steps must be a Python int, got {total_steps!r}")
+    stage_steps = total_steps // (doublings + 1)
+    if stage_steps < 1:
+        raise ValueError(f"total_steps = {total_steps} is too short for the curriculum from s0 = {s0} to "
+                         f"s1 = {s1}: it needs at least {doublings + 1} steps (one per grid size)")
+    stage = jnp.minimum(jnp.asarray(step, jnp.int32) // stage_steps, doublings + 1)
+    return jnp.minimum(s0 * 2**stage, s1) + 1
+
+
+def lognormal_index_probabilities(sigmas: jax.Array, num: int | jax.Array, *, p_mean: float = -1.1,
+                                  p_std: float = 2.0) -> jax.Array:
+    """p(i) for i = 0 .. len(sigmas) - 2: proportional to
+    ``erf((ln s_{i+1} - Pm) / (sqrt2 Ps)) - erf((ln s_i - Pm) / (sqrt2 Ps))`` for i < num - 1, zero after
+    (the grid's first ``num`` entries are the current levels). sigmas: [S] increasing; returns [S - 1]."""
+    if p_std <= 0:
+        raise ValueError(f"p_std must be > 0, got {p_std}")
+    cdf = jax.scipy.special.erf((jnp.log(sigmas) - p_mean) / (math.sqrt(2.0) * p_std))
+    mass = jnp.where(jnp.arange(sigmas.shape[0] - 1) < num - 1, cdf[1:] - cdf[:-1], 0.0)
+    return mass / jnp.sum(mass)
+
+
+def pseudo_huber(difference: jax.Array, c: jax.Array | float) -> jax.Array:
+    """``sqrt(||d||^2 + c^2) - c`` over each sample's whole vector. difference: [B, ...]; returns [B].
+
+    Computed as ``||d||^2 / (sqrt(||d||^2 + c^2) + c)``: the subtraction would cancel in float32 when
+    ``||d|| << c`` (late in training, when student and target agree)."""
+    squared = jnp.sum(jnp.square(difference.astype(jnp.float32)).reshape(difference.shape[0], -1), axis=1)
+    denominator = jnp.sqrt(squared + jnp.square(c)) + c
+    return squared / jnp.where(denominator > 0, denominator, 1.0)
+
+
+def ict_loss(
+    denoiser: Denoiser,
+    x1: jax.Array,
+    key: jax.Array,
+    *,
+    step: int | jax.Array,
+    total_steps: int,
+    mask: jax.Array | None = None,
+    cond: Any = None,
+    s0: int = 10,
+    s1: int = 1280,
+    sigma_min: float = SIGMA_MIN,
+    sigma_max: float = SIGMA_MAX,
+    rho: float = RHO,
+    p_mean: float = -1.1,
+    p_std: float = 2.0,
+    huber_scale: float = HUBER_SCALE,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """iCT loss at training ``step`` of ``total_steps``. Returns (loss, {"ict_loss", "grid_size",
+    "sigma_median"}).
+
+    x1: data [B, ...]; mask: bool, a prefix of x1's shape (None = all valid): masked elements count
+    neither in the distance nor in c = huber_scale sqrt(valid elements of the sample); samples with no
+    valid element are left out of the mean. ``denoiser(x, sigma [B], cond) -> like x``.
+    """
+    mask = prefix_mask(mask, x1)
+    num = ict_discretization(step, total_steps, s0=s0, s1=s1)
+    sigmas = karras_sigmas(num, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, size=s1 + 1)
+    k_index, k_noise = jax.random.split(key)
+    probabilities = lognormal_index_probabilities(sigmas, num, p_mean=p_mean, p_std=p_std)
+    index = jax.random.choice(k_index, s1, (x1.shape[0],), p=probabilities)
+    sigma, sigma_next = sigmas[index], sigmas[index + 1]
+    noise = jax.random.normal(k_noise, x1.shape, x1.dtype)
+    expand = lambda s: s.reshape(s.shape + (1,) * (x1.ndim - 1)).astype(x1.dtype)
+    student = denoiser(x1 + expand(sigma_next) * noise, sigma_next, cond)
+    target = jax.lax.stop_gradient(denoiser(x1 + expand(sigma) * noise, sigma, cond))
+    chex.assert_equal_shape([student, x1])
+    elements = jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (x1.ndim - mask.ndim)), x1.shape)
+    difference = jnp.where(elements, student.astype(jnp.float32) - target.astype(jnp.float32), 0.0)
+    valid = jnp.sum(elements.reshape(x1.shape[0], -1), axis=1)
+    distance = pseudo_huber(difference, huber_scale * jnp.sqrt(valid.astype(jnp.float32)))
+    weighted = jnp.where(valid > 0, distance / (sigma_next - sigma), 0.0)
+    loss = jnp.sum(weighted) / jnp.maximum(jnp.sum(valid > 0), 1)
+    return loss, {"ict_loss": loss, "grid_size": num, "sigma_median": jnp.median(sigma_next)}

@@ -1,0 +1,93 @@
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.special import erf
+
+from jaxspeech.losses import ict_discretization, ict_loss, lognormal_index_probabilities, pseudo_huber
+from jaxspeech.noise_levels import consistency_preconditioning, karras_sigmas, preconditioned
+
+
+@pytest.mark.parametrize("step, expected", [(0, 11), (49999, 11), (50000, 21), (100000, 41), (349999, 641),
+                                            (350000, 1281), (399999, 1281), (10**9, 1281)])
+def test_curriculum_doubles_from_s0_to_s1(step, expected):
+    # K = 400000, s0 = 10, s1 = 1280: K' = floor(400000 / (log2 128 + 1)) = 50000.
+    assert int(ict_discretization(step, 400000)) == expected
+
+
+def test_curriculum_under_jit_never_recompiles():
+    traces = []
+
+    def loss_at(step, key):
+        traces.append(1)
+        denoiser = lambda x, sigma, cond: x * 0.5
+        return ict_loss(denoiser, jnp.ones((4, 3)), key, step=step, total_steps=80, s0=10, s1=40)
+
+    jitted = jax.jit(loss_at)
+    sizes = [int(jitted(jnp.int32(k), jax.random.key(k))[1]["grid_size"]) for k in (0, 30, 60, 79)]
+    assert sizes == [11, 21, 41, 41] and len(traces) == 1
+
+
+def test_index_probabilities_are_the_lognormal_mass_between_levels():
+    num = 21
+    sigmas = karras_sigmas(num, size=41)
+    p = np.asarray(lognormal_index_probabilities(sigmas, num))
+    s = np.asarray(karras_sigmas(num), np.float64)
+    cdf = erf((np.log(s) + 1.1) / (math.sqrt(2) * 2.0))
+    expected = (cdf[1:] - cdf[:-1]) / (cdf[-1] - cdf[0])
+    np.testing.assert_allclose(p[:num - 1], expected, rtol=1e-4, atol=1e-7)
+    assert np.all(p[num - 1:] == 0) and p.sum() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_pseudo_huber_is_l2_for_small_c_and_quadratic_for_small_differences():
+    d = jax.random.normal(jax.random.key(0), (3, 4, 5))
+    norms = np.linalg.norm(np.asarray(d).reshape(3, -1), axis=1)
+    np.testing.assert_allclose(pseudo_huber(d, 0.0), norms, rtol=1e-6)
+    tiny = 1e-4 * d
+    np.testing.assert_allclose(pseudo_huber(tiny, 1.0), (1e-4 * norms) ** 2 / 2, rtol=1e-3)
+
+
+def _elementwise_denoiser(theta):
+    return preconditioned(lambda x_in, c_noise, cond: theta * x_in, consistency_preconditioning)
+
+
+def _reference_ict(theta, x1, key, stop_gradient):
+    """iCT written out once more (L2 distance, c = 0), for one grid of 11 levels at step 0."""
+    d = _elementwise_denoiser(theta)
+    k_index, k_noise = jax.random.split(key)
+    sigmas = karras_sigmas(11, size=1281)
+    index = jax.random.choice(k_index, 1280, x1.shape[:1], p=lognormal_index_probabilities(sigmas, 11))
+    z = jax.random.normal(k_noise, x1.shape)
+    s, s_next = sigmas[index], sigmas[index + 1]
+    target = d(x1 + s[:, None] * z, s, None)
+    target = jax.lax.stop_gradient(target) if stop_gradient else target
+    return jnp.mean(jnp.linalg.norm(d(x1 + s_next[:, None] * z, s_next, None) - target, axis=1) / (s_next - s))
+
+
+def test_matches_a_written_out_ict_and_the_target_is_under_stop_gradient():
+    x1 = jax.random.normal(jax.random.key(1), (8, 6))
+    key, theta = jax.random.key(2), jnp.float32(0.3)
+    loss = lambda t: ict_loss(_elementwise_denoiser(t), x1, key, step=0, total_steps=100, huber_scale=0.0)[0]
+    assert float(loss(theta)) == pytest.approx(float(_reference_ict(theta, x1, key, True)), rel=1e-5)
+    grad = float(jax.grad(loss)(theta))
+    assert grad == pytest.approx(float(jax.grad(_reference_ict)(theta, x1, key, True)), rel=1e-4)
+    through_both = float(jax.grad(_reference_ict)(theta, x1, key, False))
+    assert abs(through_both - grad) > 1e-2 * abs(grad)
+
+
+def test_masked_elements_do_not_count():
+    x1 = jax.random.normal(jax.random.key(3), (2, 6, 3))
+    mask = jnp.array([[True] * 6, [True] * 3 + [False] * 3])
+    changed = x1.at[1, 3:].multiply(1000.0)
+    loss = lambda x: ict_loss(_elementwise_denoiser(0.3), x, jax.random.key(4), step=0, total_steps=100,
+                              mask=mask)[0]
+    assert float(loss(changed)) == pytest.approx(float(loss(x1)), rel=1e-6)
+
+
+def test_bad_curriculum_settings_name_the_field():
+    with pytest.raises(ValueError, match="s1"):
+        ict_discretization(0, 1000, s0=10, s1=5)
+    with pytest.raises(ValueError, match="total_steps"):
+        ict_discretization(0, 4, s0=10, s1=1280)
