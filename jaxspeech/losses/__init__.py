@@ -1,9 +1,10 @@
 """Losses as pure functions over arrays or callables: ctc (masks, feasibility), flow_matching (OT-CFM, rectified
-flow), edm (EDM denoising over a denoiser), consistency (iCT: curriculum, lognormal indices, pseudo-Huber),
-duration (Matcha duration and prior), stft (multi-resolution STFT, mel L1), emo (earth mover distance), squarehead
-(layer-wise distillation)."""
+flow), edm (EDM denoising over a denoiser), consistency (iCT and ECT), duration (Matcha duration and prior), stft
+(multi-resolution STFT, mel L1), emo (earth mover distance), squarehead (layer-wise distillation)."""
 
 from jaxspeech.losses.consistency import (
+    ect_loss,
+    ect_r_of_t,
     ict_discretization,
     ict_loss,
     lognormal_index_probabilities,
@@ -24,7 +25,7 @@ from jaxspeech.losses.stft import mel_l1_loss, multi_resolution_stft_loss
 
 __all__ = [
     "conditional_flow_matching", "ctc_feasible", "ctc_loss", "ctc_min_frames", "distillation_kl", "duration_loss",
-    "edm_loss", "edm_weight", "emo_distance", "emo_loss", "ict_discretization", "ict_loss",
+    "ect_loss", "ect_r_of_t", "edm_loss", "edm_weight", "emo_distance", "emo_loss", "ict_discretization", "ict_loss",
     "lognormal_index_probabilities", "mel_l1_loss", "multi_resolution_stft_loss", "optimal_transport_path",
     "prior_loss", "pseudo_huber", "squarehead_distillation_loss", "squarehead_layer_losses", "squarehead_loss",
     "token_cross_entropy",

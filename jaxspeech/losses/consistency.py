@@ -1,13 +1,20 @@
-"""Improved consistency training, iCT (Song & Dhariwal 2023), over any denoiser ``D(x, sigma, cond)``
-that meets the boundary condition D(x, sigma_min) = x (``noise_levels.consistency_preconditioning``).
+"""Consistency training over any denoiser ``D(x, sigma, cond)`` that meets the boundary condition
+D(x, sigma_min) = x (``noise_levels.consistency_preconditioning``): improved consistency training, iCT
+(Song & Dhariwal 2023), and easy consistency tuning, ECT (Geng et al. 2024).
 
-One step: draw a grid index i with lognormal probabilities over the current Karras grid of N levels,
+iCT. One step: draw a grid index i with lognormal probabilities over the current Karras grid of N levels,
 noise the data at the two neighbouring levels with the same noise z, and pull the student
 D(x + sigma_{i+1} z, sigma_{i+1}) towards the target D(x + sigma_i z, sigma_i), the same network under
 stop-gradient (no EMA teacher), with the pseudo-Huber distance on the whole per-sample vector and the
 weight 1 / (sigma_{i+1} - sigma_i). N doubles from s0 to s1 over training (the curriculum); it is
 computed from the traced step, so a change of N never recompiles. A denoiser that uses dropout must
 close over one dropout key: both passes then see the same mask, as the paper requires.
+
+ECT. Continuous levels: t is lognormal, and r = t (1 - q^-(stage+1) (1 + k sigmoid(-b t))), clamped at 0,
+approaches t as the stage grows (stage = step // steps_per_stage); the student D(x + t z, t) is pulled
+towards D(x + r z, r) under stop-gradient (x itself where r = 0, the denoising loss), with the L2 distance
+(pseudo-Huber for c > 0) weighted by (t^2 + sd^2) / (t sd)^2. Initialised from an EDM teacher, the first
+stages are close to its own denoising loss.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxspeech.losses.masking import prefix_mask
-from jaxspeech.noise_levels import RHO, SIGMA_MAX, SIGMA_MIN, Denoiser, karras_sigmas
+from jaxspeech.noise_levels import RHO, SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, Denoiser, karras_sigmas
 
 HUBER_SCALE = 0.00054  # c = HUBER_SCALE * sqrt(elements per sample)
 
@@ -70,6 +77,14 @@ def pseudo_huber(difference: jax.Array, c: jax.Array | float) -> jax.Array:
     return squared / jnp.where(denominator > 0, denominator, 1.0)
 
 
+def _masked_difference(student: jax.Array, target: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(student - target in float32, zero where ``mask`` does not hold [B, ...]; valid elements per sample [B])."""
+    chex.assert_equal_shape([student, target])
+    elements = jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (target.ndim - mask.ndim)), target.shape)
+    difference = jnp.where(elements, student.astype(jnp.float32) - target.astype(jnp.float32), 0.0)
+    return difference, jnp.sum(elements.reshape(target.shape[0], -1), axis=1)
+
+
 def ict_loss(
     denoiser: Denoiser,
     x1: jax.Array,
@@ -106,11 +121,64 @@ def ict_loss(
     expand = lambda s: s.reshape(s.shape + (1,) * (x1.ndim - 1)).astype(x1.dtype)
     student = denoiser(x1 + expand(sigma_next) * noise, sigma_next, cond)
     target = jax.lax.stop_gradient(denoiser(x1 + expand(sigma) * noise, sigma, cond))
-    chex.assert_equal_shape([student, x1])
-    elements = jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (x1.ndim - mask.ndim)), x1.shape)
-    difference = jnp.where(elements, student.astype(jnp.float32) - target.astype(jnp.float32), 0.0)
-    valid = jnp.sum(elements.reshape(x1.shape[0], -1), axis=1)
+    difference, valid = _masked_difference(student, target, mask)
     distance = pseudo_huber(difference, huber_scale * jnp.sqrt(valid.astype(jnp.float32)))
     weighted = jnp.where(valid > 0, distance / (sigma_next - sigma), 0.0)
     loss = jnp.sum(weighted) / jnp.maximum(jnp.sum(valid > 0), 1)
     return loss, {"ict_loss": loss, "grid_size": num, "sigma_median": jnp.median(sigma_next)}
+
+
+def ect_r_of_t(t: jax.Array, stage: int | jax.Array, *, q: float = 2.0, k: float = 8.0, b: float = 1.0) -> jax.Array:
+    """ECT's mapping ``r = max(t (1 - q^-(stage+1) (1 + k sigmoid(-b t))), 0)``, shaped like ``t``;
+    ``stage`` may be traced."""
+    if q <= 1:
+        raise ValueError(f"q must be > 1 (r tends to t as q^-(stage+1) vanishes), got {q}")
+    decay = jnp.power(jnp.float32(q), -(jnp.asarray(stage, jnp.float32) + 1.0))
+    return jnp.maximum(t * (1.0 - decay * (1.0 + k * jax.nn.sigmoid(-b * t))), 0.0)
+
+
+def ect_loss(
+    denoiser: Denoiser,
+    x1: jax.Array,
+    key: jax.Array,
+    *,
+    step: int | jax.Array,
+    steps_per_stage: int,
+    mask: jax.Array | None = None,
+    cond: Any = None,
+    p_mean: float = -1.1,
+    p_std: float = 2.0,
+    q: float = 2.0,
+    k: float = 8.0,
+    b: float = 1.0,
+    c: float = 0.0,
+    sigma_data: float = SIGMA_DATA,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """ECT loss at training ``step``. Returns (loss, {"ect_loss", "r_over_t", "stage"}).
+
+    x1: data [B, ...]; mask: bool, a prefix of x1's shape (None = all valid): masked elements count
+    neither in the distance nor in it as data; ``c``: pseudo-Huber constant (0 = L2 norm, ECT's
+    default). ``denoiser(x, sigma [B], cond) -> like x``.
+    """
+    if isinstance(steps_per_stage, bool) or not isinstance(steps_per_stage, int) or steps_per_stage < 1:
+        raise ValueError(f"steps_per_stage must be a Python int >= 1, got {steps_per_stage!r}")
+    if p_std <= 0:
+        raise ValueError(f"p_std must be > 0, got {p_std}")
+    mask = prefix_mask(mask, x1)
+    stage = jnp.asarray(step, jnp.int32) // steps_per_stage
+    k_t, k_noise = jax.random.split(key)
+    t = jnp.exp(p_mean + p_std * jax.random.normal(k_t, x1.shape[:1], jnp.float32))
+    r = ect_r_of_t(t, stage, q=q, k=k, b=b)
+    noise = jax.random.normal(k_noise, x1.shape, x1.dtype)
+    expand = lambda s: s.reshape(s.shape + (1,) * (x1.ndim - 1)).astype(x1.dtype)
+    student = denoiser(x1 + expand(t) * noise, t, cond)
+    # r = 0 would put log(0) into the noise embedding: those rows are evaluated at a tiny level and replaced
+    # by the data, the exact target there.
+    target = denoiser(x1 + expand(r) * noise, jnp.maximum(r, 1e-12), cond)
+    target = jax.lax.stop_gradient(jnp.where(expand(r) > 0, jnp.nan_to_num(target), x1))
+    difference, valid = _masked_difference(student, target.astype(student.dtype), mask)
+    valid = valid > 0
+    weight = (t**2 + sigma_data**2) / (t * sigma_data) ** 2
+    weighted = jnp.where(valid, pseudo_huber(difference, c) * weight, 0.0)
+    loss = jnp.sum(weighted) / jnp.maximum(jnp.sum(valid), 1)
+    return loss, {"ect_loss": loss, "r_over_t": jnp.mean(r / t), "stage": stage}

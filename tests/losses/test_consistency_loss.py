@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from jaxspeech.losses import ict_discretization, ict_loss, lognormal_index_probabilities, pseudo_huber
+from jaxspeech.losses import (
+    ect_loss,
+    ect_r_of_t,
+    ict_discretization,
+    ict_loss,
+    lognormal_index_probabilities,
+    pseudo_huber,
+)
 from jaxspeech.noise_levels import consistency_preconditioning, karras_sigmas, preconditioned
 
 
@@ -91,3 +98,49 @@ def test_bad_curriculum_settings_name_the_field():
         ict_discretization(0, 1000, s0=10, s1=5)
     with pytest.raises(ValueError, match="total_steps"):
         ict_discretization(0, 4, s0=10, s1=1280)
+
+
+def test_ect_mapping_is_the_closed_form_and_tends_to_t_with_the_stage():
+    t = jnp.array([0.01, 0.5, 2.0, 20.0])
+    for stage in (0, 3):
+        expected = np.maximum(np.asarray(t) * (1 - 2.0 ** -(stage + 1) * (1 + 8 / (1 + np.exp(np.asarray(t))))), 0)
+        np.testing.assert_allclose(ect_r_of_t(t, stage), expected, rtol=1e-5)
+    assert float(ect_r_of_t(jnp.array(0.01), 0)) == 0.0  # small t: r clamps to 0, the denoising loss
+    np.testing.assert_allclose(ect_r_of_t(t, 30), t, rtol=1e-6)
+    with pytest.raises(ValueError, match="q must be"):
+        ect_r_of_t(t, 0, q=1.0)
+
+
+def _reference_ect(theta, x1, key, step, steps_per_stage, stop_gradient):
+    """ECT written out once more (L2 distance, EDM weighting)."""
+    d = _elementwise_denoiser(theta)
+    k_t, k_noise = jax.random.split(key)
+    t = jnp.exp(-1.1 + 2.0 * jax.random.normal(k_t, x1.shape[:1]))
+    decay = 2.0 ** -(step // steps_per_stage + 1)
+    r = jnp.maximum(t * (1 - decay * (1 + 8 * jax.nn.sigmoid(-t))), 0)
+    z = jax.random.normal(k_noise, x1.shape)
+    target = jnp.where(r[:, None] > 0, d(x1 + r[:, None] * z, jnp.maximum(r, 1e-12), None), x1)
+    target = jax.lax.stop_gradient(target) if stop_gradient else target
+    weight = (t**2 + 0.25) / (t * 0.5) ** 2
+    return jnp.mean(jnp.linalg.norm(d(x1 + t[:, None] * z, t, None) - target, axis=1) * weight)
+
+
+@pytest.mark.parametrize("step", [0, 700])
+def test_ect_matches_a_written_out_ect_and_the_target_is_under_stop_gradient(step):
+    x1 = jax.random.normal(jax.random.key(5), (16, 6))
+    key, theta = jax.random.key(6), jnp.float32(0.3)
+    loss = lambda t: ect_loss(_elementwise_denoiser(t), x1, key, step=step, steps_per_stage=200)[0]
+    assert float(loss(theta)) == pytest.approx(float(_reference_ect(theta, x1, key, step, 200, True)), rel=1e-5)
+    grad = float(jax.grad(loss)(theta))
+    assert grad == pytest.approx(float(jax.grad(_reference_ect)(theta, x1, key, step, 200, True)), rel=1e-4)
+    through_both = float(jax.grad(_reference_ect)(theta, x1, key, step, 200, False))
+    assert abs(through_both - grad) > 1e-3 * abs(grad)
+
+
+def test_ect_masked_elements_do_not_count():
+    x1 = jax.random.normal(jax.random.key(3), (2, 6, 3))
+    mask = jnp.array([[True] * 6, [True] * 3 + [False] * 3])
+    changed = x1.at[1, 3:].multiply(1000.0)
+    loss = lambda x: ect_loss(_elementwise_denoiser(0.3), x, jax.random.key(4), step=500, steps_per_stage=100,
+                              mask=mask)[0]
+    assert float(loss(changed)) == pytest.approx(float(loss(x1)), rel=1e-6)
