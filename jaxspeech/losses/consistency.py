@@ -26,7 +26,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from jaxspeech.losses.masking import prefix_mask
+from jaxspeech.losses.masking import leading, prefix_mask
 from jaxspeech.noise_levels import RHO, SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, Denoiser, karras_sigmas
 
 HUBER_SCALE = 0.00054  # c = HUBER_SCALE * sqrt(elements per sample)
@@ -80,7 +80,7 @@ def pseudo_huber(difference: jax.Array, c: jax.Array | float) -> jax.Array:
 def _masked_difference(student: jax.Array, target: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(student - target in float32, zero where ``mask`` does not hold [B, ...]; valid elements per sample [B])."""
     chex.assert_equal_shape([student, target])
-    elements = jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (target.ndim - mask.ndim)), target.shape)
+    elements = jnp.broadcast_to(leading(mask, target), target.shape)
     difference = jnp.where(elements, student.astype(jnp.float32) - target.astype(jnp.float32), 0.0)
     return difference, jnp.sum(elements.reshape(target.shape[0], -1), axis=1)
 
@@ -118,7 +118,7 @@ def ict_loss(
     index = jax.random.choice(k_index, s1, (x1.shape[0],), p=probabilities)
     sigma, sigma_next = sigmas[index], sigmas[index + 1]
     noise = jax.random.normal(k_noise, x1.shape, x1.dtype)
-    expand = lambda s: s.reshape(s.shape + (1,) * (x1.ndim - 1)).astype(x1.dtype)
+    expand = lambda s: leading(s, x1).astype(x1.dtype)
     student = denoiser(x1 + expand(sigma_next) * noise, sigma_next, cond)
     target = jax.lax.stop_gradient(denoiser(x1 + expand(sigma) * noise, sigma, cond))
     difference, valid = _masked_difference(student, target, mask)
@@ -170,13 +170,13 @@ def ect_loss(
     t = jnp.exp(p_mean + p_std * jax.random.normal(k_t, x1.shape[:1], jnp.float32))
     r = ect_r_of_t(t, stage, q=q, k=k, b=b)
     noise = jax.random.normal(k_noise, x1.shape, x1.dtype)
-    expand = lambda s: s.reshape(s.shape + (1,) * (x1.ndim - 1)).astype(x1.dtype)
+    expand = lambda s: leading(s, x1).astype(x1.dtype)
     student = denoiser(x1 + expand(t) * noise, t, cond)
     # r = 0 would put log(0) into the noise embedding: those rows are evaluated at a tiny level and replaced
     # by the data, the exact target there.
     target = denoiser(x1 + expand(r) * noise, jnp.maximum(r, 1e-12), cond)
     target = jax.lax.stop_gradient(jnp.where(expand(r) > 0, jnp.nan_to_num(target), x1))
-    difference, valid = _masked_difference(student, target.astype(student.dtype), mask)
+    difference, valid = _masked_difference(student, target, mask)
     valid = valid > 0
     weight = (t**2 + sigma_data**2) / (t * sigma_data) ** 2
     weighted = jnp.where(valid, pseudo_huber(difference, c) * weight, 0.0)

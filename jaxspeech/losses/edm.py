@@ -13,7 +13,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from jaxspeech.losses.masking import masked_mean, prefix_mask
+from jaxspeech.losses.masking import leading, masked_mean, prefix_mask
 from jaxspeech.noise_levels import SIGMA_DATA, Denoiser
 
 
@@ -49,7 +49,7 @@ def edm_loss(
     sigma = jnp.asarray(sigma, jnp.float32)
     chex.assert_shape(sigma, x1.shape[:1])
     noise = jax.random.normal(k_noise, x1.shape, x1.dtype)
-    expand = sigma.reshape(sigma.shape + (1,) * (x1.ndim - 1))
+    expand = leading(sigma, x1)
     prediction = denoiser(x1 + expand.astype(x1.dtype) * noise, sigma, cond)
     chex.assert_equal_shape([prediction, x1])
     error = jnp.square(prediction.astype(jnp.float32) - x1.astype(jnp.float32))

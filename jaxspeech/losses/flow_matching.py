@@ -15,7 +15,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from jaxspeech.losses.masking import masked_mean, prefix_mask
+from jaxspeech.losses.masking import leading, masked_mean, prefix_mask
 
 VectorField = Callable[[jax.Array, jax.Array, Any], jax.Array]
 
@@ -31,7 +31,7 @@ def optimal_transport_path(
     chex.assert_equal_shape([x0, x1])
     chex.assert_rank(t, 1)
     chex.assert_equal_shape_prefix([x0, t], 1)
-    t = t.reshape(t.shape + (1,) * (x1.ndim - 1)).astype(x1.dtype)
+    t = leading(t, x1).astype(x1.dtype)
     x_t = (1 - (1 - sigma_min) * t) * x0 + t * x1
     return x_t, x1 - (1 - sigma_min) * x0
 

@@ -22,9 +22,15 @@ def prefix_mask(mask: jax.Array | None, x: jax.Array) -> jax.Array:
     return mask
 
 
+def leading(values: jax.Array, like: jax.Array) -> jax.Array:
+    """``values`` over the leading axes of ``like`` ([B] or [B, T]) with trailing size-1 axes up to ``like``'s
+    rank, so that it broadcasts against ``like``."""
+    return values.reshape(values.shape + (1,) * (like.ndim - values.ndim))
+
+
 def masked_mean(error: jax.Array, mask: jax.Array) -> jax.Array:
     """Sum of ``error`` [B, ...] where the prefix ``mask`` holds, over (valid entries x elements per
     entry), in float32; an all-masked batch gives 0 rather than NaN."""
-    error = jnp.where(mask.reshape(mask.shape + (1,) * (error.ndim - mask.ndim)), error.astype(jnp.float32), 0.0)
+    error = jnp.where(leading(mask, error), error.astype(jnp.float32), 0.0)
     count = jnp.maximum(jnp.sum(mask) * math.prod(error.shape[mask.ndim:]), 1)
     return jnp.sum(error) / count
