@@ -1,12 +1,15 @@
 """Noise levels as data for denoisers ``D(x, sigma, cond) -> x0_hat`` (Karras et al. 2022, EDM; Song
-et al. 2023, consistency models): the Karras sigma grid and the preconditioning coefficients that
-turn a raw network ``F(x_in, c_noise, cond)`` into a denoiser.
+et al. 2023, consistency models): the Karras sigma grid, the preconditioning coefficients that
+turn a raw network ``F(x_in, c_noise, cond)`` into a denoiser, and the unit noise ``z + noise_mean``
+that ``x_sigma = x0 + sigma (z + noise_mean)`` adds (a mean: CoMoSpeech and Grad-TTS centre the noise
+on the text prior).
 
 A leaf module (jax only): losses, samplers and objectives all read it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -62,6 +65,24 @@ def check_sigma_grid(sigmas: jax.Array, name: str = "sigmas") -> None:
         raise ValueError(f"{name} must be a 1-D grid of at least 2 noise levels, got shape {values.shape}")
     if not bool(jnp.all(values > 0)) or not bool(jnp.all(jnp.diff(values) > 0)):
         raise ValueError(f"{name} must be positive and strictly increasing, got {values.tolist()}")
+
+
+def log_sigma_time(sigma: jax.Array, *, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX) -> jax.Array:
+    """``(ln sigma - ln sigma_min) / (ln sigma_max - ln sigma_min)``: the noise level as a time in [0, 1]
+    over [sigma_min, sigma_max], for networks that embed a flow time in [0, 1] (an affine map of EDM's
+    c_noise = ln(sigma) / 4, so it carries the same information). Shaped like ``sigma``."""
+    _check_range(sigma_min, sigma_max)
+    return (jnp.log(sigma) - math.log(sigma_min)) / (math.log(sigma_max) - math.log(sigma_min))
+
+
+def unit_noise(key: jax.Array, shape: tuple[int, ...], *, noise_mean: jax.Array | None = None,
+               temperature: float = 1.0, dtype: jnp.dtype = jnp.float32) -> jax.Array:
+    """``temperature normal(key, shape) + noise_mean`` [shape]; noise_mean broadcasts to ``shape``
+    (None = 0). A level sigma scales it: ``x_sigma = x0 + sigma unit_noise``."""
+    if isinstance(temperature, (int, float)) and not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    noise = temperature * jax.random.normal(key, shape, dtype)
+    return noise if noise_mean is None else noise + jnp.broadcast_to(noise_mean, shape).astype(dtype)
 
 
 def edm_preconditioning(sigma: jax.Array, *, sigma_data: float = SIGMA_DATA) -> Preconditioning:

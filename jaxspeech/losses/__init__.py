@@ -1,8 +1,11 @@
 """Losses as pure functions over arrays or callables: ctc (masks, feasibility), flow_matching (OT-CFM, rectified
-flow), edm (EDM denoising over a denoiser), consistency (iCT and ECT), duration (Matcha duration and prior), stft
-(multi-resolution STFT, mel L1), emo (earth mover distance), squarehead (layer-wise distillation)."""
+flow), edm (EDM denoising over a denoiser), consistency (iCT, ECT and consistency distillation), ctm (consistency
+trajectory models), duration (Matcha duration and prior), stft (multi-resolution STFT, mel L1), emo (earth mover
+distance), squarehead (layer-wise distillation)."""
 
 from jaxspeech.losses.consistency import (
+    cd_loss,
+    consistency_distance,
     ect_loss,
     ect_r_of_t,
     ict_discretization,
@@ -10,6 +13,7 @@ from jaxspeech.losses.consistency import (
     lognormal_index_probabilities,
     pseudo_huber,
 )
+from jaxspeech.losses.ctm import ctm_loss, trajectory_function
 from jaxspeech.losses.ctc import ctc_feasible, ctc_loss, ctc_min_frames
 from jaxspeech.losses.duration import duration_loss, prior_loss
 from jaxspeech.losses.edm import edm_loss, edm_weight
@@ -24,7 +28,7 @@ from jaxspeech.losses.squarehead import (
 from jaxspeech.losses.stft import mel_l1_loss, multi_resolution_stft_loss
 
 __all__ = [
-    "conditional_flow_matching", "ctc_feasible", "ctc_loss", "ctc_min_frames", "distillation_kl", "duration_loss",
+    "cd_loss", "conditional_flow_matching", "consistency_distance", "ctm_loss", "trajectory_function", "ctc_feasible", "ctc_loss", "ctc_min_frames", "distillation_kl", "duration_loss",
     "ect_loss", "ect_r_of_t", "edm_loss", "edm_weight", "emo_distance", "emo_loss", "ict_discretization", "ict_loss",
     "lognormal_index_probabilities", "mel_l1_loss", "multi_resolution_stft_loss", "optimal_transport_path",
     "prior_loss", "pseudo_huber", "squarehead_distillation_loss", "squarehead_layer_losses", "squarehead_loss",

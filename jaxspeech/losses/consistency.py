@@ -1,6 +1,7 @@
-"""Consistency training over any denoiser ``D(x, sigma, cond)`` that meets the boundary condition
-D(x, sigma_min) = x (``noise_levels.consistency_preconditioning``): improved consistency training, iCT
-(Song & Dhariwal 2023), and easy consistency tuning, ECT (Geng et al. 2024).
+"""Consistency training and distillation over any denoiser ``D(x, sigma, cond)`` that meets the
+boundary condition D(x, sigma_min) = x (``noise_levels.consistency_preconditioning``): improved
+consistency training, iCT (Song & Dhariwal 2023), easy consistency tuning, ECT (Geng et al. 2024), and
+consistency distillation, CD (Song et al. 2023; CoMoSpeech, Ye et al. 2023).
 
 iCT. One step: draw a grid index i with lognormal probabilities over the current Karras grid of N levels,
 noise the data at the two neighbouring levels with the same noise z, and pull the student
@@ -15,6 +16,12 @@ approaches t as the stage grows (stage = step // steps_per_stage); the student D
 towards D(x + r z, r) under stop-gradient (x itself where r = 0, the denoising loss), with the L2 distance
 (pseudo-Huber for c > 0) weighted by (t^2 + sd^2) / (t sd)^2. Initialised from an EDM teacher, the first
 stages are close to its own denoising loss.
+
+CD. A grid index n ~ U{0 .. N-2} over a Karras grid of N levels; the student at sigma_{n+1} is pulled
+towards the target network (a moving average of the student: CoMoSpeech 0.95) at sigma_n, evaluated
+where one step of a frozen teacher's probability-flow ODE (Euler or Heun) from sigma_{n+1} lands:
+the student learns the teacher's trajectories. Distance: the masked mean squared error (CoMoSpeech), or
+pseudo-Huber per sample when ``huber_scale`` is given.
 """
 
 from __future__ import annotations
@@ -26,8 +33,9 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from jaxspeech.losses.masking import leading, prefix_mask
-from jaxspeech.noise_levels import RHO, SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, Denoiser, karras_sigmas
+from jaxspeech.losses.masking import leading, masked_mean, prefix_mask
+from jaxspeech.noise_levels import RHO, SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, Denoiser, karras_sigmas, unit_noise
+from jaxspeech.samplers.edm import probability_flow_step
 
 HUBER_SCALE = 0.00054  # c = HUBER_SCALE * sqrt(elements per sample)
 
@@ -102,13 +110,15 @@ def ict_loss(
     p_mean: float = -1.1,
     p_std: float = 2.0,
     huber_scale: float = HUBER_SCALE,
+    noise_mean: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """iCT loss at training ``step`` of ``total_steps``. Returns (loss, {"ict_loss", "grid_size",
     "sigma_median"}).
 
     x1: data [B, ...]; mask: bool, a prefix of x1's shape (None = all valid): masked elements count
     neither in the distance nor in c = huber_scale sqrt(valid elements of the sample); samples with no
-    valid element are left out of the mean. ``denoiser(x, sigma [B], cond) -> like x``.
+    valid element are left out of the mean; noise_mean: broadcastable to x1, the mean of the unit noise
+    (None = 0). ``denoiser(x, sigma [B], cond) -> like x``.
     """
     mask = prefix_mask(mask, x1)
     num = ict_discretization(step, total_steps, s0=s0, s1=s1)
@@ -117,7 +127,7 @@ def ict_loss(
     probabilities = lognormal_index_probabilities(sigmas, num, p_mean=p_mean, p_std=p_std)
     index = jax.random.choice(k_index, s1, (x1.shape[0],), p=probabilities)
     sigma, sigma_next = sigmas[index], sigmas[index + 1]
-    noise = jax.random.normal(k_noise, x1.shape, x1.dtype)
+    noise = unit_noise(k_noise, x1.shape, noise_mean=noise_mean, dtype=x1.dtype)
     expand = lambda s: leading(s, x1).astype(x1.dtype)
     student = denoiser(x1 + expand(sigma_next) * noise, sigma_next, cond)
     target = jax.lax.stop_gradient(denoiser(x1 + expand(sigma) * noise, sigma, cond))
@@ -153,12 +163,14 @@ def ect_loss(
     b: float = 1.0,
     c: float = 0.0,
     sigma_data: float = SIGMA_DATA,
+    noise_mean: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """ECT loss at training ``step``. Returns (loss, {"ect_loss", "r_over_t", "stage"}).
 
     x1: data [B, ...]; mask: bool, a prefix of x1's shape (None = all valid): masked elements count
     neither in the distance nor in it as data; ``c``: pseudo-Huber constant (0 = L2 norm, ECT's
-    default). ``denoiser(x, sigma [B], cond) -> like x``.
+    default); noise_mean: broadcastable to x1, the mean of the unit noise (None = 0).
+    ``denoiser(x, sigma [B], cond) -> like x``.
     """
     if isinstance(steps_per_stage, bool) or not isinstance(steps_per_stage, int) or steps_per_stage < 1:
         raise ValueError(f"steps_per_stage must be a Python int >= 1, got {steps_per_stage!r}")
@@ -169,7 +181,7 @@ def ect_loss(
     k_t, k_noise = jax.random.split(key)
     t = jnp.exp(p_mean + p_std * jax.random.normal(k_t, x1.shape[:1], jnp.float32))
     r = ect_r_of_t(t, stage, q=q, k=k, b=b)
-    noise = jax.random.normal(k_noise, x1.shape, x1.dtype)
+    noise = unit_noise(k_noise, x1.shape, noise_mean=noise_mean, dtype=x1.dtype)
     expand = lambda s: leading(s, x1).astype(x1.dtype)
     student = denoiser(x1 + expand(t) * noise, t, cond)
     # r = 0 would put log(0) into the noise embedding: those rows are evaluated at a tiny level and replaced
@@ -182,3 +194,55 @@ def ect_loss(
     weighted = jnp.where(valid, pseudo_huber(difference, c) * weight, 0.0)
     loss = jnp.sum(weighted) / jnp.maximum(jnp.sum(valid), 1)
     return loss, {"ect_loss": loss, "r_over_t": jnp.mean(r / t), "stage": stage}
+
+
+def consistency_distance(student: jax.Array, target: jax.Array, mask: jax.Array,
+                         huber_scale: float | None = None) -> jax.Array:
+    """The batch's consistency distance: the masked mean squared error (``huber_scale`` None), or the mean
+    over samples with a valid element of pseudo-Huber with c = huber_scale sqrt(valid elements)."""
+    if huber_scale is None:
+        chex.assert_equal_shape([student, target])
+        return masked_mean(jnp.square(student.astype(jnp.float32) - target.astype(jnp.float32)), mask)
+    difference, valid = _masked_difference(student, target, mask)
+    distance = pseudo_huber(difference, huber_scale * jnp.sqrt(valid.astype(jnp.float32)))
+    return jnp.sum(jnp.where(valid > 0, distance, 0.0)) / jnp.maximum(jnp.sum(valid > 0), 1)
+
+
+def cd_loss(
+    student: Denoiser,
+    x1: jax.Array,
+    key: jax.Array,
+    *,
+    target: Denoiser,
+    teacher: Denoiser,
+    mask: jax.Array | None = None,
+    cond: Any = None,
+    num_levels: int = 50,
+    solver: str = "euler",
+    sigma_min: float = SIGMA_MIN,
+    sigma_max: float = SIGMA_MAX,
+    rho: float = RHO,
+    huber_scale: float | None = None,
+    noise_mean: jax.Array | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Consistency distillation loss. Returns (loss, {"cd_loss", "sigma_median"}).
+
+    student, target: consistency functions ``f(x, sigma [B], cond)`` (the target is the moving average,
+    under stop-gradient here); teacher: the frozen EDM denoiser whose ODE step (``solver``: "euler" or
+    "heun") moves x from sigma_{n+1} to sigma_n. x1: data [B, ...]; mask: bool, a prefix of x1's shape
+    (None = all valid); noise_mean: broadcastable to x1, the mean of the unit noise (None = 0).
+    """
+    if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
+        raise ValueError(f"num_levels must be a Python int >= 2, got {num_levels!r}")
+    mask = prefix_mask(mask, x1)
+    sigmas = karras_sigmas(num_levels, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
+    k_index, k_noise = jax.random.split(key)
+    index = jax.random.randint(k_index, x1.shape[:1], 0, num_levels - 1)
+    sigma, sigma_next = sigmas[index], sigmas[index + 1]
+    x_next = x1 + leading(sigma_next, x1).astype(x1.dtype) * unit_noise(k_noise, x1.shape, noise_mean=noise_mean,
+                                                                         dtype=x1.dtype)
+    predicted = student(x_next, sigma_next, cond)
+    x_teacher = probability_flow_step(teacher, x_next, sigma_next, sigma, cond=cond, method=solver)
+    aimed = jax.lax.stop_gradient(target(jax.lax.stop_gradient(x_teacher), sigma, cond))
+    loss = consistency_distance(predicted, aimed, mask, huber_scale)
+    return loss, {"cd_loss": loss, "sigma_median": jnp.median(sigma_next)}

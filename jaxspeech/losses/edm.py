@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxspeech.losses.masking import leading, masked_mean, prefix_mask
-from jaxspeech.noise_levels import SIGMA_DATA, Denoiser
+from jaxspeech.noise_levels import SIGMA_DATA, Denoiser, unit_noise
 
 
 def edm_weight(sigma: jax.Array, *, sigma_data: float = SIGMA_DATA) -> jax.Array:
@@ -33,11 +33,13 @@ def edm_loss(
     p_mean: float = -1.2,
     p_std: float = 1.2,
     sigma_data: float = SIGMA_DATA,
+    noise_mean: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Masked EDM-weighted denoising MSE. Returns (loss, {"edm_loss", "denoising_mse", "sigma_median"}).
 
     x1: data [B, ...]; mask: bool, a prefix of x1's shape (None = all valid); sigma: [B] noise levels
-    instead of lognormal draws. ``denoiser(x1 + sigma n, sigma [B], cond) -> like x1``. The weighted
+    instead of lognormal draws; noise_mean: broadcastable to x1, the noise n ~ N(noise_mean, I) (None = 0).
+    ``denoiser(x1 + sigma n, sigma [B], cond) -> like x1``. The weighted
     squared error is averaged over the valid entries' elements, as the flow-matching loss is.
     """
     if p_std <= 0:
@@ -48,7 +50,7 @@ def edm_loss(
         sigma = jnp.exp(p_mean + p_std * jax.random.normal(k_sigma, x1.shape[:1], jnp.float32))
     sigma = jnp.asarray(sigma, jnp.float32)
     chex.assert_shape(sigma, x1.shape[:1])
-    noise = jax.random.normal(k_noise, x1.shape, x1.dtype)
+    noise = unit_noise(k_noise, x1.shape, noise_mean=noise_mean, dtype=x1.dtype)
     expand = leading(sigma, x1)
     prediction = denoiser(x1 + expand.astype(x1.dtype) * noise, sigma, cond)
     chex.assert_equal_shape([prediction, x1])

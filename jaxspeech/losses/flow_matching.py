@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxspeech.losses.masking import leading, masked_mean, prefix_mask
+from jaxspeech.noise_levels import unit_noise
 
 VectorField = Callable[[jax.Array, jax.Array, Any], jax.Array]
 
@@ -47,6 +48,7 @@ def conditional_flow_matching(
     sigma_min: float = 1e-4,
     t_min: float = 0.0,
     t_max: float = 1.0,
+    noise_mean: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Masked conditional flow-matching MSE. Returns (loss, {"flow_mse", "t_mean"}).
 
@@ -54,6 +56,7 @@ def conditional_flow_matching(
     is a prefix of x1's ([B], or [B,T] for a mel); None = all valid; AND a loss span into it to
     train only there (F5, UniVoice infilling). cond: any pytree, passed to ``vector_field``
     unchanged. t: [B] times instead of t ~ U(t_min, t_max) per sample (UniVoice: U(1e-3, 1)).
+    noise_mean: the mean of the noise x0, broadcastable to x1 (Grad-TTS: the text prior; None = 0).
     ``vector_field(x_t, t [B], cond) -> like x1``.
     The loss is the sum of squared errors where ``mask`` holds divided by (valid mask entries x
     elements per entry), as in Matcha, which (unlike Matcha's code) also masks the padded frames
@@ -71,7 +74,7 @@ def conditional_flow_matching(
         chex.assert_shape(t, (x1.shape[0],))
     else:
         t = jax.random.uniform(k_t, (x1.shape[0],), jnp.float32, t_min, t_max)
-    x0 = jax.random.normal(k_noise, x1.shape, x1.dtype)
+    x0 = unit_noise(k_noise, x1.shape, noise_mean=noise_mean, dtype=x1.dtype)
     x_t, target = optimal_transport_path(x0, x1, t, sigma_min=sigma_min)
 
     prediction = vector_field(x_t, t, cond)

@@ -69,7 +69,8 @@ class DiTBlock(nnx.Module):
 class DiT(nnx.Module):
     """DiT vector field.
 
-    __call__(x [B,T,in_features], t [B], cond [B,cond_dim], mask [B,T] bool, *, rngs) -> [B,T,out_features].
+    __call__(x [B,T,in_features], t [B] (or [B, time_inputs]), cond [B,cond_dim], mask [B,T] bool, *, rngs)
+    -> [B,T,out_features].
 
     ``x`` is what the field reads per frame (for TTS: concat of x_t and the aligned text means
     mu); ``cond`` is a per-utterance vector added to the time embedding (e.g. a speaker
@@ -87,10 +88,11 @@ class DiT(nnx.Module):
         num_heads: int = 4,
         ff_mult: int = 4,
         dropout: float = 0.1,
+        time_inputs: int = 1,
         rngs: nnx.Rngs,
     ):
         self.input_proj = nnx.Linear(in_features, d_model, rngs=rngs)
-        self.time_embedding = TimestepEmbedding(d_model, d_model, rngs=rngs)
+        self.time_embedding = TimestepEmbedding(d_model, d_model, inputs=time_inputs, rngs=rngs)
         self.cond_proj = nnx.Linear(cond_dim, d_model, rngs=rngs)
         self.blocks = nnx.List(
             [DiTBlock(d_model, num_heads, ff_mult=ff_mult, dropout=dropout, rngs=rngs) for _ in range(num_layers)]
@@ -101,7 +103,7 @@ class DiT(nnx.Module):
     def __call__(
         self, x: jax.Array, t: jax.Array, cond: jax.Array, mask: jax.Array, *, rngs: nnx.Rngs | None = None
     ) -> jax.Array:
-        chex.assert_rank([x, t, cond, mask], [3, 1, 2, 2])
+        chex.assert_rank([x, cond, mask], [3, 2, 2])
         chex.assert_equal_shape_prefix([x, mask], 2)
         chex.assert_equal_shape_prefix([x, t, cond], 1)
         mask = mask.astype(bool)

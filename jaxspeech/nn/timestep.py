@@ -26,12 +26,24 @@ def sinusoidal_embedding(t: jax.Array, dim: int, *, scale: float = 1000.0) -> ja
 
 
 class TimestepEmbedding(nnx.Module):
-    """t [B] -> Linear(SiLU(Linear(sinusoidal(t, sinusoid_dim)))) [B, out_dim] (Matcha's TimestepEmbedding)."""
+    """t [B] -> Linear(SiLU(Linear(sinusoidal(t, sinusoid_dim)))) [B, out_dim] (Matcha's TimestepEmbedding).
 
-    def __init__(self, sinusoid_dim: int, out_dim: int, *, rngs: nnx.Rngs):
-        self.sinusoid_dim = sinusoid_dim
-        self.hidden = nnx.Linear(sinusoid_dim, out_dim, rngs=rngs)
+    With ``inputs`` > 1 the network reads several times per sample (CTM's levels t and s): t [B, inputs],
+    each column's sinusoids concatenated before the first Linear.
+    """
+
+    def __init__(self, sinusoid_dim: int, out_dim: int, *, inputs: int = 1, rngs: nnx.Rngs):
+        if inputs < 1:
+            raise ValueError(f"inputs must be >= 1, got {inputs}")
+        self.sinusoid_dim, self.inputs = sinusoid_dim, inputs
+        self.hidden = nnx.Linear(inputs * sinusoid_dim, out_dim, rngs=rngs)
         self.out = nnx.Linear(out_dim, out_dim, rngs=rngs)
 
     def __call__(self, t: jax.Array) -> jax.Array:
-        return self.out(jax.nn.silu(self.hidden(sinusoidal_embedding(t, self.sinusoid_dim))))
+        columns = t[:, None] if t.ndim == 1 else t
+        if columns.ndim != 2 or columns.shape[1] != self.inputs:
+            want = "[B]" if self.inputs == 1 else f"[B, {self.inputs}]"
+            raise ValueError(f"this embedding reads {self.inputs} time(s) per sample: t must be {want}, "
+                             f"got shape {t.shape}")
+        features = [sinusoidal_embedding(columns[:, i], self.sinusoid_dim) for i in range(self.inputs)]
+        return self.out(jax.nn.silu(self.hidden(jnp.concatenate(features, axis=-1))))

@@ -111,7 +111,8 @@ class UNet1D(nnx.Module):
     """Matcha U-Net vector field. __call__(x [B,T,in_features], t [B], mask [B,T] bool, *, rngs) -> [B,T,out_features].
 
     ``x`` is everything the field reads per frame (Matcha: concat of x_t, mu and the speaker
-    embedding); t is the flow time in [0, 1]. Output is zero at padded frames.
+    embedding); t is the flow time in [0, 1] ([B, time_inputs] when it reads several). Output is zero
+    at padded frames.
     """
 
     def __init__(
@@ -127,13 +128,14 @@ class UNet1D(nnx.Module):
         ff_mult: int = 4,
         norm_groups: int = 8,
         dropout: float = 0.05,
+        time_inputs: int = 1,
         rngs: nnx.Rngs,
     ):
         channels = tuple(channels)
         if not channels:
             raise ValueError("channels must name at least one level")
         self.num_down = len(channels) - 1
-        self.time_embedding = TimestepEmbedding(in_features + in_features % 2, time_dim, rngs=rngs)
+        self.time_embedding = TimestepEmbedding(in_features + in_features % 2, time_dim, inputs=time_inputs, rngs=rngs)
         level = dict(time_dim=time_dim, groups=norm_groups, num_blocks=num_blocks, num_heads=num_heads,
                      ff_mult=ff_mult, dropout=dropout, rngs=rngs)
         down, down_convs = [], []
@@ -171,7 +173,7 @@ class UNet1D(nnx.Module):
         return 2**self.num_down
 
     def __call__(self, x: jax.Array, t: jax.Array, mask: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
-        chex.assert_rank([x, t, mask], [3, 1, 2])
+        chex.assert_rank([x, mask], [3, 2])
         chex.assert_equal_shape_prefix([x, mask], 2)
         chex.assert_equal_shape_prefix([x, t], 1)
         frames = x.shape[1]

@@ -2,10 +2,14 @@
 sampled with, by name (``config.model.decoder.objective``).
 
 An :class:`Objective` owns the network's parameterisation (a velocity for flow matching; EDM
-preconditioning or the consistency boundary condition for the objectives that follow), its loss
+preconditioning, the consistency boundary condition or CTM's two-level jump for the others), its loss
 (from ``jaxspeech.losses``) and its sampler (from ``jaxspeech.samplers``). A model that builds on
 an objective never names one: ``get(config.decoder.objective)`` is all it needs, so a new objective
 is a new module that calls :func:`register`, with no edit to the encoder or the network.
+
+Built in: ``flow_matching`` (OT-CFM), ``edm`` (EDM teacher), ``ict`` (improved consistency training),
+``ect`` (easy consistency tuning of an EDM teacher), ``cd`` (consistency distillation, CoMoSpeech) and
+``ctm`` (consistency trajectory model distilled from an EDM teacher).
 """
 
 from __future__ import annotations
@@ -18,6 +22,28 @@ import jax
 from jaxspeech.registry import Registry
 
 Network = Callable[[jax.Array, jax.Array, Any], jax.Array]
+CONTEXT_FIELDS = ("step", "target", "teacher", "frozen")
+
+
+class TrainingContext(NamedTuple):
+    """What a loss may need beyond the batch (an objective lists the fields it reads in ``needs``).
+
+    step: the training step (int32 [], may be traced) and total_steps (int): curricula (iCT, ECT).
+    target: the network with the moving average of the params (CD and CTM targets).
+    teacher: a frozen pretrained network, of the objective named by ``Objective.teacher``.
+    frozen: the network with its params under stop-gradient (CTM carries estimates through it).
+    """
+
+    step: jax.Array | int = 0
+    total_steps: int | None = None
+    target: Network | None = None
+    teacher: Network | None = None
+    frozen: Network | None = None
+
+    def require(self, objective: str, *names: str) -> None:
+        missing = [name for name in names if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"the {objective} loss needs {missing} in its TrainingContext")
 
 
 class Objective(NamedTuple):
@@ -26,11 +52,19 @@ class Objective(NamedTuple):
     name: registry key.
     default_config: ``() -> dict`` of training hyperparameters (``config.model.decoder.<name>``).
     sampler_defaults: ``() -> dict`` of sampling options (``config.synth.sampler``).
-    loss: ``loss(network, x1 [B,...], key, *, mask [B,...] bool, cond, config) -> (scalar, metrics)``.
+    loss: ``loss(network, x1 [B,...], key, *, mask [B,...] bool, cond, config, noise_mean=None,
+      context=TrainingContext()) -> (scalar, metrics)``; noise_mean: the mean of the unit noise,
+      broadcastable to x1 (Grad-TTS and CoMoSpeech centre it on the text prior; None = 0).
     sample: ``sample(network, key, shape, *, cond, config, uncond=None, guidance_scale=None,
-      **options) -> x [shape]``; ``uncond`` and ``guidance_scale`` turn on classifier-free guidance.
+      noise_mean=None, **options) -> x [shape]``; ``uncond`` and ``guidance_scale`` turn on
+      classifier-free guidance.
     evaluations: ``evaluations(**options) -> int``: network calls per sample (a CFG call on the
       doubled batch counts once).
+    needs: the :class:`TrainingContext` fields the loss reads.
+    teacher: the objective a teacher must have been trained with (its params also initialise the
+      student), or None.
+    time_inputs: noise levels the network reads per sample: ``time`` is [B] for 1, [B, 2] for CTM's
+      (t, s).
     """
 
     name: str
@@ -39,6 +73,9 @@ class Objective(NamedTuple):
     loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
     sample: Callable[..., jax.Array]
     evaluations: Callable[..., int]
+    needs: frozenset[str] = frozenset()
+    teacher: str | None = None
+    time_inputs: int = 1
 
 
 _REGISTRY: Registry[Objective] = Registry("objective")
@@ -46,6 +83,12 @@ _REGISTRY: Registry[Objective] = Registry("objective")
 
 def register(objective: Objective) -> Objective:
     """Adds ``objective`` under its name (a second, different one of the same name is an error)."""
+    unknown = sorted(set(objective.needs) - set(CONTEXT_FIELDS))
+    if unknown:
+        raise ValueError(f"objective {objective.name!r} needs unknown context fields {unknown}; "
+                         f"known: {list(CONTEXT_FIELDS)}")
+    if "teacher" in objective.needs and objective.teacher is None:
+        raise ValueError(f"objective {objective.name!r} reads a teacher: name the objective it was trained with")
     return _REGISTRY.register(objective.name, objective)
 
 
@@ -66,6 +109,8 @@ def check_sampler_options(objective: Objective, options: Mapping[str, Any]) -> N
                          f"not {unknown}")
 
 
-from jaxspeech.objectives import flow_matching  # noqa: E402  (registers the built-in objectives)
+# The built-in objectives register themselves.
+from jaxspeech.objectives import cd, ctm, ect, edm, flow_matching, ict  # noqa: E402
 
-__all__ = ["Network", "Objective", "check_sampler_options", "flow_matching", "get", "known", "register"]
+__all__ = ["CONTEXT_FIELDS", "Network", "Objective", "TrainingContext", "cd", "check_sampler_options", "ctm", "ect",
+           "edm", "flow_matching", "get", "ict", "known", "register"]

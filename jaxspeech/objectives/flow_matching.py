@@ -14,7 +14,8 @@ from typing import Any
 import jax
 
 from jaxspeech.losses.flow_matching import conditional_flow_matching
-from jaxspeech.objectives import Network, Objective, register
+from jaxspeech.noise_levels import unit_noise
+from jaxspeech.objectives import Network, Objective, TrainingContext, register
 from jaxspeech.samplers.ode import function_evaluations, sample_ode
 
 
@@ -26,19 +27,23 @@ def sampler_defaults() -> dict:
     return {"steps": 10, "method": "euler", "temperature": 0.667, "sway": False}
 
 
-def loss(network: Network, x1: jax.Array, key: jax.Array, *, mask: jax.Array | None, cond: Any,
-         config: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
+def loss(network: Network, x1: jax.Array, key: jax.Array, *, mask: jax.Array | None, cond: Any, config: Any,
+         noise_mean: jax.Array | None = None, context: TrainingContext = TrainingContext()
+         ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Conditional flow matching of ``network`` as the velocity, masked MSE (``flow_mse``)."""
-    return conditional_flow_matching(network, x1, key, mask=mask, cond=cond, sigma_min=config.sigma_min)
+    del context
+    return conditional_flow_matching(network, x1, key, mask=mask, cond=cond, sigma_min=config.sigma_min,
+                                     noise_mean=noise_mean)
 
 
 def sample(network: Network, key: jax.Array, shape: tuple[int, ...], *, cond: Any, config: Any,
-           uncond: Any = None, guidance_scale: jax.Array | float | None = None, steps: int, method: str,
-           temperature: float, sway: bool | float) -> jax.Array:
-    """x at t = 1 from ``temperature * normal(key, shape)`` at t = 0."""
+           uncond: Any = None, guidance_scale: jax.Array | float | None = None, noise_mean: jax.Array | None = None,
+           steps: int, method: str, temperature: float, sway: bool | float) -> jax.Array:
+    """x at t = 1 from ``temperature * normal(key, shape) + noise_mean`` at t = 0."""
     del config
-    return sample_ode(network, key, tuple(shape), cond=cond, steps=steps, method=method, uncond=uncond,
-                      guidance_scale=guidance_scale, sway=sway, temperature=temperature)
+    start = unit_noise(key, tuple(shape), noise_mean=noise_mean, temperature=temperature)
+    return sample_ode(network, None, start, cond=cond, steps=steps, method=method, uncond=uncond,
+                      guidance_scale=guidance_scale, sway=sway)
 
 
 def evaluations(*, steps: int, method: str, **_) -> int:

@@ -92,16 +92,19 @@ def classifier_free_guidance(vector_field: VectorField, uncond: Any, guidance_sc
     on a 2B batch: x and t repeated, cond and uncond concatenated leaf by leaf along axis 0, so
     cond leaves are [B, ...] and uncond (the null condition, e.g. a zeroed or learned null
     embedding) has the same tree structure with leaves broadcastable to them (e.g. [1, D]).
-    Scale 0 gives the conditional field.
+    Scale 0 gives the conditional field. Any function ``f(x, *levels, cond)`` is guided the same way
+    (a denoiser ``D(x, sigma, cond)``, a trajectory function ``G(x, t, s, cond)``): every level [B] is
+    repeated like t.
     """
 
-    def guided(x: jax.Array, t: jax.Array, cond: Any) -> jax.Array:
+    def guided(x: jax.Array, *levels_and_cond: Any) -> jax.Array:
+        *levels, cond = levels_and_cond
         if jax.tree.structure(cond) != jax.tree.structure(uncond):
             raise ValueError(
                 f"uncond must have the structure of cond: {jax.tree.structure(uncond)} vs {jax.tree.structure(cond)}"
             )
         both = jax.tree.map(lambda c, u: jnp.concatenate([c, jnp.broadcast_to(u, c.shape)]), cond, uncond)
-        out = vector_field(jnp.concatenate([x, x]), jnp.concatenate([t, t]), both)
+        out = vector_field(jnp.concatenate([x, x]), *(jnp.concatenate([t, t]) for t in levels), both)
         pred, pred_uncond = jnp.split(out, 2)
         return pred + (pred - pred_uncond) * guidance_scale
 

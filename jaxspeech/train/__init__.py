@@ -18,6 +18,7 @@ from jaxspeech.train.metrics import MetricWriter, as_rgb, plot_loss_curve, plot_
 from jaxspeech.train.progress import Progress
 from jaxspeech.train.state import TrainState, create_train_state
 from jaxspeech.train.step import (
+    TrainProgress,
     cast_floating,
     compile_train_step,
     make_train_step,
@@ -31,6 +32,7 @@ __all__ = [
     "MetricWriter",
     "NonFiniteLossError",
     "Progress",
+    "TrainProgress",
     "TrainState",
     "as_rgb",
     "batch_sharding",

@@ -35,6 +35,12 @@ def _import_config_file(path: str | os.PathLike) -> ml_collections.ConfigDict:
     return module.get_config()
 
 
+def config_beside(config_file: str | os.PathLike, name: str) -> ml_collections.ConfigDict:
+    """``get_config()`` of the config file ``name`` in the folder of ``config_file`` (a config that builds
+    on another: ``config_beside(__file__, "tts_fm_tiny.py")``), unlocked."""
+    return _import_config_file(os.path.join(os.path.dirname(os.path.abspath(config_file)), name))
+
+
 def _first_unknown_key(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> str | None:
     """The dotted key of the first ``--config.a.b=value`` override that names no field."""
     for item in overrides:

@@ -34,17 +34,18 @@ def optimizer_from_config(config: ml_collections.ConfigDict, *, decay_mask: Any 
     return adamw_warmup_cosine(config.optim, config.train.steps, decay_mask=decay_mask)
 
 
-def initial_state(config: ml_collections.ConfigDict, params: Any,
-                  optimizer: optax.GradientTransformation) -> TrainState:
-    """The step-0 state of ``params``; the run's key is ``jax.random.key(config.seed)``."""
-    return create_train_state(params, optimizer, jax.random.key(config.seed))
+def initial_state(config: ml_collections.ConfigDict, params: Any, optimizer: optax.GradientTransformation, *,
+                  ema: bool = False) -> TrainState:
+    """The step-0 state of ``params`` (with their moving average when ``ema``); the run's key is
+    ``jax.random.key(config.seed)``."""
+    return create_train_state(params, optimizer, jax.random.key(config.seed), ema=ema)
 
 
 def restore_state(workdir: str, config: ml_collections.ConfigDict, params: Any,
-                  optimizer: optax.GradientTransformation) -> TrainState:
+                  optimizer: optax.GradientTransformation, *, ema: bool = False) -> TrainState:
     """The latest readable checkpoint of ``workdir`` (a corrupt latest falls back to the one before);
-    ``params`` (e.g. a fresh init) only give the tree and shapes."""
-    return restore_latest(workdir, initial_state(config, params, optimizer))
+    ``params`` (e.g. a fresh init) only give the tree and shapes; ``ema``: the run keeps a moving average."""
+    return restore_latest(workdir, initial_state(config, params, optimizer, ema=ema))
 
 
 def _save_json(value: Any, path: str) -> None:

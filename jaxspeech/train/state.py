@@ -29,19 +29,24 @@ class TrainState:
     params: pytree of float32 arrays.
     opt_state: the optimizer's state for `params`.
     rng: typed PRNG key []; the key of step s is `jax.random.fold_in(rng, s)`.
+    ema: None, or an exponential moving average of ``params`` (same tree) that the train step
+      updates after every update (``make_train_step(ema_decay=...)``): consistency distillation's
+      target network.
     """
 
     step: jax.Array
     params: Any
     opt_state: Any
     rng: jax.Array
+    ema: Any = None
 
 
 def create_train_state(
-    params: Any, optimizer: optax.GradientTransformation, rng: jax.Array
+    params: Any, optimizer: optax.GradientTransformation, rng: jax.Array, *, ema: bool = False
 ) -> TrainState:
     """Step-0 state. rng: a typed key (`jax.random.key`); raw uint32 keys are wrapped. The optimizer
-    state is ``skip_nonfinite(optimizer)``'s, as ``make_train_step`` updates it."""
+    state is ``skip_nonfinite(optimizer)``'s, as ``make_train_step`` updates it. ema: start a moving
+    average of the params (a copy of them)."""
     if not jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
         rng = jax.random.wrap_key_data(rng)
     chex.assert_shape(rng, ())
@@ -60,4 +65,5 @@ def create_train_state(
         params=params,
         opt_state=skip_nonfinite(optimizer).init(params),
         rng=rng,
+        ema=jax.tree.map(jnp.copy, params) if ema else None,
     )

@@ -1,12 +1,15 @@
-"""The train step: gradient accumulation, mixed precision, non-finite skipping, sharded jit.
+"""The train step: gradient accumulation, mixed precision, non-finite skipping, a moving average of
+the params, sharded jit.
 
-A model is just `loss_fn(params, batch, key) -> (loss [], metrics {name: []})`.
+A model is just `loss_fn(params, batch, key) -> (loss [], metrics {name: []})`; a loss that depends
+on how far training is (a curriculum) or on the moving average (a consistency-distillation target)
+takes a fourth argument, :class:`TrainProgress` (``make_train_step(with_progress=True)``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import chex
 import jax
@@ -20,6 +23,16 @@ from jaxspeech.train.mesh import ShardingRules, batch_sharding, param_shardings,
 from jaxspeech.train.state import TrainState, skip_nonfinite
 
 LossFn = Callable[[Any, Mapping[str, jax.Array], jax.Array], tuple[jax.Array, Mapping[str, jax.Array]]]
+
+
+class TrainProgress(NamedTuple):
+    """What a loss may read of the train state: ``step`` (int32 [], the update being computed) and
+    ``ema`` (the params' moving average, cast like the params; None without one)."""
+
+    step: jax.Array
+    ema: Any = None
+
+
 TrainStep = Callable[[TrainState, Mapping[str, jax.Array], jax.Array], tuple[TrainState, dict[str, jax.Array]]]
 
 
@@ -59,6 +72,8 @@ def make_train_step(
     *,
     accum_steps: int = 1,
     compute_dtype: jnp.dtype = jnp.float32,
+    with_progress: bool = False,
+    ema_decay: float | None = None,
 ) -> TrainStep:
     """Returns the pure `train_step(state, batch, key) -> (state, metrics)`.
 
@@ -77,11 +92,12 @@ def make_train_step(
     """
     if not (isinstance(accum_steps, int) and accum_steps >= 1):
         raise ValueError(f"accum_steps must be a positive int, got {accum_steps!r}")
+    if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
 
-    def micro_loss(params, micro_batch, key):
-        loss, metrics = loss_fn(
-            cast_floating(params, compute_dtype), cast_floating(micro_batch, compute_dtype), key
-        )
+    def micro_loss(params, micro_batch, key, progress):
+        args = (cast_floating(params, compute_dtype), cast_floating(micro_batch, compute_dtype), key)
+        loss, metrics = loss_fn(*args, progress) if with_progress else loss_fn(*args)
         chex.assert_shape(loss, ())
         metrics = {name: jnp.asarray(value, jnp.float32) for name, value in metrics.items()}
         for name, value in metrics.items():
@@ -93,10 +109,15 @@ def make_train_step(
     optimizer = skip_nonfinite(optimizer)
 
     def train_step(state: TrainState, batch: Mapping[str, Any], key: jax.Array):
+        if (state.ema is None) != (ema_decay is None):
+            raise ValueError("the state's moving average and make_train_step's ema_decay go together: "
+                             f"state.ema is {'None' if state.ema is None else 'set'}, ema_decay={ema_decay}")
         micro_batches = split_micro_batches(batch, accum_steps)
+        progress = TrainProgress(state.step, None if state.ema is None else cast_floating(state.ema, compute_dtype))
 
         def micro_step(index, micro_batch):
-            (loss, metrics), grads = loss_and_grad(state.params, micro_batch, jax.random.fold_in(key, index))
+            (loss, metrics), grads = loss_and_grad(state.params, micro_batch, jax.random.fold_in(key, index),
+                                                   progress)
             return loss, metrics, grads
 
         if accum_steps == 1:
@@ -117,8 +138,11 @@ def make_train_step(
         # optax.apply_if_finite looks at the gradients only: a non-finite loss makes them non-finite too.
         grads = jax.tree.map(lambda g: jnp.where(jnp.isfinite(loss), g, jnp.nan), grads)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                                  opt_state=opt_state)
+        params = optax.apply_updates(state.params, updates)
+        ema = state.ema
+        if ema is not None:
+            ema = jax.tree.map(lambda average, p: ema_decay * average + (1.0 - ema_decay) * p, ema, params)
+        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema=ema)
         metrics = {
             **metrics,
             "loss": loss,
@@ -162,6 +186,7 @@ def train_state_shardings(state: TrainState, mesh: Mesh, rules: ShardingRules) -
         params=params_sharding,
         opt_state=jax.tree.map(opt_sharding, state.opt_state, is_leaf=mirrors_params),
         rng=rep,
+        ema=None if state.ema is None else params_sharding,
     )
 
 
@@ -204,13 +229,16 @@ def place_state(state: TrainState, state_shardings: TrainState) -> TrainState:
 
 
 def compile_recipe_step(
-    loss_fn: LossFn, optimizer: optax.GradientTransformation, state: TrainState, mesh: Mesh, config: Any
+    loss_fn: LossFn, optimizer: optax.GradientTransformation, state: TrainState, mesh: Mesh, config: Any, *,
+    with_progress: bool = False, ema_decay: float | None = None,
 ) -> tuple[TrainStep, TrainState]:
     """A recipe's train step from its config: :func:`make_train_step` with ``config.train.accum_steps``
-    and ``config.train.compute_dtype``, :func:`compile_train_step` with ``config.mesh.rules``
-    (``(regex, spec)`` pairs). Returns (step_fn, ``state`` placed on the mesh)."""
+    and ``config.train.compute_dtype`` (and ``with_progress``, ``ema_decay`` as there),
+    :func:`compile_train_step` with ``config.mesh.rules`` (``(regex, spec)`` pairs). Returns
+    (step_fn, ``state`` placed on the mesh)."""
     step = make_train_step(loss_fn, optimizer, accum_steps=config.train.accum_steps,
-                           compute_dtype=jnp.dtype(config.train.compute_dtype))
+                           compute_dtype=jnp.dtype(config.train.compute_dtype), with_progress=with_progress,
+                           ema_decay=ema_decay)
     rules = [(pattern, tuple(spec)) for pattern, spec in config.mesh.rules]
     step_fn, shardings = compile_train_step(step, state, mesh, rules)
     return step_fn, place_state(state, shardings)

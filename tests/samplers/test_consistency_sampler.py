@@ -3,7 +3,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxspeech.samplers import sample_consistency
+from jaxspeech.samplers import sample_consistency, sample_gamma
+
+from tests import gaussian_flow
 
 MEAN, STD, SIGMA_MIN = 1.5, 0.5, 0.002
 
@@ -35,3 +37,39 @@ def test_renoising_uses_sqrt_sigma_squared_minus_sigma_min_squared():
 def test_levels_outside_the_grid_or_not_decreasing_fail_clearly(bad, message):
     with pytest.raises(ValueError, match=message):
         sample_consistency(gaussian_consistency_fn, jax.random.key(0), (2, 2), sigmas=bad)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("sigmas", [(80.0,), (80.0, 2.0, 0.3)])
+def test_gamma_sampling_with_the_exact_trajectory_reaches_the_data_distribution(gamma, sigmas):
+    # Data N(0, SD^2) with noise centred on a mean: the exact G carries every level's noise to the data's.
+    mean = 1.5
+    x = sample_gamma(gaussian_flow.trajectory(mean), jax.random.key(0), (20000, 2), sigmas=sigmas, gamma=gamma,
+                     noise_mean=mean)
+    np.testing.assert_allclose(float(jnp.std(x)), gaussian_flow.SD, rtol=0.03)
+    np.testing.assert_allclose(float(jnp.mean(x)), 0.0, atol=0.03)
+
+
+def test_gamma_one_is_consistency_sampling_and_zero_is_deterministic():
+    fn = gaussian_flow.consistency()
+    trajectory = gaussian_flow.trajectory()
+    levels = (80.0, 1.0)
+    key = jax.random.key(3)
+    consistency = sample_consistency(fn, key, (5, 3), sigmas=levels)
+    np.testing.assert_allclose(sample_gamma(trajectory, key, (5, 3), sigmas=levels, gamma=1.0), consistency,
+                               rtol=1e-5, atol=1e-6)
+    # gamma = 0 never re-noises: the second key is unused and the result is one deterministic jump chain.
+    a = sample_gamma(trajectory, key, (5, 3), sigmas=levels, gamma=0.0)
+    start = 80.0 * jax.random.normal(jax.random.split(key)[0], (5, 3))
+    np.testing.assert_allclose(a, trajectory(start, jnp.full(5, 80.0), jnp.full(5, 0.002), None), rtol=1e-4)
+    with pytest.raises(ValueError, match=r"gamma must be in \[0, 1\]"):
+        sample_gamma(trajectory, key, (5, 3), gamma=1.5)
+
+
+def test_temperature_scales_the_start_noise():
+    fn = lambda x, sigma, cond: x / 80.0
+    cold = sample_consistency(fn, jax.random.key(0), (4, 2), temperature=0.5)
+    hot = sample_consistency(fn, jax.random.key(0), (4, 2))
+    np.testing.assert_allclose(cold, 0.5 * hot, rtol=1e-6)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        sample_consistency(fn, jax.random.key(0), (4, 2), temperature=0.0)

@@ -3,7 +3,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxspeech.samplers import edm_evaluations, sample_edm
+from jaxspeech.samplers import edm_evaluations, probability_flow_step, sample_edm
+
+from tests import gaussian_flow
 
 MEAN, STD, SIGMA_MAX = 1.5, 0.5, 80.0
 
@@ -46,3 +48,26 @@ def test_evaluations_and_bad_settings():
         edm_evaluations("rk4", 10)
     with pytest.raises(ValueError, match="steps"):
         sample_edm(gaussian_denoiser, jax.random.key(0), (2, 2), steps=0)
+
+
+def test_noise_centred_on_a_mean_is_carried_to_the_data_by_the_same_ode():
+    # x_sigma = x0 + sigma (z + m): starting from sigma_max (z + m) and the exact denoiser, the samples are the data's.
+    x = sample_edm(gaussian_flow.denoiser(mean=2.0), jax.random.key(0), (20000, 2), steps=30, method="heun",
+                   noise_mean=2.0)
+    np.testing.assert_allclose(float(jnp.std(x)), gaussian_flow.SD, rtol=0.03)
+    np.testing.assert_allclose(float(jnp.mean(x)), 0.0, atol=0.03)
+
+
+def test_probability_flow_step_has_the_local_error_order_of_its_method():
+    # One step's error against the exact trajectory shrinks as h^2 (Euler) and h^3 (Heun).
+    x = jax.random.normal(jax.random.key(1), (6, 3))
+    sigma = jnp.full(6, 2.0)
+
+    def error(method, h):
+        following = sigma - h
+        step = probability_flow_step(gaussian_flow.denoiser(), x, sigma, following, method=method)
+        return float(jnp.max(jnp.abs(step - gaussian_flow.trajectory()(x, sigma, following))))
+
+    for method, order in (("euler", 2), ("heun", 3)):
+        ratio = error(method, 0.2) / error(method, 0.1)
+        assert 2 ** (order - 0.4) < ratio < 2 ** (order + 0.4), (method, ratio)

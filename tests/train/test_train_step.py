@@ -167,3 +167,42 @@ def test_bad_inputs_raise_clear_errors():
     vector_metric = lambda p, b, k: (linear_loss(p, b, k)[0], {"per_example": b["x"][:, 0]})
     with pytest.raises(ValueError, match="per_example"):
         make_train_step(vector_metric, optax.sgd(1.0))(make_state(optax.sgd(1.0)), make_batch(0), jax.random.key(0))
+
+
+def test_moving_average_follows_the_params_and_progress_reaches_the_loss():
+    seen_steps = []
+
+    def loss_with_progress(params, batch, key, progress):
+        # The loss reads the step and the moving average (consistency distillation's target).
+        seen_steps.append(progress.step)
+        target = progress.ema["w"]
+        loss, metrics = linear_loss(params, batch, key)
+        return loss, {**metrics, "step_seen": progress.step, "ema_gap": jnp.sum(jnp.square(params["w"] - target))}
+
+    decay = 0.9
+    optimizer = optax.sgd(0.1)
+    params = {"w": jnp.array([[0.1], [0.2], [-0.3]]), "b": jnp.array([0.05])}
+    state = create_train_state(params, optimizer, jax.random.key(0), ema=True)
+    np.testing.assert_array_equal(state.ema["w"], params["w"])
+    step = jax.jit(make_train_step(loss_with_progress, optimizer, with_progress=True, ema_decay=decay))
+    expected_ema = jax.tree.map(np.asarray, state.ema)
+    for i in range(3):
+        state, metrics = step(state, make_batch(i), jax.random.key(i))
+        assert float(metrics["step_seen"]) == i
+        expected_ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * np.asarray(p), expected_ema, state.params)
+        for name in ("w", "b"):
+            np.testing.assert_allclose(state.ema[name], expected_ema[name], rtol=1e-6)
+    assert float(metrics["ema_gap"]) > 0  # the average lags the params
+
+    with pytest.raises(ValueError, match="ema_decay go together"):
+        jax.jit(make_train_step(linear_loss, optimizer))(state, make_batch(0), jax.random.key(0))
+    with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\)"):
+        make_train_step(linear_loss, optimizer, ema_decay=1.0)
+
+
+def test_moving_average_is_sharded_like_the_params():
+    optimizer = optax.adam(1e-3)
+    state = create_train_state({"w": jnp.zeros((8, 4))}, optimizer, jax.random.key(0), ema=True)
+    mesh = make_mesh({"data": -1, "fsdp": 1})
+    shardings = train_state_shardings(state, mesh, [("w", ("fsdp",))])
+    assert shardings.ema["w"] == shardings.params["w"]

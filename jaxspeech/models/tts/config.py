@@ -38,6 +38,7 @@ def default_config(objective: str = "flow_matching") -> ml_collections.ConfigDic
                 **{objective: objectives.get(objective).default_config()},
                 speaker_dim=64,
                 cond_drop_prob=0.1,  # CFG: share of training rows with the null speaker and zero mu_y
+                noise_around_mu=False,  # centre the objective's noise on mu_y (CoMoSpeech, Grad-TTS)
                 segment_frames=ml_collections.config_dict.placeholder(int),  # Matcha out_size
                 unet=dict(channels=(256, 256), time_dim=1024, num_blocks=1, num_mid_blocks=2, num_heads=2,
                           ff_mult=4, norm_groups=8, dropout=0.05),
@@ -45,3 +46,15 @@ def default_config(objective: str = "flow_matching") -> ml_collections.ConfigDic
             ),
         )
     )
+
+
+def with_objective(config: ml_collections.ConfigDict, objective: str) -> ml_collections.ConfigDict:
+    """A copy of the acoustic model's ``config`` whose decoder is trained with ``objective`` (its default
+    hyperparameters under ``decoder.<objective>``, the previous objective's section dropped)."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    previous = config.decoder.objective
+    decoder = config.decoder.to_dict()
+    decoder.pop(previous, None)
+    decoder.update(objective=objective, **{objective: objectives.get(objective).default_config()})
+    config.decoder = ml_collections.ConfigDict(decoder)
+    return config

@@ -1,4 +1,4 @@
-"""The decoder *network*: ``net(x [B,T,F], time [B], cond) -> [B,T,F]`` over the frame-level text
+"""The decoder *network*: ``net(x [B,T,F], time [B] (CTM: [B,2]), cond) -> [B,T,F]`` over the frame-level text
 means, the speaker and (optionally) the frame pitch. What the output means (a velocity, a denoised
 mel, ...) is the objective's business (``jaxspeech.objectives``), not the network's.
 
@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from jaxspeech import objectives
 from jaxspeech.models.tts.prosody import PITCH_CHANNELS
 from jaxspeech.nn.dit import DiT
 from jaxspeech.nn.unet1d import UNet1D
@@ -38,10 +39,11 @@ class DecoderNetwork(nnx.Module):
         self.reads_pitch = reads_pitch(config)
         d_in = 2 * n_mels + (PITCH_CHANNELS if self.reads_pitch else 0)
         self.speaker = nnx.Embed(config.num_speakers + 1, dec.speaker_dim, rngs=rngs)
+        time_inputs = objectives.get(dec.objective).time_inputs  # CTM reads two noise levels
         if dec.network == "unet":
-            self.net = UNet1D(d_in + dec.speaker_dim, n_mels, rngs=rngs, **dict(dec.unet))
+            self.net = UNet1D(d_in + dec.speaker_dim, n_mels, time_inputs=time_inputs, rngs=rngs, **dict(dec.unet))
         else:
-            self.net = DiT(d_in, n_mels, dec.speaker_dim, rngs=rngs, **dict(dec.dit))
+            self.net = DiT(d_in, n_mels, dec.speaker_dim, time_inputs=time_inputs, rngs=rngs, **dict(dec.dit))
 
     def __call__(self, x: jax.Array, time: jax.Array, cond, *, rngs: nnx.Rngs | None = None) -> jax.Array:
         if self.reads_pitch != ("pitch" in cond):

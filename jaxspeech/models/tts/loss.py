@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxspeech.losses.duration import duration_loss, prior_loss
+from jaxspeech.objectives import Network, TrainingContext
 from jaxspeech.models.tts.conv_stack import masked
 from jaxspeech.models.tts.decoder import null_condition, reads_pitch
 from jaxspeech.models.tts.encoder import align
@@ -46,15 +47,35 @@ def _drop_condition(key: jax.Array, cond: dict, null: dict, prob: float) -> dict
             for name, value in cond.items()}
 
 
+def _context(objective, graphdef, params, progress: Any, dropout_key, total_steps: int | None,
+             teacher: Network | None) -> TrainingContext:
+    """The objective's TrainingContext: only the networks it reads are built."""
+    networks = {}
+    if "target" in objective.needs:
+        average = params if progress is None or progress.ema is None else progress.ema
+        networks["target"] = decoder_network(graphdef, jax.lax.stop_gradient(average), key=dropout_key)
+    if "frozen" in objective.needs:
+        networks["frozen"] = decoder_network(graphdef, jax.lax.stop_gradient(params), key=dropout_key)
+    return TrainingContext(step=0 if progress is None else progress.step, total_steps=total_steps,
+                           teacher=teacher, **networks)
+
+
 def make_loss_fn(
-    graphdef: nnx.GraphDef, config: Mapping[str, Any], *, train: bool = True
-) -> Callable[[nnx.State, Batch, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]:
-    """loss_fn(params, batch, key) -> (loss, metrics).
+    graphdef: nnx.GraphDef, config: Mapping[str, Any], *, train: bool = True, total_steps: int | None = None,
+    teacher: Network | None = None,
+) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]:
+    """loss_fn(params, batch, key, progress=None) -> (loss, metrics).
 
     loss = duration + prior (Matcha, unit weights) + the decoder objective's loss + intonation
     cross-entropy (+ pitch_mse + voicing_bce with pitch.enabled) (+ intonation.reconstruction_weight x
     intonation_reconstruction). train=True applies dropout and the CFG condition dropout;
     train=False is deterministic but still draws the objective's noise and times from ``key``.
+    The objective's :class:`~jaxspeech.objectives.TrainingContext` comes from ``progress`` (a
+    ``train.TrainProgress``: the step, and the moving average of the params as the target network;
+    without one: step 0 and the params themselves), ``total_steps`` (curricula) and ``teacher`` (the
+    frozen teacher's decoder network, for objectives distilled from one). With
+    ``decoder.noise_around_mu`` the objective's noise is centred on the frame-level text means
+    (CoMoSpeech, Grad-TTS).
     Metrics: loss, duration_loss, prior_loss, the objective's metrics (flow matching: flow_mse,
     t_mean), intonation_ce, intonation_accuracy, break_frames (mean MAS frames per break token),
     and the pitch and reconstruction terms when enabled.
@@ -67,10 +88,13 @@ def make_loss_fn(
     if segment is not None and segment < 1:
         raise ValueError(f"decoder.segment_frames must be >= 1 or None, got {segment}")
     objective, objective_config = objective_of(config)
+    if "teacher" in objective.needs and teacher is None:
+        raise ValueError(f"the {objective.name} objective distils a teacher: pass its decoder network as teacher=")
     reconstruction_weight = config.intonation.reconstruction_weight
     pitch_conditioned = reads_pitch(config)
 
-    def loss_fn(params: nnx.State, batch: Batch, key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def loss_fn(params: nnx.State, batch: Batch, key: jax.Array,
+                progress: Any = None) -> tuple[jax.Array, dict[str, jax.Array]]:
         for name in ("tokens", "token_mask", "speaker", "mel", "mel_mask"):
             if name not in batch:
                 raise KeyError(f"TTS loss needs batch[{name!r}]; batch has {sorted(batch)}")
@@ -98,16 +122,19 @@ def make_loss_fn(
             log_f0, voiced = pitch_targets(config.pitch, batch, mel_mask)
         if pitch_conditioned:  # teacher forcing: the recording's pitch
             cond["pitch"] = pitch_condition(log_f0, voiced.astype(jnp.float32), mel_mask)
-        if train and dec.cond_drop_prob > 0:
-            cond = _drop_condition(k_cond, cond, null_condition(config, mel_mask), dec.cond_drop_prob)
         target = mel
         if segment is not None and segment < mel.shape[1]:
             names = [name for name in cond if name != "speaker"]
             target, *cut = random_segment(k_segment, [mel] + [cond[name] for name in names], mel_mask, segment)
             cond.update(zip(names, cut))
-        network = decoder_network(graphdef, params, key=k_dropout if train else None)
+        noise_mean = cond["mu"] if dec.noise_around_mu else None  # before CFG dropout zeroes some rows' mu
+        if train and dec.cond_drop_prob > 0:
+            cond = _drop_condition(k_cond, cond, null_condition(config, cond["mask"]), dec.cond_drop_prob)
+        dropout_key = k_dropout if train else None
+        network = decoder_network(graphdef, params, key=dropout_key)
+        context = _context(objective, graphdef, params, progress, dropout_key, total_steps, teacher)
         decoder_loss, decoder_metrics = objective.loss(network, target, k_objective, mask=cond["mask"], cond=cond,
-                                                       config=objective_config)
+                                                       config=objective_config, noise_mean=noise_mean, context=context)
         metrics.update(decoder_metrics)
 
         if boundaries is not None:

@@ -66,16 +66,20 @@ def _synthesise(params, mu, hidden, durations, token_mask, speaker, key, guidanc
             cond["pitch"] = pitch_condition(prediction[..., 0], voiced, mel_mask)
     objective, objective_config = objective_of(config)
     uncond = None if guidance_scale is None else null_condition(config, mel_mask)
+    noise_mean = mu_frames if config.decoder.noise_around_mu else None
     x = objective.sample(decoder_network(graphdef, params), key, (mu.shape[0], max_frames, config.n_mels), cond=cond,
-                         config=objective_config, uncond=uncond, guidance_scale=guidance_scale, **dict(sampler))
+                         config=objective_config, uncond=uncond, guidance_scale=guidance_scale, noise_mean=noise_mean,
+                         **dict(sampler))
     return x, mel_mask, f0, voiced
 
 
 def sampler_options(config: ml_collections.ConfigDict, options: Mapping[str, Any]) -> dict[str, Any]:
-    """The objective's sampler defaults updated with ``options`` (unknown names raise)."""
+    """The objective's sampler defaults updated with ``options`` (unknown names raise); lists (a saved
+    config's JSON) become tuples, so the options stay static arguments."""
     objective, _ = objective_of(config)
     objectives.check_sampler_options(objective, options)
-    return {**objective.sampler_defaults(), **options}
+    merged = {**objective.sampler_defaults(), **options}
+    return {name: tuple(value) if isinstance(value, list) else value for name, value in merged.items()}
 
 
 def generate(

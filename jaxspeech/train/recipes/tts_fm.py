@@ -8,7 +8,9 @@ events (a synthesized validation mel with its F0, its audio and the loss terms),
 
 The model, its objective, synthesis and evaluation live in ``jaxspeech.models.tts``; this module
 only ties them to a workdir: data, training, restoring, and the vocoder a name stands for
-(built-in, or the workdir of a trained vocoder).
+(built-in, or the workdir of a trained vocoder). Any objective trains here (the name is the first
+one's): a student of a teacher (CD, ECT, CTM) starts from the teacher's workdir
+(``recipes.tts_teacher``), and an objective with a moving-average target keeps it in the train state.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from jaxspeech.train import recipes
 from jaxspeech.train.config import read_saved_config, save_config
 from jaxspeech.train.loop import train_in_workdir
 from jaxspeech.train.metrics import MetricWriter, plot_mel, write_data_stats
+from jaxspeech.train.recipes.tts_teacher import adopt_teacher, load_teacher, params_from_teacher
 from jaxspeech.train.run_setup import (
     bucketed_batches,
     initial_state,
@@ -47,7 +50,7 @@ from jaxspeech.train.run_setup import (
     restore_state,
     workdir_file,
 )
-from jaxspeech.train.step import compile_recipe_step
+from jaxspeech.train.step import TrainProgress, compile_recipe_step
 
 log = logging.getLogger(__name__)
 _VOCAB, _SPEAKERS = "vocab.json", "speakers.json"
@@ -97,9 +100,18 @@ def _hz(log_f0: np.ndarray, voiced: np.ndarray) -> np.ndarray:
     return np.where(voiced, np.exp(log_f0), 0.0)
 
 
+def _ema_decay(model_config: ml_collections.ConfigDict) -> float | None:
+    """The moving-average rate of the objective's target network, or None when it reads none."""
+    objective, objective_config = tts.objective_of(model_config)
+    return objective_config.ema_decay if "target" in objective.needs else None
+
+
 def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     """Trains (or resumes) a text-to-speech model in ``workdir``."""
     os.makedirs(workdir, exist_ok=True)
+    teacher = load_teacher(config)
+    if teacher is not None:
+        adopt_teacher(config, teacher, workdir)
     skips = SkipCounter()
     d = config.data
     records = load_records(d.dir, split=d.train_split, skips=skips)
@@ -110,7 +122,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     dataset.keep(lambda frames, label: len(label) <= frames, "more phoneme tokens than mel frames")
     m = config.model
     m.vocab_size, m.num_speakers, m.break_token = tokenizer.vocab_size, len(speakers), tokenizer.symbols.index(BREAK)
-    m.mel_mean, m.mel_std = _mel_statistics(dataset)
+    if teacher is None:  # a student keeps its teacher's statistics
+        m.mel_mean, m.mel_std = _mel_statistics(dataset)
     save_config(config, workdir)
 
     mesh = mesh_from_config(config)
@@ -121,8 +134,14 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
 
     optimizer = optimizer_from_config(config)
     graphdef, params = tts.init(m, jax.random.key(config.seed))
-    step_fn, state = compile_recipe_step(tts.make_loss_fn(graphdef, m), optimizer,
-                                         initial_state(config, params, optimizer), mesh, config)
+    if teacher is not None:
+        params = params_from_teacher(params, teacher.params)
+    ema_decay = _ema_decay(m)
+    loss_fn = tts.make_loss_fn(graphdef, m, total_steps=config.train.steps,
+                               teacher=None if teacher is None else teacher.network)
+    step_fn, state = compile_recipe_step(loss_fn, optimizer, initial_state(config, params, optimizer,
+                                                                           ema=ema_decay is not None),
+                                         mesh, config, with_progress=True, ema_decay=ema_decay)
 
     # Fixed validation batches (deterministic loss with a fixed key) and one sentence to synthesize.
     valid = SpeechDataset(load_records(d.dir, split=d.eval_split), preset=d.preset, labeler=phoneme_labeler(tokenizer),
@@ -130,7 +149,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     valid_loader = SpeechBatches(valid, make_buckets(valid.lengths, max_frames=d.max_frames, num_buckets=1),
                                  shuffle=False, num_threads=d.num_threads, collate=collate)
     valid_batches = [next(valid_loader) for _ in range(min(config.train.eval_batches, valid_loader.batches_per_epoch))]
-    eval_loss = jax.jit(tts.make_loss_fn(graphdef, m, train=False))
+    eval_loss = jax.jit(tts.make_loss_fn(graphdef, m, train=False, total_steps=config.train.steps,
+                                         teacher=None if teacher is None else teacher.network))
     writer = MetricWriter(workdir)
     vocoder = config.synth.vocoder if config.synth.vocoder in BUILTIN_VOCODERS else GRIFFIN_LIM
     synthesizer = Synthesizer(config, tokenizer, speakers, graphdef, builtin_vocoder(vocoder, config))
@@ -140,7 +160,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
 
     def evaluate_valid(state) -> dict[str, float]:
         key = jax.random.key(config.seed)
-        metrics = [jax.device_get(eval_loss(state.params, batch, key)[1]) for batch in valid_batches]
+        progress = TrainProgress(state.step, state.ema)
+        metrics = [jax.device_get(eval_loss(state.params, batch, key, progress)[1]) for batch in valid_batches]
         [(mel, waveform)] = synthesizer.synthesize(state.params, [synthesizer.record_item(sample)], key=key)
         f0 = {"synthesized": _hz(*pitch_track(waveform, synthesizer.preset)), "recording": reference_f0}
         writer.image(int(state.step), "valid/synthesized_mel", plot_mel(mel, title=sample["text"], f0=f0))
@@ -173,7 +194,8 @@ def load_synthesizer(workdir: str, vocoder: str | None = None) -> tuple[Synthesi
     a name or vocoder workdir (default: the config's ``synth.vocoder``)."""
     config = read_saved_config(workdir)
     graphdef, params = tts.init(config.model, jax.random.key(0))
-    state = restore_state(workdir, config, params, optimizer_from_config(config))
+    state = restore_state(workdir, config, params, optimizer_from_config(config),
+                          ema=_ema_decay(config.model) is not None)
     with open(os.path.join(workdir, _SPEAKERS), encoding="utf-8") as f:
         speakers = json.load(f)
     tokenizer = Tokenizer.load(os.path.join(workdir, _VOCAB))

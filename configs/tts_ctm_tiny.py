@@ -1,0 +1,24 @@
+"""Tiny CTM: a consistency trajectory model distilled from configs/tts_edm_tiny.py's teacher (Kim et
+al. 2024; SoundCTM's settings: 40 levels, auxiliary denoising loss weight 1, target EMA 0.999).
+
+The decoder network reads two levels (t, s) and jumps from any level to any lower one; its second
+time input starts switched off, so step 0 is the teacher. Gamma-sampling: gamma = 0 jumps
+deterministically along the trajectory, gamma = 1 is consistency multistep sampling.
+
+    jaxspeech train --config configs/tts_ctm_tiny.py --workdir runs/tts_ctm_tiny
+    jaxspeech evaluate --workdir runs/tts_ctm_tiny --split valid --steps 4 --json
+"""
+
+import ml_collections
+
+from jaxspeech.train.config import config_beside
+from jaxspeech.train.recipes.tts_teacher import student_config
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = student_config(config_beside(__file__, "tts_edm_tiny.py"), "ctm")
+    c.model.decoder.ctm.teacher_workdir = "runs/tts_edm_tiny"
+    c.optim.lr = 2e-4
+    c.optim.warmup_steps = 100
+    c.train.steps = 2000
+    return c

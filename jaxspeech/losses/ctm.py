@@ -1,0 +1,92 @@
+"""Consistency Trajectory Models (Kim et al. 2024; SoundCTM, Saito et al. 2025) over any trajectory
+function ``G(x, t, s, cond)``: the sample at level s <= t on the probability-flow trajectory through x
+at level t. CTM writes ``G(x, t, s) = (s/t) x + (1 - s/t) g(x, t, s)`` (``trajectory_function``), so
+G(x, t, t) = x, and ``g(x, t, s)`` is a denoiser that also reads s.
+
+One step of the CTM loss: levels sigma_s <= sigma_u < sigma_t on a Karras grid of N levels (t uniform,
+s uniform below t, u one level below t); the student jumps G(x_t, t, s); the target solves the frozen
+teacher's ODE from t to u (one Euler or Heun step) and jumps from there with the target network (a
+moving average of the student), G_ema(x_u, u, s). Both are carried on to sigma_min by the student under
+stop-gradient of its parameters (``frozen``), and compared there: the mean squared error where the mask
+holds (the paper's LPIPS is for images). The auxiliary denoising loss is the EDM loss of
+``G(x, sigma, sigma_min)``, weighted by ``denoising_weight`` (SoundCTM: 1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxspeech.losses.consistency import consistency_distance
+from jaxspeech.losses.edm import edm_loss
+from jaxspeech.losses.masking import leading, prefix_mask
+from jaxspeech.noise_levels import RHO, SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, Denoiser, karras_sigmas, unit_noise
+from jaxspeech.samplers.consistency import Trajectory
+from jaxspeech.samplers.edm import probability_flow_step
+
+
+def trajectory_function(g: Trajectory) -> Trajectory:
+    """``G(x, t, s, cond) = (s/t) x + (1 - s/t) g(x, t, s, cond)`` from a two-level denoiser g.
+    x: [B, ...]; t, s: [B]."""
+
+    def trajectory(x: jax.Array, t: jax.Array, s: jax.Array, cond: Any = None) -> jax.Array:
+        ratio = leading(jnp.asarray(s, jnp.float32) / jnp.asarray(t, jnp.float32), x).astype(x.dtype)
+        return ratio * x + (1.0 - ratio) * g(x, t, s, cond)
+
+    return trajectory
+
+
+def ctm_loss(
+    trajectory: Trajectory,
+    x1: jax.Array,
+    key: jax.Array,
+    *,
+    frozen: Trajectory,
+    target: Trajectory,
+    teacher: Denoiser,
+    mask: jax.Array | None = None,
+    cond: Any = None,
+    num_levels: int = 40,
+    solver: str = "heun",
+    sigma_min: float = SIGMA_MIN,
+    sigma_max: float = SIGMA_MAX,
+    rho: float = RHO,
+    denoising_weight: float = 1.0,
+    p_mean: float = -1.2,
+    p_std: float = 1.2,
+    sigma_data: float = SIGMA_DATA,
+    noise_mean: jax.Array | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """CTM loss + denoising_weight x the denoising loss. Returns (loss, {"ctm_loss", "denoising_loss",
+    "jump_fraction"}) (jump_fraction: mean (t - s) / t, how far the student jumps).
+
+    trajectory: the student G (with gradients); frozen: the same function under stop-gradient of its
+    parameters (gradients still flow through its input); target: the moving-average G; teacher: the
+    frozen EDM denoiser ``D(x, sigma [B], cond)``. x1: data [B, ...]; mask: bool, a prefix of x1's shape
+    (None = all valid); noise_mean: broadcastable to x1, the mean of the unit noise (None = 0).
+    """
+    if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
+        raise ValueError(f"num_levels must be a Python int >= 2, got {num_levels!r}")
+    if denoising_weight < 0:
+        raise ValueError(f"denoising_weight must be >= 0, got {denoising_weight}")
+    mask = prefix_mask(mask, x1)
+    sigmas = karras_sigmas(num_levels, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
+    k_t, k_s, k_noise, k_denoise = jax.random.split(key, 4)
+    t_index = jax.random.randint(k_t, x1.shape[:1], 1, num_levels)
+    s_index = jax.random.randint(k_s, x1.shape[:1], 0, t_index)  # uniform in [0, t_index)
+    t, u, s = sigmas[t_index], sigmas[t_index - 1], sigmas[s_index]
+    floor = jnp.full_like(s, sigma_min)
+    x_t = x1 + leading(t, x1).astype(x1.dtype) * unit_noise(k_noise, x1.shape, noise_mean=noise_mean, dtype=x1.dtype)
+
+    student = frozen(trajectory(x_t, t, s, cond), s, floor, cond)
+    x_u = jax.lax.stop_gradient(probability_flow_step(teacher, x_t, t, u, cond=cond, method=solver))
+    aimed = jax.lax.stop_gradient(frozen(target(x_u, u, s, cond), s, floor, cond))
+    matching = consistency_distance(student, aimed, mask)
+
+    denoising, _ = edm_loss(lambda x, sigma, c: trajectory(x, sigma, jnp.full_like(sigma, sigma_min), c), x1,
+                            k_denoise, mask=mask, cond=cond, p_mean=p_mean, p_std=p_std, sigma_data=sigma_data,
+                            noise_mean=noise_mean)
+    loss = matching + denoising_weight * denoising
+    return loss, {"ctm_loss": matching, "denoising_loss": denoising, "jump_fraction": jnp.mean((t - s) / t)}

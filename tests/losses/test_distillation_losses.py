@@ -1,0 +1,99 @@
+"""Consistency distillation and CTM losses: zero (up to the teacher's step error) for the exact solution of
+a Gaussian's probability-flow ODE, clearly positive for a wrong one, and the masks and metrics they
+promise."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxspeech.losses import cd_loss, ctm_loss
+from jaxspeech.losses.ctm import trajectory_function
+
+from tests.gaussian_flow import SD, consistency, denoiser, trajectory
+
+MEAN = 0.8  # a noise mean, as CoMoSpeech's text prior
+
+
+def data(key, shape=(256, 6)):
+    return SD * jax.random.normal(key, shape)
+
+
+@pytest.mark.parametrize("solver, tolerance", [("euler", 2e-3), ("heun", 2e-5)])
+def test_cd_loss_vanishes_for_the_exact_consistency_function(solver, tolerance):
+    x1, key = data(jax.random.key(0)), jax.random.key(1)
+    exact = consistency(MEAN)
+    kwargs = dict(teacher=denoiser(MEAN), solver=solver, noise_mean=MEAN)
+    loss, metrics = cd_loss(exact, x1, key, target=exact, **kwargs)
+    wrong = lambda x, sigma, cond: 1.1 * exact(x, sigma, cond)
+    wrong_loss, _ = cd_loss(wrong, x1, key, target=exact, **kwargs)
+    assert float(loss) < tolerance * float(wrong_loss)
+    assert float(metrics["cd_loss"]) == float(loss) and 0.002 <= float(metrics["sigma_median"]) <= 80
+
+
+def test_cd_loss_gradient_reaches_the_student_only():
+    x1, key = data(jax.random.key(2), (8, 3)), jax.random.key(3)
+
+    def loss_of(scales):
+        student = lambda x, sigma, cond: scales[0] * x
+        target = lambda x, sigma, cond: scales[1] * x
+        teacher = lambda x, sigma, cond: scales[2] * x
+        return cd_loss(student, x1, key, target=target, teacher=teacher)[0]
+
+    grads = jax.grad(loss_of)(jnp.array([0.9, 1.0, 0.5]))
+    assert grads[0] != 0 and grads[1] == 0 and grads[2] == 0
+
+
+def test_cd_loss_masks_frames_and_can_use_pseudo_huber():
+    x1, key = data(jax.random.key(4), (4, 10, 3)), jax.random.key(5)
+    mask = jnp.arange(10)[None] < jnp.array([[10], [6], [3], [1]])
+    exact, teacher = consistency(), denoiser()
+    garbage = jnp.where(mask[..., None], 0.0, 1e6)  # beyond the mask, the student is wildly off
+    student = lambda x, sigma, cond: exact(x, sigma, cond) + garbage
+    masked, _ = cd_loss(student, x1, key, target=exact, teacher=teacher, mask=mask, solver="heun")
+    assert float(masked) < 1e-4
+    huber, _ = cd_loss(lambda x, s, c: exact(x, s, c) + 0.1, x1, key, target=exact, teacher=teacher, mask=mask,
+                       solver="heun", huber_scale=0.00054)
+    # pseudo-Huber of a constant 0.1 offset over n valid elements is about 0.1 sqrt(n) per sample.
+    per_sample = [0.1 * np.sqrt(n * 3) for n in (10, 6, 3, 1)]
+    np.testing.assert_allclose(float(huber), np.mean(per_sample), rtol=0.02)
+    with pytest.raises(ValueError, match="num_levels must be a Python int >= 2"):
+        cd_loss(exact, x1, key, target=exact, teacher=teacher, num_levels=1)
+
+
+def test_trajectory_function_keeps_x_when_it_does_not_jump():
+    g = lambda x, t, s, cond: jnp.zeros_like(x)
+    jump = trajectory_function(g)
+    x, t = jnp.ones((3, 2)), jnp.array([0.5, 2.0, 80.0])
+    np.testing.assert_allclose(jump(x, t, t), x)
+    np.testing.assert_allclose(jump(x, t, t / 4), x / 4)  # (s/t) x + (1 - s/t) 0
+
+
+def test_ctm_loss_vanishes_for_the_exact_trajectory():
+    x1, key = data(jax.random.key(6)), jax.random.key(7)
+    exact = trajectory(MEAN)
+    kwargs = dict(frozen=exact, target=exact, teacher=denoiser(MEAN), noise_mean=MEAN, solver="heun")
+    _, metrics = ctm_loss(exact, x1, key, **kwargs)
+    wrong = lambda x, t, s, cond: exact(x, t, s) + 0.05 * (t - s)[:, None]
+    _, wrong_metrics = ctm_loss(wrong, x1, key, **kwargs)
+    assert float(metrics["ctm_loss"]) < 1e-4 * float(wrong_metrics["ctm_loss"])
+    assert 0 < float(metrics["jump_fraction"]) <= 1
+    # The denoising term is the EDM loss of G(x, sigma, sigma_min): for the exact flow it is finite and
+    # the same whatever denoising_weight says.
+    loss, _ = ctm_loss(exact, x1, key, denoising_weight=0.0, **kwargs)
+    np.testing.assert_allclose(float(loss), float(metrics["ctm_loss"]), rtol=1e-6)
+    with pytest.raises(ValueError, match="denoising_weight must be >= 0"):
+        ctm_loss(exact, x1, key, denoising_weight=-1.0, **kwargs)
+
+
+def test_ctm_gradient_flows_through_the_frozen_jump_into_the_student_only():
+    x1, key = data(jax.random.key(8), (8, 3)), jax.random.key(9)
+    exact = trajectory()
+
+    def loss_of(scales):
+        student = lambda x, t, s, cond: scales[0] * exact(x, t, s)
+        frozen = lambda x, t, s, cond: jax.lax.stop_gradient(scales[1]) * exact(x, t, s)
+        return ctm_loss(student, x1, key, frozen=frozen, target=exact, teacher=denoiser(), denoising_weight=0.0)[0]
+
+    grads = jax.grad(loss_of)(jnp.array([1.2, 1.0]))
+    assert grads[0] != 0 and grads[1] == 0
