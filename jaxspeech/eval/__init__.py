@@ -4,6 +4,7 @@ from jaxspeech.eval.error_rate import error_rates
 
 __all__ = ["error_rates"]
 
+from jaxspeech.eval.distribution import sliced_wasserstein
 from jaxspeech.eval.mcd import cepstral_distortion, dtw, mel_cepstral_distortion, mel_cepstrum
 from jaxspeech.eval.prosody import (
     comma_pause_mae,
@@ -26,6 +27,7 @@ __all__ += [
     "mel_cepstral_distortion",
     "mel_cepstrum",
     "real_time_factor",
+    "sliced_wasserstein",
     "terminal_direction",
     "time_call",
 ]

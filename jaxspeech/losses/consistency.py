@@ -109,7 +109,8 @@ def ict_loss(
     rho: float = RHO,
     p_mean: float = -1.1,
     p_std: float = 2.0,
-    huber_scale: float = HUBER_SCALE,
+    huber_scale: float | None = HUBER_SCALE,
+    lognormal_indices: bool = True,
     noise_mean: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """iCT loss at training ``step`` of ``total_steps``. Returns (loss, {"ict_loss", "grid_size",
@@ -118,13 +119,18 @@ def ict_loss(
     x1: data [B, ...]; mask: bool, a prefix of x1's shape (None = all valid): masked elements count
     neither in the distance nor in c = huber_scale sqrt(valid elements of the sample); samples with no
     valid element are left out of the mean; noise_mean: broadcastable to x1, the mean of the unit noise
-    (None = 0). ``denoiser(x, sigma [B], cond) -> like x``.
+    (None = 0). The paper's ablations: ``huber_scale=None`` is the squared L2 distance of the original
+    consistency training, ``lognormal_indices=False`` draws the grid index uniformly.
+    ``denoiser(x, sigma [B], cond) -> like x``.
     """
     mask = prefix_mask(mask, x1)
     num = ict_discretization(step, total_steps, s0=s0, s1=s1)
     sigmas = karras_sigmas(num, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, size=s1 + 1)
     k_index, k_noise = jax.random.split(key)
-    probabilities = lognormal_index_probabilities(sigmas, num, p_mean=p_mean, p_std=p_std)
+    if lognormal_indices:
+        probabilities = lognormal_index_probabilities(sigmas, num, p_mean=p_mean, p_std=p_std)
+    else:
+        probabilities = (jnp.arange(s1) < num - 1) / (num - 1)
     index = jax.random.choice(k_index, s1, (x1.shape[0],), p=probabilities)
     sigma, sigma_next = sigmas[index], sigmas[index + 1]
     noise = unit_noise(k_noise, x1.shape, noise_mean=noise_mean, dtype=x1.dtype)
@@ -132,7 +138,10 @@ def ict_loss(
     student = denoiser(x1 + expand(sigma_next) * noise, sigma_next, cond)
     target = jax.lax.stop_gradient(denoiser(x1 + expand(sigma) * noise, sigma, cond))
     difference, valid = _masked_difference(student, target, mask)
-    distance = pseudo_huber(difference, huber_scale * jnp.sqrt(valid.astype(jnp.float32)))
+    if huber_scale is None:
+        distance = jnp.sum(jnp.square(difference).reshape(difference.shape[0], -1), axis=1)
+    else:
+        distance = pseudo_huber(difference, huber_scale * jnp.sqrt(valid.astype(jnp.float32)))
     weighted = jnp.where(valid > 0, distance / (sigma_next - sigma), 0.0)
     loss = jnp.sum(weighted) / jnp.maximum(jnp.sum(valid > 0), 1)
     return loss, {"ict_loss": loss, "grid_size": num, "sigma_median": jnp.median(sigma_next)}

@@ -81,6 +81,23 @@ class Objective(NamedTuple):
 _REGISTRY: Registry[Objective] = Registry("objective")
 
 
+def training_context(objective: Objective, network_of: Callable[[Any], Network], params: Any, progress: Any = None,
+                     *, total_steps: int | None = None, teacher: Network | None = None) -> TrainingContext:
+    """The context ``objective``'s loss reads, for a network built from params by ``network_of``.
+
+    progress: a ``train.TrainProgress`` (step, moving average) or None (step 0, and the params stand in
+    for their average); the target and frozen networks see their params under stop-gradient. Only the
+    networks the objective ``needs`` are built."""
+    networks = {}
+    if "target" in objective.needs:
+        average = params if progress is None or progress.ema is None else progress.ema
+        networks["target"] = network_of(jax.lax.stop_gradient(average))
+    if "frozen" in objective.needs:
+        networks["frozen"] = network_of(jax.lax.stop_gradient(params))
+    return TrainingContext(step=0 if progress is None else progress.step, total_steps=total_steps, teacher=teacher,
+                           **networks)
+
+
 def register(objective: Objective) -> Objective:
     """Adds ``objective`` under its name (a second, different one of the same name is an error)."""
     unknown = sorted(set(objective.needs) - set(CONTEXT_FIELDS))
@@ -113,4 +130,4 @@ def check_sampler_options(objective: Objective, options: Mapping[str, Any]) -> N
 from jaxspeech.objectives import cd, ctm, ect, edm, flow_matching, ict  # noqa: E402
 
 __all__ = ["CONTEXT_FIELDS", "Network", "Objective", "TrainingContext", "cd", "check_sampler_options", "ctm", "ect",
-           "edm", "flow_matching", "get", "ict", "known", "register"]
+           "edm", "flow_matching", "get", "ict", "known", "register", "training_context"]

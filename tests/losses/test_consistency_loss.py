@@ -144,3 +144,17 @@ def test_ect_masked_elements_do_not_count():
     loss = lambda x: ect_loss(_elementwise_denoiser(0.3), x, jax.random.key(4), step=500, steps_per_stage=100,
                               mask=mask)[0]
     assert float(loss(changed)) == pytest.approx(float(loss(x1)), rel=1e-6)
+
+
+def test_ict_ablations_squared_l2_and_uniform_indices():
+    # student - target = (sigma_{i+1} - sigma_i) per element: squared L2 over d elements, weighted by
+    # 1 / (sigma_{i+1} - sigma_i), is d (sigma_{i+1} - sigma_i), whose mean under uniform indices over a grid
+    # of N levels telescopes to d (sigma_max - sigma_min) / (N - 1).
+    denoiser = lambda x, sigma, cond: jnp.broadcast_to(sigma[:, None], x.shape)
+    x1 = jnp.zeros((40000, 3))
+    loss, metrics = ict_loss(denoiser, x1, jax.random.key(0), step=0, total_steps=100, huber_scale=None,
+                             lognormal_indices=False)
+    assert int(metrics["grid_size"]) == 11
+    np.testing.assert_allclose(float(loss), 3 * (80.0 - 0.002) / 10, rtol=0.03)
+    lognormal, _ = ict_loss(denoiser, x1, jax.random.key(0), step=0, total_steps=100, huber_scale=None)
+    assert float(lognormal) < 0.5 * float(loss)  # lognormal indices favour the small, closely spaced levels

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxspeech.losses.duration import duration_loss, prior_loss
-from jaxspeech.objectives import Network, TrainingContext
+from jaxspeech.objectives import Network, training_context
 from jaxspeech.models.tts.conv_stack import masked
 from jaxspeech.models.tts.decoder import null_condition, reads_pitch
 from jaxspeech.models.tts.encoder import align
@@ -45,19 +45,6 @@ def _drop_condition(key: jax.Array, cond: dict, null: dict, prob: float) -> dict
     return {name: value if name == "mask" else
             jnp.where(drop.reshape(-1, *([1] * (value.ndim - 1))), null[name], value)
             for name, value in cond.items()}
-
-
-def _context(objective, graphdef, params, progress: Any, dropout_key, total_steps: int | None,
-             teacher: Network | None) -> TrainingContext:
-    """The objective's TrainingContext: only the networks it reads are built."""
-    networks = {}
-    if "target" in objective.needs:
-        average = params if progress is None or progress.ema is None else progress.ema
-        networks["target"] = decoder_network(graphdef, jax.lax.stop_gradient(average), key=dropout_key)
-    if "frozen" in objective.needs:
-        networks["frozen"] = decoder_network(graphdef, jax.lax.stop_gradient(params), key=dropout_key)
-    return TrainingContext(step=0 if progress is None else progress.step, total_steps=total_steps,
-                           teacher=teacher, **networks)
 
 
 def make_loss_fn(
@@ -132,7 +119,8 @@ def make_loss_fn(
             cond = _drop_condition(k_cond, cond, null_condition(config, cond["mask"]), dec.cond_drop_prob)
         dropout_key = k_dropout if train else None
         network = decoder_network(graphdef, params, key=dropout_key)
-        context = _context(objective, graphdef, params, progress, dropout_key, total_steps, teacher)
+        context = training_context(objective, lambda p: decoder_network(graphdef, p, key=dropout_key), params,
+                                   progress, total_steps=total_steps, teacher=teacher)
         decoder_loss, decoder_metrics = objective.loss(network, target, k_objective, mask=cond["mask"], cond=cond,
                                                        config=objective_config, noise_mean=noise_mean, context=context)
         metrics.update(decoder_metrics)
