@@ -28,9 +28,10 @@ from jaxspeech.losses.squarehead import (
 from jaxspeech.losses.stft import mel_l1_loss, multi_resolution_stft_loss
 
 __all__ = [
-    "cd_loss", "conditional_flow_matching", "consistency_distance", "ctm_loss", "trajectory_function", "ctc_feasible", "ctc_loss", "ctc_min_frames", "distillation_kl", "duration_loss",
-    "ect_loss", "ect_r_of_t", "edm_loss", "edm_weight", "emo_distance", "emo_loss", "ict_discretization", "ict_loss",
-    "lognormal_index_probabilities", "mel_l1_loss", "multi_resolution_stft_loss", "optimal_transport_path",
-    "prior_loss", "pseudo_huber", "squarehead_distillation_loss", "squarehead_layer_losses", "squarehead_loss",
-    "token_cross_entropy",
+    "cd_loss", "conditional_flow_matching", "consistency_distance", "ctc_feasible", "ctc_loss", "ctc_min_frames",
+    "ctm_loss", "distillation_kl", "duration_loss", "ect_loss", "ect_r_of_t", "edm_loss", "edm_weight", "emo_distance",
+    "emo_loss", "ict_discretization", "ict_loss", "lognormal_index_probabilities", "mel_l1_loss",
+    "multi_resolution_stft_loss", "optimal_transport_path", "prior_loss", "pseudo_huber",
+    "squarehead_distillation_loss", "squarehead_layer_losses", "squarehead_loss", "token_cross_entropy",
+    "trajectory_function",
 ]

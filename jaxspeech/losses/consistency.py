@@ -14,7 +14,8 @@ close over one dropout key: both passes then see the same mask, as the paper req
 ECT. Continuous levels: t is lognormal, and r = t (1 - q^-(stage+1) (1 + k sigmoid(-b t))), clamped at 0,
 approaches t as the stage grows (stage = step // steps_per_stage); the student D(x + t z, t) is pulled
 towards D(x + r z, r) under stop-gradient (x itself where r = 0, the denoising loss), with the L2 distance
-(pseudo-Huber for c > 0) weighted by (t^2 + sd^2) / (t sd)^2. Initialised from an EDM teacher, the first
+(pseudo-Huber for c > 0) weighted by 1 / (t - r), as iCT's 1 / (sigma_{i+1} - sigma_i) (locuslab/ect's
+``loss / (t - r)``). Initialised from an EDM teacher, the first
 stages are close to its own denoising loss.
 
 CD. A grid index n ~ U{0 .. N-2} over a Karras grid of N levels; the student at sigma_{n+1} is pulled
@@ -34,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxspeech.losses.masking import leading, masked_mean, prefix_mask
-from jaxspeech.noise_levels import RHO, SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, Denoiser, karras_sigmas, unit_noise
+from jaxspeech.noise_levels import RHO, SIGMA_MAX, SIGMA_MIN, Denoiser, karras_sigmas, unit_noise
 from jaxspeech.samplers.edm import probability_flow_step
 
 HUBER_SCALE = 0.00054  # c = HUBER_SCALE * sqrt(elements per sample)
@@ -171,7 +172,6 @@ def ect_loss(
     k: float = 8.0,
     b: float = 1.0,
     c: float = 0.0,
-    sigma_data: float = SIGMA_DATA,
     noise_mean: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """ECT loss at training ``step``. Returns (loss, {"ect_loss", "r_over_t", "stage"}).
@@ -199,8 +199,7 @@ def ect_loss(
     target = jax.lax.stop_gradient(jnp.where(expand(r) > 0, jnp.nan_to_num(target), x1))
     difference, valid = _masked_difference(student, target, mask)
     valid = valid > 0
-    weight = (t**2 + sigma_data**2) / (t * sigma_data) ** 2
-    weighted = jnp.where(valid, pseudo_huber(difference, c) * weight, 0.0)
+    weighted = jnp.where(valid, pseudo_huber(difference, c) / (t - r), 0.0)
     loss = jnp.sum(weighted) / jnp.maximum(jnp.sum(valid), 1)
     return loss, {"ect_loss": loss, "r_over_t": jnp.mean(r / t), "stage": stage}
 

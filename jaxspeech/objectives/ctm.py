@@ -20,7 +20,13 @@ import jax
 from jaxspeech.losses.ctm import ctm_loss
 from jaxspeech.noise_levels import RHO, SIGMA_DATA, SIGMA_MAX, SIGMA_MIN
 from jaxspeech.objectives import Network, Objective, TrainingContext, consistency_sampling, register
-from jaxspeech.objectives.parameterisation import consistency_levels, ctm_trajectory, edm_denoiser, guided, level_options
+from jaxspeech.objectives.parameterisation import (
+    consistency_levels,
+    ctm_trajectory,
+    edm_denoiser,
+    guided,
+    level_options,
+)
 from jaxspeech.samplers.consistency import sample_gamma
 
 

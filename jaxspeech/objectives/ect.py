@@ -31,8 +31,7 @@ def loss(network: Network, x1: jax.Array, key: jax.Array, *, mask: jax.Array | N
     """The ECT loss at ``context.step`` (``ect_loss``, ``r_over_t``, ``stage``)."""
     return ect_loss(consistency_function(network, config), x1, key, step=context.step,
                     steps_per_stage=config.steps_per_stage, mask=mask, cond=cond, p_mean=config.p_mean,
-                    p_std=config.p_std, q=config.q, k=config.k, b=config.b, c=config.c, sigma_data=config.sigma_data,
-                    noise_mean=noise_mean)
+                    p_std=config.p_std, q=config.q, k=config.k, b=config.b, c=config.c, noise_mean=noise_mean)
 
 
 OBJECTIVE = register(Objective("ect", default_config, consistency_sampling.sampler_defaults, loss,

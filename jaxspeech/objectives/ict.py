@@ -40,4 +40,5 @@ def loss(network: Network, x1: jax.Array, key: jax.Array, *, mask: jax.Array | N
 
 
 OBJECTIVE = register(Objective("ict", default_config, consistency_sampling.sampler_defaults, loss,
-                               consistency_sampling.sample, consistency_sampling.evaluations, needs=frozenset({"step"})))
+                               consistency_sampling.sample, consistency_sampling.evaluations,
+                               needs=frozenset({"step"})))

@@ -112,7 +112,7 @@ def test_ect_mapping_is_the_closed_form_and_tends_to_t_with_the_stage():
 
 
 def _reference_ect(theta, x1, key, step, steps_per_stage, stop_gradient):
-    """ECT written out once more (L2 distance, EDM weighting)."""
+    """ECT written out once more (L2 distance, weight 1 / (t - r), locuslab/ect's)."""
     d = _elementwise_denoiser(theta)
     k_t, k_noise = jax.random.split(key)
     t = jnp.exp(-1.1 + 2.0 * jax.random.normal(k_t, x1.shape[:1]))
@@ -121,7 +121,7 @@ def _reference_ect(theta, x1, key, step, steps_per_stage, stop_gradient):
     z = jax.random.normal(k_noise, x1.shape)
     target = jnp.where(r[:, None] > 0, d(x1 + r[:, None] * z, jnp.maximum(r, 1e-12), None), x1)
     target = jax.lax.stop_gradient(target) if stop_gradient else target
-    weight = (t**2 + 0.25) / (t * 0.5) ** 2
+    weight = 1.0 / (t - r)
     return jnp.mean(jnp.linalg.norm(d(x1 + t[:, None] * z, t, None) - target, axis=1) * weight)
 
 

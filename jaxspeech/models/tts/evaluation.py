@@ -80,7 +80,8 @@ def evaluate_items(synthesizer: Synthesizer, params, items: Sequence[SynthesisIt
     ``out_dir/<name>/<id>.wav`` for each of ``reference_vocoders`` (name -> vocoder on the same
     model output). Result: the default path's ``mcd_db``, ``asr_cer``/``asr_wer`` (None without a
     ``transcribe``), comma pause MAE, contour scores, ``rtf`` (acoustic model + vocoder seconds per
-    second of audio, one utterance at a time, compiled, over the first ``rtf_utterances``), and
+    second of audio, one utterance at a time, compiled, over the first ``rtf_utterances``),
+    ``acoustic_rtf`` (the same for the acoustic model alone: text to mel), and
     ``<name>: {same scores}`` for each reference vocoder. options: synthesis options (guidance,
     sampler options) passed to :meth:`Synthesizer.generate`.
     """
@@ -110,9 +111,11 @@ def evaluate_items(synthesizer: Synthesizer, params, items: Sequence[SynthesisIt
         result.update(scores) if name == "" else result.update({name: scores})
 
     rtf_items = items[:rtf_utterances]
-    seconds = sum(time_call(synthesizer.synthesize, params, [item], key=key, warmup=1, repeats=rtf_repeats,
-                            **options) for item in rtf_items)
-    result["rtf"] = seconds / (sum(len(waveforms[""][i]) for i in range(len(rtf_items))) / rate)
+    audio_seconds = sum(len(waveforms[""][i]) for i in range(len(rtf_items))) / rate
+    for name, call in (("rtf", synthesizer.synthesize), ("acoustic_rtf", synthesizer.generate)):
+        seconds = sum(time_call(call, params, [item], key=key, warmup=1, repeats=rtf_repeats, **options)
+                      for item in rtf_items)
+        result[name] = seconds / audio_seconds
     return _json_ready(result)
 
 

@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import ml_collections
@@ -204,10 +204,29 @@ def load_synthesizer(workdir: str, vocoder: str | None = None) -> tuple[Synthesi
     return synthesizer, state.params, int(state.step)
 
 
-def _options(guidance: float | None, steps: int | None, temperature: float | None) -> dict:
-    """Synthesis options a user gave (None = the config's): guidance and sampler options."""
+def sampler_settings(values: Sequence[str] | Mapping[str, object] | None) -> dict:
+    """Sampler options from ``["gamma=1", "sigmas=[80, 0.8]"]`` (values read as JSON, else kept as
+    text) or from a mapping; None = none."""
+    if values is None or isinstance(values, Mapping):
+        return dict(values or {})
+    settings = {}
+    for item in values:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--sampler takes NAME=VALUE (e.g. gamma=1), got {item!r}")
+        try:
+            settings[name] = json.loads(text)
+        except json.JSONDecodeError:
+            settings[name] = text
+    return settings
+
+
+def _options(guidance: float | None, steps: int | None, temperature: float | None,
+             sampler: Sequence[str] | Mapping[str, object] | None = None) -> dict:
+    """Synthesis options a user gave (None = the config's): guidance and sampler options; ``steps`` and
+    ``temperature`` override the same names in ``sampler``."""
     given = {"guidance": guidance, "steps": steps, "temperature": temperature}
-    return {name: value for name, value in given.items() if value is not None}
+    return {**sampler_settings(sampler), **{name: value for name, value in given.items() if value is not None}}
 
 
 def intonation_tokens(value: str | Sequence[int] | None) -> list[int] | None:
@@ -222,8 +241,9 @@ def intonation_tokens(value: str | Sequence[int] | None) -> list[int] | None:
 
 def synthesize(workdir: str, texts: Sequence[str], *, speaker: str | int | None = None,
                intonation: str | Sequence[int] | None = None, vocoder: str | None = None, seed: int | None = None,
-               steps: int | None = None, guidance: float | None = None, temperature: float | None = None,
-               length_scale: float | None = None) -> tuple[list[np.ndarray], int]:
+                 steps: int | None = None, guidance: float | None = None, temperature: float | None = None,
+               length_scale: float | None = None, sampler: Sequence[str] | Mapping[str, object] | None = None
+               ) -> tuple[list[np.ndarray], int]:
     """(waveforms, sample rate) for ``texts`` with the latest checkpoint of ``workdir``; every text
     is checked before any is synthesized. Unset options take the config's ``synth`` values.
     intonation: one token for every phrase boundary, or one per boundary ("2,0,5")."""
@@ -232,7 +252,7 @@ def synthesize(workdir: str, texts: Sequence[str], *, speaker: str | int | None 
     items = [synthesizer.item(text, speaker, intonation) for text in texts]
     synthesizer.rows(items)
     size, key = synthesizer.config.synth.batch_size, jax.random.key(seed or 0)
-    options = {**_options(guidance, steps, temperature), "length_scale": length_scale or 1.0}
+    options = {**_options(guidance, steps, temperature, sampler), "length_scale": length_scale or 1.0}
     waveforms = [waveform for b in range(0, len(items), size)
                  for _, waveform in synthesizer.synthesize(params, items[b:b + size], key=key, **options)]
     return waveforms, synthesizer.preset.sample_rate
@@ -245,7 +265,7 @@ def _transcriber(asr_workdir: str):
 
 def evaluate(workdir: str, *, split: str, asr_workdir: str | None = None, vocoder: str | None = None,
              steps: int | None = None, guidance: float | None = None, temperature: float | None = None,
-             limit: int | None = None) -> dict:
+             limit: int | None = None, sampler: Sequence[str] | Mapping[str, object] | None = None) -> dict:
     """Synthesizes every utterance of ``split`` (its text and speaker) and scores it against the
     recording (``jaxspeech.models.tts.evaluation``): with the vocoder, and with Griffin-Lim on the
     model's own mel (``griffin_lim_on_model_mel``). ASR figures use the recognizer of
@@ -280,7 +300,7 @@ def evaluate(workdir: str, *, split: str, asr_workdir: str | None = None, vocode
                     "--asr-workdir)", asr_workdir)
     vocoder = vocoder or config.synth.vocoder
     reference = {} if vocoder == GRIFFIN_LIM else {MODEL_MEL: builtin_vocoder(GRIFFIN_LIM, config)}
-    options = _options(guidance, steps, temperature)
+    options = _options(guidance, steps, temperature, sampler)
     sampler = {**config.synth.sampler.to_dict(), **{k: v for k, v in options.items() if k != "guidance"}}
     objective, _ = tts.objective_of(config.model)
     e = config.eval
@@ -308,6 +328,9 @@ def _synthesis_options(parser) -> None:
     parser.add_argument("--cfg", dest="guidance", type=float, default=None,
                         help="classifier-free guidance scale, 0 = off (default: the config's)")
     parser.add_argument("--temperature", type=float, default=None, help="noise temperature (default: the config's)")
+    parser.add_argument("--sampler", action="append", default=None, metavar="NAME=VALUE",
+                        help="any other option of the objective's sampler, e.g. gamma=1 or 'sigmas=[80, 0.8]' "
+                             "(repeatable)")
 
 
 def _evaluate_options(parser) -> None:

@@ -1,0 +1,127 @@
+"""One-step and few-step TTS decoders against their EDM teacher (issue 17): quality and speed of the
+teacher at 10 and 50 steps, the CoMoSpeech (CD) student and iCT at 1 and 2 steps, ECT and CTM at 1 and 4.
+
+For every row, ``jaxspeech evaluate`` gives the DTW mel-cepstral distortion to the eSpeak recording (dB),
+the CER of the synthesized audio under the CTC recognizer of ``--asr-workdir`` (Griffin-Lim on the
+model's mel, the tiny configs' vocoder), and the real-time factor of the acoustic model alone (text to
+mel, batch 1, compiled; ``acoustic_rtf``) and with the vocoder (``rtf``), all in one run on one machine.
+
+Settings are chosen on ``--select-split`` (valid) before the table split is touched: for each row the
+sampler candidates below are scored (CER first, then MCD) and the best is the one reported on
+``--split`` (test-seen), once. The CoMoSpeech targets: the one-step student within +0.5 dB MCD and +2
+CER points of the 50-step teacher and at least 20 times faster in acoustic RTF.
+
+    python experiments/bench_consistency_tts.py --teacher runs/tts_edm_tiny --cd runs/tts_cd_tiny \
+        --ict runs/tts_ict_tiny --ect runs/tts_ect_tiny --ctm runs/tts_ctm_tiny --asr-workdir runs/asr_ctc_tiny
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+
+from benchmark_docs import command, machine, save_report, write_section
+
+from jaxspeech.train import recipes
+from jaxspeech.train.config import read_saved_config
+
+SECTION = "## Consistency models for TTS: one-step students vs the EDM teacher (issue 17)"
+# model -> steps in the table; and the sampler candidates compared on the selection split.
+ROWS = {"teacher": (10, 50), "cd": (1, 2), "ict": (1, 2), "ect": (1, 4), "ctm": (1, 4)}
+CANDIDATES = {
+    "teacher": [{"temperature": 1.0}, {"temperature": 0.7}],
+    "cd": [{"temperature": 1.0}, {"temperature": 0.7}],
+    "ict": [{"temperature": 1.0}, {"temperature": 0.7}],
+    "ect": [{"temperature": 1.0}, {"temperature": 0.7}],
+    "ctm": [{"gamma": 0.0}, {"gamma": 1.0}],
+}
+
+
+def _score(result: dict) -> tuple:
+    cer = result["asr_cer"]
+    return (float("inf") if cer is None else cer, result["mcd_db"])
+
+
+def _row(result: dict) -> dict:
+    keys = ("mcd_db", "asr_cer", "acoustic_rtf", "rtf", "nfe", "sampler", "step", "utterances")
+    return {k: result.get(k) for k in keys}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    for name in ROWS:
+        parser.add_argument(f"--{name}", default=None, help=f"workdir of the {name} run (a row is left out without)")
+    parser.add_argument("--asr-workdir", default="runs/asr_ctc_tiny")
+    parser.add_argument("--split", default="test-seen")
+    parser.add_argument("--select-split", default="valid")
+    parser.add_argument("--select-limit", type=int, default=40, help="utterances of the selection split")
+    parser.add_argument("--out", default="experiments/results/bench_consistency_tts.json")
+    parser.add_argument("--no-docs", action="store_true")
+    args = parser.parse_args()
+    evaluate = recipes.get("tts_fm").require("evaluate")
+    workdirs = {name: getattr(args, name) for name in ROWS if getattr(args, name)}
+    if "teacher" not in workdirs:
+        parser.error("--teacher is needed: the students are compared with it")
+
+    selection, chosen = {}, {}
+    for name, workdir in workdirs.items():
+        trials = []
+        for options in CANDIDATES[name]:
+            for steps in ROWS[name]:
+                sampler = {**options, "steps": steps}
+                result = evaluate(workdir, split=args.select_split, asr_workdir=args.asr_workdir,
+                                  limit=args.select_limit, sampler=sampler)
+                trials.append({"options": options, "steps": steps, **_row(result)})
+                print(f"[select] {name} {sampler}: CER {result['asr_cer']} MCD {result['mcd_db']:.3f}", flush=True)
+        # One choice per model for all its step counts: the lowest CER summed over them, MCD breaking ties.
+        best = min(CANDIDATES[name], key=lambda o: tuple(map(sum, zip(*(_score(t) for t in trials
+                                                                         if t["options"] == o)))))
+        selection[name], chosen[name] = trials, best
+
+    table = {}
+    for name, workdir in workdirs.items():
+        for steps in ROWS[name]:
+            sampler = {**chosen[name], "steps": steps}
+            result = evaluate(workdir, split=args.split, asr_workdir=args.asr_workdir, sampler=sampler)
+            table[f"{name} {steps}"] = {"workdir": workdir, "objective": read_saved_config(workdir).model.decoder.objective,
+                                       **_row(result)}
+            print(f"[{args.split}] {name} {sampler}: {table[f'{name} {steps}']}", flush=True)
+    report = {"command": command(), "machine": machine(), "date": datetime.date.today().isoformat(),
+              "split": args.split, "select_split": args.select_split, "chosen": chosen, "selection": selection,
+              "table": table, "targets": _targets(table)}
+    save_report(report, args.out)
+    if not args.no_docs:
+        write_section(SECTION, _markdown(report))
+
+
+def _targets(table: dict) -> dict:
+    teacher, student = table.get("teacher 50"), table.get("cd 1")
+    if not (teacher and student):
+        return {}
+    cer = lambda row: None if row["asr_cer"] is None else 100 * row["asr_cer"]
+    return {"mcd_gap_db": student["mcd_db"] - teacher["mcd_db"],
+            "cer_gap_points": None if cer(student) is None else cer(student) - cer(teacher),
+            "acoustic_speedup": teacher["acoustic_rtf"] / student["acoustic_rtf"]}
+
+
+def _markdown(report: dict) -> str:
+    pct = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"
+    lines = [SECTION, "", f"On {report['split']} (settings chosen on {report['select_split']}: "
+             + ", ".join(f"{k} {v}" for k, v in report["chosen"].items()) + "). Griffin-Lim on the model's mel; CER "
+             "of the tiny CTC recognizer; RTF at batch 1 (acoustic model alone, and with the vocoder).", "",
+             "| model | steps (NFE) | MCD (dB) | CER | acoustic RTF | RTF with vocoder |", "|---|---|---|---|---|---|"]
+    for row_name, row in report["table"].items():
+        name, steps = row_name.split()
+        lines.append(f"| {name} ({row['objective']}) | {steps} ({row['nfe']}) | {row['mcd_db']:.2f} | "
+                     f"{pct(row['asr_cer'])} | {row['acoustic_rtf']:.4f} | {row['rtf']:.3f} |")
+    t = report["targets"]
+    if t:
+        lines += ["", f"CoMoSpeech targets, one-step student vs 50-step teacher: MCD {t['mcd_gap_db']:+.2f} dB "
+                  f"(target <= +0.5), CER {t['cer_gap_points']:+.1f} points (target <= +2), acoustic speed-up "
+                  f"{t['acoustic_speedup']:.1f}x (target >= 20x)."]
+    lines += ["", f"`{report['command']}` — {report['machine']}, {report['date']}.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
