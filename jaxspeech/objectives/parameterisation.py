@@ -26,8 +26,6 @@ from jaxspeech.objectives import Network
 from jaxspeech.samplers.consistency import Trajectory, check_consistency_levels
 from jaxspeech.samplers.ode import classifier_free_guidance
 
-LEVELS = ("sigma_min", "sigma_max", "rho")
-
 
 def noise_time(sigma: jax.Array, config: Any) -> jax.Array:
     """The network's time input for level ``sigma`` (any shape)."""

@@ -10,6 +10,7 @@ immediately; the arrays are written in a background thread.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -21,6 +22,31 @@ import orbax.checkpoint as ocp
 from grain.checkpoint import CheckpointRestore, CheckpointSave
 
 log = logging.getLogger(__name__)
+
+
+def _stored(state: Any, *, keep_none: bool = False) -> Any:
+    """What is written for ``state``: a dataclass (TrainState) as a dict of its fields that are not None,
+    so a field added later with a None default (``TrainState.ema``) leaves older checkpoints readable
+    and unused fields take no room. ``keep_none``: the layout of checkpoints written with the None
+    fields in (jaxspeech before 2026-12-03, once ``ema`` existed)."""
+    if dataclasses.is_dataclass(state):
+        values = {field.name: getattr(state, field.name) for field in dataclasses.fields(state)}
+        return {name: value for name, value in values.items() if keep_none or value is not None}
+    return state
+
+
+def _layouts(template: Any) -> list[Any]:
+    """The layouts a checkpoint of ``template`` may have on disk, the current one first."""
+    layouts = [_stored(template)]
+    with_none = _stored(template, keep_none=True)
+    if jax.tree.structure(with_none) != jax.tree.structure(layouts[0]):
+        layouts.append(with_none)
+    return layouts
+
+
+def _rebuilt(template: Any, stored: Any) -> Any:
+    """The inverse of :func:`_stored`, into ``template``'s type."""
+    return dataclasses.replace(template, **stored) if dataclasses.is_dataclass(template) else stored
 
 
 def _abstract(leaf: Any) -> Any:
@@ -74,7 +100,7 @@ class Checkpointer:
             log.warning("replacing unreadable checkpoint step %d in %s", step, self.directory)
             self._manager.delete(step)
             self._unreadable.discard(step)
-        items = {"state": ocp.args.StandardSave(state)}
+        items = {"state": ocp.args.StandardSave(_stored(state))}
         if data is not None:
             items["data"] = CheckpointSave(data)
         return self._manager.save(step, args=ocp.args.Composite(**items), force=force)
@@ -89,31 +115,34 @@ class Checkpointer:
         naming it and the previous step is tried; if none can be restored, RuntimeError.
         """
         self._manager.wait_until_finished()
-        abstract_state = jax.tree.map(_abstract, state_template)
+        layouts = [jax.tree.map(_abstract, layout) for layout in _layouts(state_template)]
         steps = sorted(self._manager.all_steps(), reverse=True)
         failures = []
         for step in steps:
-            items = {"state": ocp.args.StandardRestore(abstract_state)}
-            if data is not None and (self.directory / str(step) / "data").exists():
-                items["data"] = CheckpointRestore(data)
-            try:
-                restored = self._manager.restore(step, args=ocp.args.Composite(**items))
-            # orbax and tensorstore raise many error types for damaged files; any of them means
-            # "this step is unusable", and the fallback is the same.
-            except Exception as error:  # noqa: BLE001
-                # tensorstore messages embed whole JSON specs; the head names the damaged file.
-                reason = f"{type(error).__name__}: {str(error)[:400]}"
-                log.warning(
-                    "checkpoint step %d in %s cannot be restored (%s); falling back to the "
-                    "previous step",
-                    step,
-                    self.directory,
-                    reason,
-                )
-                self._unreadable.add(step)
-                failures.append(f"step {step}: {reason}")
-                continue
-            return restored.state
+            errors = []
+            for abstract_state in layouts:  # a layout whose tree does not match the files fails fast
+                items = {"state": ocp.args.StandardRestore(abstract_state)}
+                if data is not None and (self.directory / str(step) / "data").exists():
+                    items["data"] = CheckpointRestore(data)
+                try:
+                    restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+                # orbax and tensorstore raise many error types for damaged files; any of them means
+                # "this step is unusable", and the fallback is the same.
+                except Exception as error:  # noqa: BLE001
+                    errors.append(error)
+                    continue
+                return _rebuilt(state_template, restored.state)
+            # tensorstore messages embed whole JSON specs; the head names the damaged file.
+            reason = f"{type(errors[0]).__name__}: {str(errors[0])[:400]}"
+            log.warning(
+                "checkpoint step %d in %s cannot be restored (%s); falling back to the "
+                "previous step",
+                step,
+                self.directory,
+                reason,
+            )
+            self._unreadable.add(step)
+            failures.append(f"step {step}: {reason}")
         if failures:
             raise RuntimeError(
                 f"no checkpoint in {self.directory} can be restored:\n" + "\n".join(failures)

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 
 # orbax leaves a coroutine behind after a failed restore; harmless, but pytest reports it.
@@ -143,3 +144,31 @@ def test_missing_process_file_names_it(tmp_path):
     (data_dir / "process_0-of-1.json").rename(data_dir / "process_0-of-2.json")
     with pytest.raises(RuntimeError, match="process_0-of-1.json does not exist"):
         Checkpointer(tmp_path).restore(placed_template(), data_at(0))
+
+
+def test_checkpoints_of_every_state_layout_restore(tmp_path):
+    import flax.struct
+
+    @flax.struct.dataclass
+    class StateBeforeEma:  # TrainState as it was before the moving average existed
+        step: jax.Array
+        params: dict
+        opt_state: object
+        rng: jax.Array
+
+    state = state_at(3)
+    old = StateBeforeEma(state.step, state.params, state.opt_state, state.rng)
+    with_average = state.replace(ema=jax.tree.map(lambda p: p + 1.0, state.params))
+    for name, saved in [("before_ema", old), ("none_kept", state), ("with_ema", with_average)]:
+        checkpointer = Checkpointer(tmp_path / name, async_save=False)
+        if name == "none_kept":  # the layout of runs saved while TrainState.ema existed but was written as None
+            checkpointer._manager.save(3, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+        else:
+            checkpointer.save(3, saved)
+        checkpointer.wait()
+        template = with_average if name == "with_ema" else state_at(0)
+        restored = Checkpointer(tmp_path / name).restore(template)
+        np.testing.assert_array_equal(restored.params["w"], state.params["w"])
+        assert (restored.ema is None) == (name != "with_ema")
+        if name == "with_ema":
+            np.testing.assert_array_equal(restored.ema["w"], state.params["w"] + 1.0)
