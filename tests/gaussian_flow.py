@@ -30,3 +30,15 @@ def consistency(mean=0.0, sd=SD, sigma_min=0.002):
     """The exact consistency function f(x, sigma) = G(x, sigma, sigma_min)."""
     jump = trajectory(mean, sd)
     return lambda x, sigma, cond=None: jump(x, sigma, jnp.full_like(sigma, sigma_min), cond)
+
+
+def two_level_denoiser(mean=0.0, sd=SD):
+    """CTM's exact g(x, t, s): G = (s/t) x + (1 - s/t) g solved for g, and the denoiser at s = t."""
+    jump, exact = trajectory(mean, sd), denoiser(mean, sd)
+
+    def g(x, t, s, cond=None):
+        ratio = expand(s / t, x)
+        jumped = (jump(x, t, s) - ratio * x) / jnp.where(ratio < 1, 1 - ratio, 1.0)
+        return jnp.where(ratio < 1, jumped, exact(x, t))
+
+    return g

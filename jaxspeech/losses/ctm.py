@@ -1,15 +1,16 @@
-"""Consistency Trajectory Models (Kim et al. 2024; SoundCTM, Saito et al. 2025) over any trajectory
-function ``G(x, t, s, cond)``: the sample at level s <= t on the probability-flow trajectory through x
-at level t. CTM writes ``G(x, t, s) = (s/t) x + (1 - s/t) g(x, t, s)`` (``trajectory_function``), so
-G(x, t, t) = x, and ``g(x, t, s)`` is a denoiser that also reads s.
+"""Consistency Trajectory Models (Kim et al. 2024; SoundCTM, Saito et al. 2025) over any two-level
+denoiser ``g(x, t, s, cond)``: the trajectory function ``G(x, t, s) = (s/t) x + (1 - s/t) g(x, t, s)``
+(``trajectory_function``) is the sample at level s <= t on the probability-flow trajectory through x
+at level t, so G(x, t, t) = x; as s -> t its slope is the ODE's exactly when g(x, t, t) is the
+denoiser D(x, t) = E[x0 | x_t].
 
 One step of the CTM loss: levels sigma_s <= sigma_u < sigma_t on a Karras grid of N levels (t uniform,
 s uniform below t, u one level below t); the student jumps G(x_t, t, s); the target solves the frozen
 teacher's ODE from t to u (one Euler or Heun step) and jumps from there with the target network (a
 moving average of the student), G_ema(x_u, u, s). Both are carried on to sigma_min by the student under
 stop-gradient of its parameters (``frozen``), and compared there: the mean squared error where the mask
-holds (the paper's LPIPS is for images). The auxiliary denoising loss is the EDM loss of
-``G(x, sigma, sigma_min)``, weighted by ``denoising_weight`` (SoundCTM: 1).
+holds (the paper's LPIPS is for images). The auxiliary denoising loss is the EDM loss of the denoiser
+g(x, sigma, sigma), weighted by ``denoising_weight`` (SoundCTM: 1).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def trajectory_function(g: Trajectory) -> Trajectory:
 
 
 def ctm_loss(
-    trajectory: Trajectory,
+    g: Trajectory,
     x1: jax.Array,
     key: jax.Array,
     *,
@@ -62,9 +63,9 @@ def ctm_loss(
     """CTM loss + denoising_weight x the denoising loss. Returns (loss, {"ctm_loss", "denoising_loss",
     "jump_fraction"}) (jump_fraction: mean (t - s) / t, how far the student jumps).
 
-    trajectory: the student G (with gradients); frozen: the same function under stop-gradient of its
-    parameters (gradients still flow through its input); target: the moving-average G; teacher: the
-    frozen EDM denoiser ``D(x, sigma [B], cond)``. x1: data [B, ...]; mask: bool, a prefix of x1's shape
+    g: the student's two-level denoiser ``g(x, t [B], s [B], cond)`` (with gradients); frozen: the same
+    function under stop-gradient of its parameters (gradients still flow through its input); target:
+    the moving-average g; teacher: the frozen EDM denoiser ``D(x, sigma [B], cond)``. x1: data [B, ...]; mask: bool, a prefix of x1's shape
     (None = all valid); noise_mean: broadcastable to x1, the mean of the unit noise (None = 0).
     """
     if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
@@ -80,13 +81,13 @@ def ctm_loss(
     floor = jnp.full_like(s, sigma_min)
     x_t = x1 + leading(t, x1).astype(x1.dtype) * unit_noise(k_noise, x1.shape, noise_mean=noise_mean, dtype=x1.dtype)
 
-    student = frozen(trajectory(x_t, t, s, cond), s, floor, cond)
+    jump, jump_frozen, jump_target = (trajectory_function(fn) for fn in (g, frozen, target))
+    student = jump_frozen(jump(x_t, t, s, cond), s, floor, cond)
     x_u = jax.lax.stop_gradient(probability_flow_step(teacher, x_t, t, u, cond=cond, method=solver))
-    aimed = jax.lax.stop_gradient(frozen(target(x_u, u, s, cond), s, floor, cond))
+    aimed = jax.lax.stop_gradient(jump_frozen(jump_target(x_u, u, s, cond), s, floor, cond))
     matching = consistency_distance(student, aimed, mask)
 
-    denoising, _ = edm_loss(lambda x, sigma, c: trajectory(x, sigma, jnp.full_like(sigma, sigma_min), c), x1,
-                            k_denoise, mask=mask, cond=cond, p_mean=p_mean, p_std=p_std, sigma_data=sigma_data,
-                            noise_mean=noise_mean)
+    denoising, _ = edm_loss(lambda x, sigma, c: g(x, sigma, sigma, c), x1, k_denoise, mask=mask, cond=cond,
+                            p_mean=p_mean, p_std=p_std, sigma_data=sigma_data, noise_mean=noise_mean)
     loss = matching + denoising_weight * denoising
     return loss, {"ctm_loss": matching, "denoising_loss": denoising, "jump_fraction": jnp.mean((t - s) / t)}

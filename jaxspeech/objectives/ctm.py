@@ -22,6 +22,7 @@ from jaxspeech.noise_levels import RHO, SIGMA_DATA, SIGMA_MAX, SIGMA_MIN
 from jaxspeech.objectives import Network, Objective, TrainingContext, consistency_sampling, register
 from jaxspeech.objectives.parameterisation import (
     consistency_levels,
+    ctm_denoiser,
     ctm_trajectory,
     edm_denoiser,
     guided,
@@ -45,8 +46,8 @@ def loss(network: Network, x1: jax.Array, key: jax.Array, *, mask: jax.Array | N
          ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The CTM loss (``ctm_loss``, ``denoising_loss``, ``jump_fraction``)."""
     context.require("ctm", "target", "teacher", "frozen")
-    return ctm_loss(ctm_trajectory(network, config), x1, key, frozen=ctm_trajectory(context.frozen, config),
-                    target=ctm_trajectory(context.target, config), teacher=edm_denoiser(context.teacher, config),
+    return ctm_loss(ctm_denoiser(network, config), x1, key, frozen=ctm_denoiser(context.frozen, config),
+                    target=ctm_denoiser(context.target, config), teacher=edm_denoiser(context.teacher, config),
                     mask=mask, cond=cond, num_levels=config.num_levels, solver=config.solver,
                     sigma_min=config.sigma_min, sigma_max=config.sigma_max, rho=config.rho,
                     denoising_weight=config.denoising_weight, p_mean=config.p_mean, p_std=config.p_std,

@@ -53,16 +53,21 @@ def consistency_function(network: Network, config: Any) -> Denoiser:
     return preconditioned(network, _coefficients(config, boundary=True))
 
 
-def ctm_trajectory(network: Network, config: Any) -> Trajectory:
-    """CTM's G(x, t, s) over a network reading time [B, 2] = (time(t), time(s)): g is EDM-preconditioned
-    in t and also reads s."""
+def ctm_denoiser(network: Network, config: Any) -> Trajectory:
+    """CTM's two-level denoiser g(x, t, s) over a network reading time [B, 2] = (time(t), time(s)):
+    EDM-preconditioned in t (so g(x, t, t) is a denoiser), also reading s."""
     coefficients = _coefficients(config, boundary=False)
 
     def g(x, t, s, cond):
         reads_both = lambda x_in, t_time, c: network(x_in, jnp.stack([t_time, noise_time(s, config)], axis=-1), c)
         return preconditioned(reads_both, coefficients)(x, t, cond)
 
-    return trajectory_function(g)
+    return g
+
+
+def ctm_trajectory(network: Network, config: Any) -> Trajectory:
+    """CTM's G(x, t, s) = (s/t) x + (1 - s/t) g(x, t, s) over ``network``."""
+    return trajectory_function(ctm_denoiser(network, config))
 
 
 def guided(fn, uncond: Any, guidance_scale: jax.Array | float | None):

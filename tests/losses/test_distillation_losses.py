@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxspeech.losses import cd_loss, ctm_loss
+from jaxspeech.losses import cd_loss, ctm_loss, edm_loss
 from jaxspeech.losses.ctm import trajectory_function
 
-from tests.gaussian_flow import SD, consistency, denoiser, trajectory
+from tests.gaussian_flow import SD, consistency, denoiser, two_level_denoiser
 
 MEAN = 0.8  # a noise mean, as CoMoSpeech's text prior
 
@@ -69,17 +69,20 @@ def test_trajectory_function_keeps_x_when_it_does_not_jump():
     np.testing.assert_allclose(jump(x, t, t / 4), x / 4)  # (s/t) x + (1 - s/t) 0
 
 
-def test_ctm_loss_vanishes_for_the_exact_trajectory():
+def test_ctm_loss_vanishes_for_the_exact_trajectory_and_denoises_with_g_at_s_equal_t():
     x1, key = data(jax.random.key(6)), jax.random.key(7)
-    exact = trajectory(MEAN)
+    exact = two_level_denoiser(MEAN)
     kwargs = dict(frozen=exact, target=exact, teacher=denoiser(MEAN), noise_mean=MEAN, solver="heun")
     _, metrics = ctm_loss(exact, x1, key, **kwargs)
     wrong = lambda x, t, s, cond: exact(x, t, s) + 0.05 * (t - s)[:, None]
     _, wrong_metrics = ctm_loss(wrong, x1, key, **kwargs)
     assert float(metrics["ctm_loss"]) < 1e-4 * float(wrong_metrics["ctm_loss"])
     assert 0 < float(metrics["jump_fraction"]) <= 1
-    # The denoising term is the EDM loss of G(x, sigma, sigma_min): for the exact flow it is finite and
-    # the same whatever denoising_weight says.
+    # The denoising term is the EDM loss of g(x, sigma, sigma), the denoiser (CTM's D = g(., t, t)); the
+    # offset above vanishes at s = t, so it is the exact denoiser's loss for both.
+    want, _ = edm_loss(denoiser(MEAN), x1, jax.random.split(key, 4)[3], noise_mean=MEAN)
+    np.testing.assert_allclose(float(metrics["denoising_loss"]), float(want), rtol=1e-5)
+    np.testing.assert_allclose(float(wrong_metrics["denoising_loss"]), float(want), rtol=1e-5)
     loss, _ = ctm_loss(exact, x1, key, denoising_weight=0.0, **kwargs)
     np.testing.assert_allclose(float(loss), float(metrics["ctm_loss"]), rtol=1e-6)
     with pytest.raises(ValueError, match="denoising_weight must be >= 0"):
@@ -88,7 +91,7 @@ def test_ctm_loss_vanishes_for_the_exact_trajectory():
 
 def test_ctm_gradient_flows_through_the_frozen_jump_into_the_student_only():
     x1, key = data(jax.random.key(8), (8, 3)), jax.random.key(9)
-    exact = trajectory()
+    exact = two_level_denoiser()
 
     def loss_of(scales):
         student = lambda x, t, s, cond: scales[0] * exact(x, t, s)
