@@ -5,9 +5,12 @@ at level t, so G(x, t, t) = x; as s -> t its slope is the ODE's exactly when g(x
 denoiser D(x, t) = E[x0 | x_t].
 
 One step of the CTM loss: levels sigma_s <= sigma_u < sigma_t on a Karras grid of N levels (t uniform,
-s uniform below t, u one level below t); the student jumps G(x_t, t, s); the target solves the frozen
-teacher's ODE from t to u (one Euler or Heun step) and jumps from there with the target network (a
-moving average of the student), G_ema(x_u, u, s). Both are carried on to sigma_min by the student under
+s uniform below t, u = t less k levels, k uniform in 1 .. min(teacher_steps, t - s)); the student jumps
+G(x_t, t, s); the target solves the frozen teacher's ODE from t down the grid to u (k Euler or Heun
+steps) and jumps from there with the target network (a moving average of the student),
+G_ema(x_u, u, s). The longer the teacher's share, the closer the target is to the true trajectory, and
+the fewer rounds a long jump needs to learn (with one teacher step, as in consistency distillation,
+the jump to sigma_min is learnt level by level from the bottom). Both are carried on to sigma_min by the student under
 stop-gradient of its parameters (``frozen``), and compared there: the mean squared error where the mask
 holds (the paper's LPIPS is for images). The auxiliary denoising loss is the EDM loss of the denoiser
 g(x, sigma, sigma), weighted by ``denoising_weight`` (SoundCTM: 1).
@@ -39,6 +42,21 @@ def trajectory_function(g: Trajectory) -> Trajectory:
     return trajectory
 
 
+def _solve_down(teacher: Denoiser, x: jax.Array, sigmas: jax.Array, start: jax.Array, stop: jax.Array, steps: int,
+                cond: Any, method: str) -> jax.Array:
+    """Each sample's probability-flow ODE down the grid from ``sigmas[start]`` to ``sigmas[stop]`` (start >
+    stop, per sample [B]), one level per step, ``steps`` >= start - stop iterations masked per sample."""
+
+    def step(k, x):
+        index = start - k
+        active = index > stop
+        level, below = sigmas[jnp.maximum(index, 1)], sigmas[jnp.maximum(index - 1, 0)]
+        moved = probability_flow_step(teacher, x, level, below, cond=cond, method=method)
+        return jnp.where(leading(active, x), moved, x)
+
+    return jax.lax.fori_loop(0, steps, step, x)
+
+
 def ctm_loss(
     g: Trajectory,
     x1: jax.Array,
@@ -50,6 +68,7 @@ def ctm_loss(
     mask: jax.Array | None = None,
     cond: Any = None,
     num_levels: int = 40,
+    teacher_steps: int | None = None,
     solver: str = "heun",
     sigma_min: float = SIGMA_MIN,
     sigma_max: float = SIGMA_MAX,
@@ -65,25 +84,31 @@ def ctm_loss(
 
     g: the student's two-level denoiser ``g(x, t [B], s [B], cond)`` (with gradients); frozen: the same
     function under stop-gradient of its parameters (gradients still flow through its input); target:
-    the moving-average g; teacher: the frozen EDM denoiser ``D(x, sigma [B], cond)``. x1: data [B, ...]; mask: bool, a prefix of x1's shape
+    the moving-average g; teacher: the frozen EDM denoiser ``D(x, sigma [B], cond)``; teacher_steps: the
+    most solver steps from t to u (None = num_levels - 1, the whole grid; the loop always runs this
+    many, masked per sample, so it sets the cost). x1: data [B, ...]; mask: bool, a prefix of x1's shape
     (None = all valid); noise_mean: broadcastable to x1, the mean of the unit noise (None = 0).
     """
     if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
         raise ValueError(f"num_levels must be a Python int >= 2, got {num_levels!r}")
     if denoising_weight < 0:
         raise ValueError(f"denoising_weight must be >= 0, got {denoising_weight}")
+    teacher_steps = num_levels - 1 if teacher_steps is None else teacher_steps
+    if isinstance(teacher_steps, bool) or not isinstance(teacher_steps, int) or teacher_steps < 1:
+        raise ValueError(f"teacher_steps must be a Python int >= 1 (or None), got {teacher_steps!r}")
     mask = prefix_mask(mask, x1)
     sigmas = karras_sigmas(num_levels, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
-    k_t, k_s, k_noise, k_denoise = jax.random.split(key, 4)
+    k_t, k_s, k_noise, k_denoise, k_u = jax.random.split(key, 5)
     t_index = jax.random.randint(k_t, x1.shape[:1], 1, num_levels)
     s_index = jax.random.randint(k_s, x1.shape[:1], 0, t_index)  # uniform in [0, t_index)
-    t, u, s = sigmas[t_index], sigmas[t_index - 1], sigmas[s_index]
+    u_index = t_index - jax.random.randint(k_u, x1.shape[:1], 1, jnp.minimum(teacher_steps, t_index - s_index) + 1)
+    t, u, s = sigmas[t_index], sigmas[u_index], sigmas[s_index]
     floor = jnp.full_like(s, sigma_min)
     x_t = x1 + leading(t, x1).astype(x1.dtype) * unit_noise(k_noise, x1.shape, noise_mean=noise_mean, dtype=x1.dtype)
 
     jump, jump_frozen, jump_target = (trajectory_function(fn) for fn in (g, frozen, target))
     student = jump_frozen(jump(x_t, t, s, cond), s, floor, cond)
-    x_u = jax.lax.stop_gradient(probability_flow_step(teacher, x_t, t, u, cond=cond, method=solver))
+    x_u = jax.lax.stop_gradient(_solve_down(teacher, x_t, sigmas, t_index, u_index, teacher_steps, cond, solver))
     aimed = jax.lax.stop_gradient(jump_frozen(jump_target(x_u, u, s, cond), s, floor, cond))
     matching = consistency_distance(student, aimed, mask)
 

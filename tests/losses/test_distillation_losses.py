@@ -87,6 +87,13 @@ def test_ctm_loss_vanishes_for_the_exact_trajectory_and_denoises_with_g_at_s_equ
     np.testing.assert_allclose(float(loss), float(metrics["ctm_loss"]), rtol=1e-6)
     with pytest.raises(ValueError, match="denoising_weight must be >= 0"):
         ctm_loss(exact, x1, key, denoising_weight=-1.0, **kwargs)
+    # However far the teacher solves before the target jumps (one step, as CD, or the whole grid), the exact
+    # trajectory agrees with itself.
+    for steps in (1, 5):
+        _, short = ctm_loss(exact, x1, key, teacher_steps=steps, **kwargs)
+        assert float(short["ctm_loss"]) < 1e-4 * float(wrong_metrics["ctm_loss"])
+    with pytest.raises(ValueError, match="teacher_steps must be a Python int >= 1"):
+        ctm_loss(exact, x1, key, teacher_steps=0, **kwargs)
 
 
 def test_ctm_gradient_flows_through_the_frozen_jump_into_the_student_only():
