@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import datetime
 
+import jax
+
 from benchmark_docs import command, machine, save_report, write_section
 
 from jaxspeech.train import recipes
@@ -76,6 +78,7 @@ def main() -> None:
                 result = evaluate(workdir, split=args.select_split, asr_workdir=args.asr_workdir,
                                   limit=args.select_limit, sampler=sampler)
                 trials.append({"options": options, "steps": steps, **_row(result)})
+                jax.clear_caches()  # each evaluation compiles its own programs: one process held them all (LLVM OOM)
                 print(f"[select] {name} {sampler}: CER {result['asr_cer']} MCD {result['mcd_db']:.3f}", flush=True)
         # One choice per model for all its step counts: the lowest CER summed over them, MCD breaking ties.
         best = min(CANDIDATES[name], key=lambda o: tuple(map(sum, zip(*(_score(t) for t in trials
@@ -90,6 +93,7 @@ def main() -> None:
                               sampler=sampler)
             objective = read_saved_config(workdir).model.decoder.objective
             table[f"{name} {steps}"] = {"workdir": workdir, "objective": objective, **_row(result)}
+            jax.clear_caches()
             print(f"[{args.split}] {name} {sampler}: {table[f'{name} {steps}']}", flush=True)
     report = {"command": command(), "machine": machine(), "date": datetime.date.today().isoformat(),
               "split": args.split, "select_split": args.select_split, "chosen": chosen, "selection": selection,

@@ -7,12 +7,14 @@ denoiser D(x, t) = E[x0 | x_t].
 One step of the CTM loss: levels sigma_s <= sigma_u < sigma_t on a Karras grid of N levels (t uniform,
 s uniform below t, u = t less k levels, k uniform in 1 .. min(teacher_steps, t - s)); the student jumps
 G(x_t, t, s); the target solves the frozen teacher's ODE from t down the grid to u (k Euler or Heun
-steps) and jumps from there with the target network (a moving average of the student),
-G_ema(x_u, u, s). The longer the teacher's share, the closer the target is to the true trajectory, and
+steps) and jumps from there with the student under stop-gradient of its parameters (``frozen``),
+G_sg(x_u, u, s). The longer the teacher's share, the closer the target is to the true trajectory, and
 the fewer rounds a long jump needs to learn (with one teacher step, as in consistency distillation,
-the jump to sigma_min is learnt level by level from the bottom). Both are carried on to sigma_min by the student under
-stop-gradient of its parameters (``frozen``), and compared there: the mean squared error where the mask
-holds (the paper's LPIPS is for images). The auxiliary denoising loss is the EDM loss of the denoiser
+the jump to sigma_min is learnt level by level from the bottom). Both are carried on to sigma_min by the
+moving average of the student (``target``, a slowly moving map to data space), and compared there: the
+mean squared error where the mask holds (the paper's LPIPS is for images). These roles are those of the
+authors' code (sony/ctm: ``ctm_target_inner_type='model_sg'``, the outer maps by the EMA model). The
+auxiliary denoising loss is the EDM loss of the denoiser
 g(x, sigma, sigma), weighted by ``denoising_weight`` (SoundCTM: 1).
 """
 
@@ -83,8 +85,9 @@ def ctm_loss(
     "jump_fraction"}) (jump_fraction: mean (t - s) / t, how far the student jumps).
 
     g: the student's two-level denoiser ``g(x, t [B], s [B], cond)`` (with gradients); frozen: the same
-    function under stop-gradient of its parameters (gradients still flow through its input); target:
-    the moving-average g; teacher: the frozen EDM denoiser ``D(x, sigma [B], cond)``; teacher_steps: the
+    function under stop-gradient of its parameters (the target's jump); target: the moving-average g
+    (the maps to sigma_min; gradients flow through its input); teacher: the frozen EDM denoiser
+    ``D(x, sigma [B], cond)``; teacher_steps: the
     most solver steps from t to u (None = num_levels - 1, the whole grid; the loop always runs this
     many, masked per sample, so it sets the cost). x1: data [B, ...]; mask: bool, a prefix of x1's shape
     (None = all valid); noise_mean: broadcastable to x1, the mean of the unit noise (None = 0).
@@ -107,9 +110,9 @@ def ctm_loss(
     x_t = x1 + leading(t, x1).astype(x1.dtype) * unit_noise(k_noise, x1.shape, noise_mean=noise_mean, dtype=x1.dtype)
 
     jump, jump_frozen, jump_target = (trajectory_function(fn) for fn in (g, frozen, target))
-    student = jump_frozen(jump(x_t, t, s, cond), s, floor, cond)
+    student = jump_target(jump(x_t, t, s, cond), s, floor, cond)
     x_u = jax.lax.stop_gradient(_solve_down(teacher, x_t, sigmas, t_index, u_index, teacher_steps, cond, solver))
-    aimed = jax.lax.stop_gradient(jump_frozen(jump_target(x_u, u, s, cond), s, floor, cond))
+    aimed = jax.lax.stop_gradient(jump_target(jump_frozen(x_u, u, s, cond), s, floor, cond))
     matching = consistency_distance(student, aimed, mask)
 
     denoising, _ = edm_loss(lambda x, sigma, c: g(x, sigma, sigma, c), x1, k_denoise, mask=mask, cond=cond,

@@ -96,14 +96,28 @@ def test_ctm_loss_vanishes_for_the_exact_trajectory_and_denoises_with_g_at_s_equ
         ctm_loss(exact, x1, key, teacher_steps=0, **kwargs)
 
 
-def test_ctm_gradient_flows_through_the_frozen_jump_into_the_student_only():
+def test_ctm_gradient_flows_through_the_moving_average_map_into_the_student_only():
     x1, key = data(jax.random.key(8), (8, 3)), jax.random.key(9)
     exact = two_level_denoiser()
 
     def loss_of(scales):
         student = lambda x, t, s, cond: scales[0] * exact(x, t, s)
         frozen = lambda x, t, s, cond: jax.lax.stop_gradient(scales[1]) * exact(x, t, s)
-        return ctm_loss(student, x1, key, frozen=frozen, target=exact, teacher=denoiser(), denoising_weight=0.0)[0]
+        target = lambda x, t, s, cond: jax.lax.stop_gradient(scales[2]) * exact(x, t, s)
+        return ctm_loss(student, x1, key, frozen=frozen, target=target, teacher=denoiser(), denoising_weight=0.0)[0]
 
-    grads = jax.grad(loss_of)(jnp.array([1.2, 1.0]))
-    assert grads[0] != 0 and grads[1] == 0
+    grads = jax.grad(loss_of)(jnp.array([1.2, 1.0, 0.9]))
+    assert grads[0] != 0 and grads[1] == 0 and grads[2] == 0
+
+
+def test_ctm_target_jumps_with_the_current_student_and_maps_to_data_with_the_moving_average():
+    """The authors' roles (sony/ctm): the target's jump from u is the student's own (stop-gradient), so a
+    moving average that lags behind an exact student leaves the loss near zero (both sides map alike);
+    a lagging jump does not."""
+    x1, key = data(jax.random.key(10), (8, 3)), jax.random.key(11)
+    exact = two_level_denoiser()
+    lagging = lambda x, t, s, cond: exact(x, t, s) + 0.05 * (t - s)[:, None]
+    common = dict(teacher=denoiser(), denoising_weight=0.0)
+    _, lagging_average = ctm_loss(exact, x1, key, frozen=exact, target=lagging, **common)
+    _, lagging_jump = ctm_loss(exact, x1, key, frozen=lagging, target=exact, **common)
+    assert float(lagging_average["ctm_loss"]) < 0.02 * float(lagging_jump["ctm_loss"])  # Heun's error only
