@@ -66,6 +66,11 @@ def main() -> None:
     if "teacher" not in workdirs:
         parser.error("--teacher is needed: the students are compared with it")
 
+    def evaluated(workdir: str, split: str, limit: int | None, sampler: dict) -> dict:
+        result = evaluate(workdir, split=split, asr_workdir=args.asr_workdir, limit=limit, sampler=sampler)
+        jax.clear_caches()  # each evaluation compiles its own programs: one process kept them all (LLVM OOM)
+        return result
+
     selection, chosen = {}, {}
     for name, workdir in workdirs.items():
         if len(CANDIDATES[name]) == 1:  # the sampler's defaults: nothing to choose
@@ -75,10 +80,8 @@ def main() -> None:
         for options in CANDIDATES[name]:
             for steps in ROWS[name]:
                 sampler = {**options, "steps": steps}
-                result = evaluate(workdir, split=args.select_split, asr_workdir=args.asr_workdir,
-                                  limit=args.select_limit, sampler=sampler)
+                result = evaluated(workdir, args.select_split, args.select_limit, sampler)
                 trials.append({"options": options, "steps": steps, **_row(result)})
-                jax.clear_caches()  # each evaluation compiles its own programs: one process held them all (LLVM OOM)
                 print(f"[select] {name} {sampler}: CER {result['asr_cer']} MCD {result['mcd_db']:.3f}", flush=True)
         # One choice per model for all its step counts: the lowest CER summed over them, MCD breaking ties.
         best = min(CANDIDATES[name], key=lambda o: tuple(map(sum, zip(*(_score(t) for t in trials
@@ -89,11 +92,9 @@ def main() -> None:
     for name, workdir in workdirs.items():
         for steps in ROWS[name]:
             sampler = {**chosen[name], "steps": steps}
-            result = evaluate(workdir, split=args.split, asr_workdir=args.asr_workdir, limit=args.limit,
-                              sampler=sampler)
+            result = evaluated(workdir, args.split, args.limit, sampler)
             objective = read_saved_config(workdir).model.decoder.objective
             table[f"{name} {steps}"] = {"workdir": workdir, "objective": objective, **_row(result)}
-            jax.clear_caches()
             print(f"[{args.split}] {name} {sampler}: {table[f'{name} {steps}']}", flush=True)
     report = {"command": command(), "machine": machine(), "date": datetime.date.today().isoformat(),
               "split": args.split, "select_split": args.select_split, "chosen": chosen, "selection": selection,
@@ -118,10 +119,11 @@ def _markdown(report: dict) -> str:
     lines = [SECTION, "", f"On {report['split']} (settings chosen on {report['select_split']}: "
              + ", ".join(f"{k} {v}" for k, v in report["chosen"].items()) + "). Griffin-Lim on the model's mel; CER "
              "of the tiny CTC recognizer; RTF at batch 1 (acoustic model alone, and with the vocoder).", "",
-             "| model | steps (NFE) | MCD (dB) | CER | acoustic RTF | RTF with vocoder |", "|---|---|---|---|---|---|"]
+             "| model | trained steps | steps (NFE) | MCD (dB) | CER | acoustic RTF | RTF with vocoder |",
+             "|---|---|---|---|---|---|---|"]
     for row_name, row in report["table"].items():
         name, steps = row_name.split()
-        lines.append(f"| {name} ({row['objective']}) | {steps} ({row['nfe']}) | {row['mcd_db']:.2f} | "
+        lines.append(f"| {name} ({row['objective']}) | {row['step']} | {steps} ({row['nfe']}) | {row['mcd_db']:.2f} | "
                      f"{pct(row['asr_cer'])} | {row['acoustic_rtf']:.4f} | {row['rtf']:.3f} |")
     t = report["targets"]
     if t:

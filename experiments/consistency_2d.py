@@ -153,8 +153,9 @@ def markdown(report: dict) -> str:
              f"iCT and its ablations from scratch, {a['teacher_steps']} steps; ECT, CD and CTM from the teacher, "
              f"{a['student_steps']} steps each. Batch {a['batch']}; `nn.MLPField` (width 128, 3 blocks).", "",
              "| model | 1 step | 2 steps | 4 steps |", "|---|---|---|---|"]
-    for method in METHODS:
-        lines.append(f"| {method} | " + " | ".join(cell(s[method][f'{k} step']) for k in STUDENT_STEPS) + " |")
+    for method, (_, changes, _) in METHODS.items():
+        label = method + "".join(f", {key} {value}" for key, value in changes.items())
+        lines.append(f"| {label} | " + " | ".join(cell(s[method][f'{k} step']) for k in STUDENT_STEPS) + " |")
     lines += ["", f"EDM teacher: 10 Euler steps {cell(s['edm']['10 euler'])}, 50 steps {cell(s['edm']['50 euler'])}.",
               "", f"`{report['command']}` — {report['machine']}, {report['date']}, {report['seconds']:.0f} s.", ""]
     return "\n".join(lines)

@@ -14,8 +14,8 @@ the jump to sigma_min is learnt level by level from the bottom). Both are carrie
 moving average of the student (``target``, a slowly moving map to data space), and compared there: the
 mean squared error where the mask holds (the paper's LPIPS is for images). These roles are those of the
 authors' code (sony/ctm: ``ctm_target_inner_type='model_sg'``, the outer maps by the EMA model). The
-auxiliary denoising loss is the EDM loss of the denoiser
-g(x, sigma, sigma), weighted by ``denoising_weight`` (SoundCTM: 1).
+auxiliary denoising loss is the EDM loss of the denoiser g(x, sigma, sigma), weighted by
+``denoising_weight`` (SoundCTM: 1).
 """
 
 from __future__ import annotations
