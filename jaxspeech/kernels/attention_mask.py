@@ -58,6 +58,11 @@ class MaskSpec:
     def has_span(self) -> bool:
         return self.span_start is not None
 
+    @property
+    def allows_all(self) -> bool:
+        """True when no part is given: every pair is allowed (known at trace time)."""
+        return self.key_mask is None and not self.causal and not self.has_segments and not self.has_span
+
 
 def check_attention_inputs(q: jax.Array, k: jax.Array, v: jax.Array, mask: MaskSpec | None) -> None:
     """Raises ValueError naming the problem when q [B,Tq,H,D], k/v [B,Tk,Hkv,D] or the mask disagree."""

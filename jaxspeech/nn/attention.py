@@ -23,11 +23,12 @@ __all__ = ["MaskSpec", "attention", "reference_attention", "resolve_impl", "rota
 
 IMPLS = ("auto", "xla", "chunked", "pallas", "cudnn")
 reference_attention = flash.reference
-QUERY_CHUNK = 256  # query rows per piece of impl="chunked"
-# "auto" off GPU: "chunked" from this many query rows. Measured on 2 CPU cores (forward / gradient,
-# ms): Tq=Tk=400 [8,.,4,36] dense 59/138 vs chunked 66/211; 700 [4,.,2,64] 49/129 vs 54/161;
-# 1024 [4,.,4,64] 566/1298 vs 372/971; 1500 [1,.,6,64] 206/647 vs 176/502.
-CHUNKED_FROM = 1024
+BLOCK_LOGITS = 2**20  # logits per piece of impl="chunked" (flash.blocked_reference)
+# "auto" off GPU: "chunked" from this many query rows. Measured on 2 CPU cores, XLA:CPU, jax 0.10.2
+# (forward / gradient, ms; [B,T,H/Hkv,D], Tq=Tk): [16,200,4,64] dense 15/39 vs chunked 10/50;
+# [8,400,4,36] 23/61 vs 10/64; [4,700,2,64] 15/52 vs 9/47; [2,1024,8/2,64] 147/292 vs 31/287;
+# [4,1500,6,64] 387/1075 vs 103/764; [1,4096,4,64] 612/1690 vs 127/1242.
+CHUNKED_FROM = 512
 _CUDNN_DTYPES = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
 _CUDNN_MAX_HEAD_DIM = 128
 
@@ -118,7 +119,7 @@ def attention(
     """Multi-head (optionally grouped-query) attention. Shapes as in ``reference_attention``.
 
     impl: "auto" (see ``resolve_impl``), "xla" (``reference_attention``), "chunked" (the same
-    maths QUERY_CHUNK query rows at a time, ``flash.query_chunked_reference``: faster on CPU
+    maths one head and BLOCK_LOGITS logits at a time, ``flash.blocked_reference``: faster on CPU
     for long sequences), "pallas" (block-sparse
     flash attention, ``jaxspeech.kernels.flash_attention``) or "cudnn"
     (``jax.nn.dot_product_attention``; causal and length padding only).
@@ -134,7 +135,7 @@ def attention(
     if chosen == "cudnn":
         return _cudnn_attention(q, k, v, mask, scale)
     if chosen == "chunked":
-        return flash.query_chunked_reference(q, k, v, mask, scale=scale, chunk=QUERY_CHUNK)
+        return flash.blocked_reference(q, k, v, mask, scale=scale, block_logits=BLOCK_LOGITS)
     return reference_attention(q, k, v, mask, scale=scale)
 
 

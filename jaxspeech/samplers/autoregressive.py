@@ -1,9 +1,11 @@
 """Autoregressive decoding over a step function: greedy, temperature sampling and beam search.
 
 The model is any ``step(tokens [B, L] int32, cache) -> (logits [B, L, V], cache)`` whose cache is
-a pytree with the batch as the leading axis of every leaf (beam search repeats and reorders it
-along that axis; leaves that ``step`` returns untouched, such as encoder outputs, stay equal
-across a row's beams and are not reordered). ``step`` is called once with the whole forced
+a pytree with the batch as the leading axis of every leaf. Beam search repeats and reorders it
+along that axis, except the leaves that ``step`` returns untouched (encoder outputs, masks):
+those are shared by a row's beams and stay one per row, so with K beams ``step`` receives
+tokens and changed leaves of B*K rows (a row's beams adjacent) beside untouched leaves of B
+rows, and reads the latter for K token rows each. ``step`` is called once with the whole forced
 prefix, then with one token at a time. Every loop is a ``lax.while_loop`` that ends when all
 rows have emitted ``eos_id`` or after ``max_new_tokens``, so it runs under ``jax.jit`` with a
 fixed-size cache.
@@ -183,11 +185,12 @@ def beam_search(
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     batch, k, n = prefix.shape[0], beam_size, max_new_tokens
     logits, stepped = step(prefix.astype(jnp.int32), cache)
-    # Leaves the step hands back untouched (encoder outputs, masks) stay equal across the beams
-    # of a row: reordering them would only copy memory, so only the others are reordered.
+    # Leaves the step hands back untouched (encoder outputs, masks) are the same for a row's
+    # beams: they stay one per row (see the module docstring); only the others are per beam.
     reordered = _changed_leaves(cache, stepped)
-    # The prefix is shared by the beams: run it once, then give every beam a copy of the cache.
-    cache = jax.tree.map(lambda x: jnp.repeat(x, k, axis=0), stepped)
+    # The prefix is shared by the beams: run it once, then give every beam a copy of its state.
+    leaves, tree = jax.tree.flatten(stepped)
+    cache = tree.unflatten([jnp.repeat(x, k, axis=0) if r else x for x, r in zip(leaves, reordered, strict=True)])
     logits = jnp.repeat(logits[:, -1].astype(jnp.float32), k, axis=0)
     rows = jnp.arange(batch)[:, None]
     init = dict(

@@ -158,9 +158,10 @@ def test_gpu_implementations_match_the_reference_in_bfloat16(impl, masking):
 
 
 @pytest.mark.parametrize("masking", ["none", "padding", "causal_span", "segments"])
-def test_query_chunked_attention_matches_numpy_and_the_reference_gradients(masking, monkeypatch):
-    """impl="chunked" with a chunk that does not divide Tq (the padded tail rows are dropped)."""
-    monkeypatch.setattr(attention_module, "QUERY_CHUNK", 4)
+def test_blocked_attention_matches_numpy_and_the_reference_gradients(masking, monkeypatch):
+    """impl="chunked" in pieces of 4 query rows (2 heads per key/value head x 4 x 10 keys), which
+    do not divide Tq: the padded tail rows are dropped."""
+    monkeypatch.setattr(attention_module, "BLOCK_LOGITS", 2 * 4 * 10)
     q, k, v = _qkv(13, q_len=10, k_len=10)
     lengths, start, end = np.array([10, 6]), np.array([3, 0]), np.array([7, 5])
     q_ids = np.array([[0] * 5 + [1] * 5, [0] * 3 + [2] * 7])  # row 1: queries 3.. see no key

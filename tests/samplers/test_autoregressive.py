@@ -26,7 +26,9 @@ def toy_model(seed=0, vocab=VOCAB, batch=2):
 
     def step(tokens, cache):
         hist = cache["hist"][:, None, :] + jnp.cumsum(jax.nn.one_hot(tokens, vocab), axis=1)
-        logits = emb[tokens] + hist @ mix + cache["ctx"][:, None, :]
+        # "ctx" is never changed, so beam search passes it once per row: one row per K beams.
+        ctx = jnp.repeat(cache["ctx"], tokens.shape[0] // cache["ctx"].shape[0], axis=0)
+        logits = emb[tokens] + hist @ mix + ctx[:, None, :]
         return logits, {**cache, "hist": hist[:, -1]}
 
     def empty_cache(rows=None):
@@ -140,21 +142,27 @@ def test_wide_beam_search_is_exhaustive_search(penalty):
         np.testing.assert_allclose(out.scores[row], score, rtol=1e-5)
 
 
-def test_beam_search_reorders_only_the_cache_leaves_the_step_changes():
-    step, empty = toy_model(seed=2)
+def test_beam_search_shares_the_cache_leaves_the_step_leaves_untouched_between_beams():
+    model, empty = toy_model(seed=2)
     prefix = np.array([[3, 1], [2, 4]])
     search = dict(beam_size=3, max_new_tokens=4, eos_id=EOS, length_penalty=0.6)
+    seen = set()
 
-    def copying(tokens, cache):  # hands back a new array for every leaf: all are reordered
-        logits, cache = step(tokens, cache)
+    def step(tokens, cache):  # records (token rows, "ctx" rows, "hist" rows) of every call
+        seen.add((tokens.shape[0], cache["ctx"].shape[0], cache["hist"].shape[0]))
+        return model(tokens, cache)
+
+    def copying(tokens, cache):  # hands back a new array for every leaf: all are per beam
+        logits, cache = model(tokens, cache)
         return logits, jax.tree.map(lambda x: x + 0, cache)
 
     kept, copied = (beam_search(s, empty(), prefix, **search) for s in (step, copying))
+    assert seen == {(2, 2, 2), (6, 2, 6)}  # the prefix once per row, then per beam; ctx per row
     np.testing.assert_array_equal(kept.tokens, copied.tokens)
     np.testing.assert_allclose(kept.scores, copied.scores, rtol=1e-6)
 
     def inconsistent(tokens, cache):  # "ctx" untouched for the prefix, then changed per token
-        logits, cache = step(tokens, cache)
+        logits, cache = model(tokens, cache)
         return logits, cache if tokens.shape[1] > 1 else {**cache, "ctx": cache["ctx"] * 1.5}
 
     with pytest.raises(ValueError, match="cannot tell which leaves to reorder"):
@@ -167,7 +175,8 @@ def test_nonfinite_logits_stop_the_row_and_raise_outside_jit():
     def broken(tokens, cache):
         logits, cache = step(tokens, cache)
         # Row 1's logits turn NaN once it has generated 2 tokens after its 2-token prefix.
-        bad = ((cache["hist"].sum(-1) >= 4) & (cache["row"] == 1))[:, None, None]
+        row = jnp.repeat(cache["row"], tokens.shape[0] // cache["row"].shape[0])  # shared by the beams
+        bad = ((cache["hist"].sum(-1) >= 4) & (row == 1))[:, None, None]
         return jnp.where(bad, jnp.nan, logits), cache
 
     prefix = np.array([[3, 1], [2, 2]])

@@ -8,11 +8,11 @@ turns a cache into the ``step(tokens, cache) -> (logits, cache)`` the generic lo
 
 Layouts: XLA:CPU multiplies matrices with the contracted axis minor-most and copies any operand
 that is not, inside the decoding loop, every step: the cross-attention keys and values of every
-layer and the [V, D] token table of the output projection (80 MB for Whisper's vocabulary),
-more memory traffic than the step's own arithmetic. These loop-invariant operands are therefore
-stored once in that layout (``_stored``, behind an optimization barrier, without which XLA folds
-the transposes back) and the step reads them through transposed views (``_view``), which XLA
-turns into layout changes, not copies.
+layer would be copied each step, more memory traffic than the step's own arithmetic. These
+loop-invariant operands are therefore stored once in that layout (``_stored``, behind an
+optimization barrier, without which XLA folds the transposes back) and the step reads them
+through transposed views (``_view``), which XLA turns into layout changes, not copies. The
+output projection reads the [V, D] token table as it is (``WhisperDecoder.token_logits``).
 
 Long audio (``transcribe``): windows of 30 s start every ``stride_seconds``; each is decoded
 independently (all windows of a file in batches) and consecutive windows' text tokens are
@@ -102,15 +102,11 @@ def make_step(
     Logits of ``suppress_tokens`` are set to the lowest finite float (never chosen, still finite
     so that the non-finite check only sees the model's own failures); ``begin_suppress_tokens``
     likewise, at the step that predicts the token after ``begin_position`` tokens (the first
-    generated one when begin_position is the prefix length). The output projection reads a
-    [D, V] copy of the token table made here, once (see the module docstring).
+    generated one when begin_position is the prefix length).
     """
-    table = _stored(params["decoder"]["embed_tokens"]["embedding"].get_value(), (1, 0))  # [D, V]
 
     def step(tokens: jax.Array, cache: Cache) -> tuple[jax.Array, Cache]:
-        viewed = jax.tree.map(lambda x: x, params)  # new Variables, settable in this trace
-        viewed["decoder"]["embed_tokens"]["embedding"].set_value(_view(table, (1, 0)))
-        model = nnx.merge(graphdef, viewed)
+        model = nnx.merge(graphdef, params)
         cross = tuple((_view(k, _KEYS), _view(v, _VALUES)) for k, v in cache["cross"])
         logits, self_cache = model.decoder(
             tokens, cross, cache["cross_mask"], cache=cache["self"], length=cache["length"]

@@ -170,6 +170,15 @@ class DecoderLayer(nnx.Module):
         keys, values, mask, k_next, v_next = attend_with_cache(*cache, new_k, new_v, length)
         return self.self_attn(h, keys, values, mask), (k_next, v_next)
 
+    def _cross_attention(self, h: jax.Array, cross_kv: KVCache, cross_mask: jax.Array | None) -> jax.Array:
+        """h [N*B, L, D] attends to the encoder's (k, v) [B, T_enc, H, D/H] of B rows: N >= 1
+        consecutive rows of h (a row's beams) read one row of keys, as N*L queries of that row."""
+        rows = cross_kv[0].shape[0]
+        if h.shape[0] % rows:
+            raise ValueError(f"{h.shape[0]} decoder rows cannot share the encoder's {rows} rows")
+        folded = h.reshape(rows, -1, h.shape[-1])
+        return self.encoder_attn(folded, *cross_kv, MaskSpec(key_mask=cross_mask)).reshape(h.shape)
+
     def __call__(
         self,
         x: jax.Array,
@@ -181,8 +190,7 @@ class DecoderLayer(nnx.Module):
     ) -> tuple[jax.Array, KVCache | None]:
         attended, cache = self._self_attention(self.self_attn_layer_norm(x), cache, length)
         x = x + dropout(self.dropout, attended, rngs)
-        h = self.encoder_attn_layer_norm(x)
-        x = x + dropout(self.dropout, self.encoder_attn(h, *cross_kv, MaskSpec(key_mask=cross_mask)), rngs)
+        x = x + dropout(self.dropout, self._cross_attention(self.encoder_attn_layer_norm(x), cross_kv, cross_mask), rngs)
         return x + dropout(self.dropout, self.fc2(_gelu(self.fc1(self.final_layer_norm(x)))), rngs), cache
 
 
@@ -196,6 +204,16 @@ class WhisperDecoder(nnx.Module):
         self.layers = nnx.List([DecoderLayer(config, rngs=rngs) for _ in range(config.decoder_layers)])
         self.layer_norm = _layer_norm(d, rngs)
         self.dropout = nnx.Dropout(config.dropout)
+
+    def token_logits(self, hidden: jax.Array) -> jax.Array:
+        """hidden [..., D] -> float32 logits [..., V] over the tied token table [V, D].
+
+        One dot_general contracting the table's minor axis: written as ``hidden @ table.T``
+        XLA:CPU may fuse the transpose into the dot and copy the whole table every decoding step.
+        """
+        table = self.embed_tokens.embedding[...]
+        logits = jax.lax.dot_general(hidden.astype(table.dtype), table, (((hidden.ndim - 1,), (1,)), ((), ())))
+        return logits.astype(jnp.float32)
 
     def cross_keys_values(self, encoder_out: jax.Array) -> tuple[KVCache, ...]:
         """Per-layer cross-attention (k, v), each [B, T_enc, H, D/H]; computed once per audio."""
@@ -215,7 +233,8 @@ class WhisperDecoder(nnx.Module):
 
         Without a cache the tokens sit at positions 0..L-1. With ``cache`` (per layer (k, v)
         buffers [B, capacity, H, D/H]) and ``length`` [B] (slots already written), they sit at
-        positions length..length+L-1 and are written into the buffers there.
+        positions length..length+L-1 and are written into the buffers there. ``cross_kv`` and
+        ``cross_mask`` may hold B/N rows, each shared by N consecutive token rows (beam search).
         """
         logits, cache, _ = self.forward(tokens, cross_kv, cross_mask, cache=cache, length=length, rngs=rngs)
         return logits, cache
@@ -247,7 +266,7 @@ class WhisperDecoder(nnx.Module):
             x, layer_cache = layer(x, cross_kv[i], cross_mask, None if cache is None else cache[i], length, rngs)
             new_cache.append(layer_cache)
             outputs.append(x)
-        logits = self.embed_tokens.attend(self.layer_norm(x)).astype(jnp.float32)
+        logits = self.token_logits(self.layer_norm(x))
         return logits, None if cache is None else tuple(new_cache), tuple(outputs)
 
 
@@ -292,7 +311,7 @@ def encoder_token_logits(graphdef: nnx.GraphDef, params: nnx.State, hidden: Hidd
     embeddings (the output projection Whisper ties to them): [B, T_enc, vocab] float32 logits per
     audio frame, for a CTC auxiliary loss without parameters outside Whisper's tree."""
     model = nnx.merge(graphdef, params)
-    return model.decoder.embed_tokens.attend(model.encoder.layer_norm(hidden.encoder[-1])).astype(jnp.float32)
+    return model.decoder.token_logits(model.encoder.layer_norm(hidden.encoder[-1]))
 
 
 def _check_inputs(config_n_mels: int, features: jax.Array, tokens: jax.Array, frame_mask: jax.Array | None):
