@@ -69,9 +69,9 @@ def resolve_impl(
     """The implementation ``attention`` will run, and why it fell back to "xla" (None if it did not).
 
     "auto": on GPU cuDNN when it supports the mask and dtype, else the Pallas kernel, else the
-    reference (with the reason); elsewhere "chunked" from CHUNKED_FROM query rows, else the
-    reference. An explicit "pallas" or "cudnn" that cannot run raises ValueError
-    with the reason.
+    reference (with the reason); on CPU "chunked" from CHUNKED_FROM query rows (its blocks are
+    sized for CPU caches), else the reference; elsewhere (TPU) the reference. An explicit
+    "pallas" or "cudnn" that cannot run raises ValueError with the reason.
     """
     if impl not in IMPLS:
         raise ValueError(f"unknown attention impl {impl!r}; available: {IMPLS}")
@@ -90,8 +90,10 @@ def resolve_impl(
         if reason:
             raise ValueError(f"impl='cudnn' cannot run this call: {reason}")
         return "cudnn", None
-    if jax.default_backend() != "gpu":
+    if jax.default_backend() == "cpu":
         return ("chunked" if q.shape[1] >= CHUNKED_FROM else "xla"), None
+    if jax.default_backend() != "gpu":
+        return "xla", None
     cudnn_reason = _cudnn_unsupported_reason(q, k, v, mask)
     if cudnn_reason is None:
         return "cudnn", None

@@ -198,6 +198,9 @@ def test_auto_dispatch_picks_by_platform_mask_and_dtype(monkeypatch):
             attention(q, k, v, causal, impl="cudnn")
         with pytest.raises(ValueError, match="impl='pallas' cannot run this call: .*use interpret=True"):
             attention(q, k, v, causal, impl="pallas")
+    long_q = jnp.zeros((1, attention_module.CHUNKED_FROM, 4, 8))
+    monkeypatch.setattr(jax, "default_backend", lambda: "tpu")  # the blocks are sized for CPU caches
+    assert resolve_impl("auto", long_q, k, v, None) == ("xla", None)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert resolve_impl("auto", q, k, v, causal) == ("cudnn", None)
     assert resolve_impl("auto", q, k, v, lengths) == ("cudnn", None)
