@@ -45,13 +45,13 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 import transformers
-
 from benchmark_docs import command, machine, save_report, write_section
+from whisper_floor import call_floor_seconds, matmul_flops_per_s, read_bytes_per_s
+
 from jaxspeech.audio import load_audio, log_mel
 from jaxspeech.data.readers import load_records
 from jaxspeech.eval.rtf import interleaved_seconds
 from jaxspeech.models import whisper
-from whisper_floor import call_floor_seconds, matmul_flops_per_s, read_bytes_per_s
 
 # openai/whisper-tiny's config.json (architecture and special tokens); suppress lists left out.
 WHISPER_TINY = dict(

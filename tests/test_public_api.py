@@ -12,8 +12,8 @@ import pytest
 from jaxspeech.losses import conditional_flow_matching
 from jaxspeech.samplers import sample_ode
 
-PACKAGES = ["audio", "data", "eval", "kernels", "losses", "models.tts", "nn", "objectives", "samplers", "sparsity",
-            "text", "train", "train.recipes"]
+PACKAGES = ["audio", "data", "eval", "kernels", "losses", "models.hifigan", "models.tts", "nn", "objectives",
+            "samplers", "sparsity", "text", "train", "train.recipes"]
 MODES = 2.0 * np.stack([np.cos(np.arange(8) * np.pi / 4), np.sin(np.arange(8) * np.pi / 4)], axis=1)
 
 

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxspeech.models.checkpoint_import import CheckpointError, filled, tensor_problems
 from jaxspeech.models.whisper.config import WhisperConfig
 from jaxspeech.models.whisper.model import abstract_init, apply
 
@@ -26,10 +27,6 @@ _SAFETENSORS = "model.safetensors"
 _TORCH = "pytorch_model.bin"
 _TIED_OUTPUT = "proj_out.weight"
 _LEAF_NAMES = {"kernel": "weight", "scale": "weight", "embedding": "weight", "bias": "bias"}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint's tensors do not match its config (missing, unexpected or mis-shaped)."""
 
 
 def _tensor_name(path: tuple) -> str:
@@ -56,11 +53,6 @@ def _expected_tensors(config: WhisperConfig) -> tuple[nnx.GraphDef, nnx.State, d
     return graphdef, abstract, expected
 
 
-def _summarise(items: list[str], limit: int = 20) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
-
-
 def params_from_state_dict(
     state_dict: Mapping[str, np.ndarray], config: WhisperConfig, *, dtype=jnp.float32, source: str = "checkpoint"
 ) -> tuple[nnx.GraphDef, nnx.State]:
@@ -73,20 +65,9 @@ def params_from_state_dict(
     tensors = {name if name.startswith("model.") or name == _TIED_OUTPUT else f"model.{name}": value
                for name, value in state_dict.items()}  # fmt: skip
     graphdef, abstract, expected = _expected_tensors(config)
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected) - {_TIED_OUTPUT})
-    mismatched = [
-        f"{name} expected {expected[name][1]} got {tuple(tensors[name].shape)}"
-        for name in sorted(set(expected) & set(tensors))
-        if tuple(tensors[name].shape) != expected[name][1]
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing tensors: {_summarise(missing)}")
-    if mismatched:
-        problems.append(f"shape mismatches: {_summarise(mismatched)}")
-    if unexpected:
-        problems.append(f"unexpected tensors: {_summarise(unexpected)}")
+    shapes = {name: shape for name, (_, shape) in expected.items()}
+    problems = tensor_problems(shapes, {name: tuple(value.shape) for name, value in tensors.items()},
+                               ignored=(_TIED_OUTPUT,))  # fmt: skip
     if problems:
         raise CheckpointError(f"{source} does not match its Whisper config: " + "; ".join(problems))
     embedding = "model.decoder.embed_tokens.weight"
@@ -97,14 +78,7 @@ def params_from_state_dict(
     for name, (path, _) in expected.items():
         value = _swap_layout(path, np.asarray(tensors[name]))
         flat[path] = jnp.asarray(value, dtype=dtype if dtype is not None else value.dtype)
-    pure = {}
-    for path, value in flat.items():
-        node = pure
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = value
-    nnx.replace_by_pure_dict(abstract, pure)
-    return graphdef, abstract
+    return graphdef, filled(abstract, flat)
 
 
 def params_to_state_dict(params: nnx.State) -> dict[str, np.ndarray]:

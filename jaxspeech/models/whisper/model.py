@@ -190,7 +190,8 @@ class DecoderLayer(nnx.Module):
     ) -> tuple[jax.Array, KVCache | None]:
         attended, cache = self._self_attention(self.self_attn_layer_norm(x), cache, length)
         x = x + dropout(self.dropout, attended, rngs)
-        x = x + dropout(self.dropout, self._cross_attention(self.encoder_attn_layer_norm(x), cross_kv, cross_mask), rngs)
+        attended = self._cross_attention(self.encoder_attn_layer_norm(x), cross_kv, cross_mask)
+        x = x + dropout(self.dropout, attended, rngs)
         return x + dropout(self.dropout, self.fc2(_gelu(self.fc1(self.final_layer_norm(x)))), rngs), cache
 
 

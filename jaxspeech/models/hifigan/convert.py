@@ -1,0 +1,105 @@
+"""Import of PyTorch HiFi-GAN generator checkpoints (jik876/hifi-gan, Matcha-TTS's ``matcha.hifigan``).
+
+Tensor names are the parameter paths (``conv_pre``, ``ups.{i}``, ``resblocks.{n}.convs1.{j}``,
+``conv_post``) with ``.weight`` / ``.bias``. Weight-normed convolutions store ``weight_g`` and
+``weight_v`` (``torch.nn.utils.weight_norm``) or ``parametrizations.weight.original0/1``
+(``torch.nn.utils.parametrizations.weight_norm``); both are folded into one weight
+g * v / ||v|| (norm over every axis but the first), and plain ``weight`` (after
+``remove_weight_norm``) is taken as is. Conv1d weights [out, in, k] become [k, in, out],
+ConvTranspose1d weights [in, out, k] become [k, in, out].
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxspeech.models.checkpoint_import import CheckpointError, filled, tensor_problems
+from jaxspeech.models.hifigan.model import V1, HifiGanConfig, HifiGanGenerator
+
+_WEIGHT_NORM = (("weight_g", "weight_v"), ("parametrizations.weight.original0", "parametrizations.weight.original1"))
+
+
+def _folded(tensors: Mapping[str, np.ndarray], module: str) -> np.ndarray | None:
+    """The weight of ``module`` with any weight norm folded in, or None if it is absent."""
+    if f"{module}.weight" in tensors:
+        return np.asarray(tensors[f"{module}.weight"], np.float32)
+    for g_name, v_name in _WEIGHT_NORM:
+        if f"{module}.{g_name}" in tensors and f"{module}.{v_name}" in tensors:
+            g = np.asarray(tensors[f"{module}.{g_name}"], np.float32)
+            v = np.asarray(tensors[f"{module}.{v_name}"], np.float32)
+            norm = np.sqrt((v.astype(np.float64) ** 2).sum(axis=tuple(range(1, v.ndim)), keepdims=True))
+            return (g * v / norm).astype(np.float32)
+    return None
+
+
+def _torch_weights(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """{module.weight or module.bias: array} with weight norms folded (other names kept)."""
+    tensors = {name: np.asarray(value) for name, value in state_dict.items()}
+    modules = {name.rsplit(".", 1)[0] for name in tensors if name.endswith((".weight_g", ".weight_v"))}
+    modules |= {name.split(".parametrizations.")[0] for name in tensors if ".parametrizations.weight." in name}
+    for module in modules:
+        weight = _folded(tensors, module)
+        for g_name, v_name in _WEIGHT_NORM:
+            tensors.pop(f"{module}.{g_name}", None)
+            tensors.pop(f"{module}.{v_name}", None)
+        if weight is not None:
+            tensors[f"{module}.weight"] = weight
+    return tensors
+
+
+def params_from_state_dict(
+    state_dict: Mapping[str, np.ndarray], config: HifiGanConfig = V1, *, source: str = "checkpoint"
+) -> tuple[nnx.GraphDef, nnx.State]:
+    """A HiFi-GAN generator state dict (torch names, weight norm or not) -> (graphdef, params).
+
+    Raises CheckpointError listing every missing, unexpected and mis-shaped tensor (torch layout).
+    """
+    tensors = _torch_weights(state_dict)
+    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: HifiGanGenerator(config, rngs=nnx.Rngs(params=0))), nnx.Param)
+    expected = {}
+    for path, variable in nnx.to_flat_state(abstract):
+        shape = variable.get_value().shape
+        module, leaf = ".".join(str(p) for p in path[:-1]), path[-1]
+        if leaf == "kernel":  # stored [k, in, out]; torch Conv1d [out, in, k], ConvTranspose1d [in, out, k]
+            shape = (shape[1], shape[2], shape[0]) if module.startswith("ups.") else shape[::-1]
+        expected[f"{module}.{'weight' if leaf == 'kernel' else 'bias'}"] = (path, shape)
+    problems = tensor_problems({n: s for n, (_, s) in expected.items()}, {n: v.shape for n, v in tensors.items()})
+    if problems:
+        raise CheckpointError(f"{source} does not match the HiFi-GAN config {config}: " + "; ".join(problems))
+    flat = {}
+    for name, (path, _) in expected.items():
+        value = tensors[name]
+        if path[-1] == "kernel":
+            value = np.transpose(value, (2, 0, 1) if name.startswith("ups.") else (2, 1, 0))
+        flat[path] = jnp.asarray(value, jnp.float32)
+    return graphdef, filled(abstract, flat)
+
+
+def import_hifigan_checkpoint(path: str | os.PathLike, config: HifiGanConfig | None = None):
+    """(config, graphdef, params) from a PyTorch generator file: ``torch.save``d state dict, or a
+    dict holding it under "generator" (HiFi-GAN's and Matcha-TTS's ``generator_v1``).
+
+    ``config``: None reads config.json beside the file if there is one, else assumes V1 (a
+    checkpoint of another architecture then fails the tensor check, naming the tensors).
+    """
+    import torch  # an optional dependency, needed only to read PyTorch files
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such HiFi-GAN checkpoint file")
+    if config is None:
+        beside = os.path.join(os.path.dirname(path), "config.json")
+        config = HifiGanConfig.from_dict(json.load(open(beside))) if os.path.isfile(beside) else V1
+    loaded = torch.load(path, map_location="cpu", weights_only=True)
+    state_dict = loaded.get("generator", loaded) if isinstance(loaded, Mapping) else None
+    if not isinstance(state_dict, Mapping):
+        raise CheckpointError(f"{path} holds {type(loaded).__name__}, not a generator state dict")
+    arrays = {name: value.detach().float().numpy() for name, value in state_dict.items() if hasattr(value, "numpy")}
+    graphdef, params = params_from_state_dict(arrays, config, source=path)
+    return config, graphdef, params
