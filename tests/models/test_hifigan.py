@@ -1,5 +1,6 @@
-"""HiFi-GAN generator: parity with Matcha-TTS's PyTorch generator (``matcha.hifigan.models``) on
-randomly initialised weight-normed checkpoints, padding, and import errors."""
+"""HiFi-GAN: generator and discriminators in parity with Matcha-TTS's PyTorch ones (``matcha.hifigan.models``)
+on randomly initialised weight- and spectral-normed checkpoints, the GAN losses with its loss code, padding,
+and import errors."""
 
 import dataclasses
 
@@ -8,7 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from flax import nnx
 
+from jaxspeech.losses import gan
 from jaxspeech.models import hifigan
 
 matcha_models = pytest.importorskip("matcha.hifigan.models")
@@ -106,3 +109,66 @@ def test_published_configs_read_from_config_json():
           "resblock_dilation_sizes": [[1, 2], [2, 6], [3, 12]], "num_mels": 80, "segment_size": 8192}  # fmt: skip
     assert hifigan.HifiGanConfig.from_dict(v3) == hifigan.V3
     assert hifigan.V1.hop == hifigan.V2.hop == hifigan.V3.hop == 256
+
+
+def randomised(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """``module`` in eval mode with random biases and weight-norm gains (spectral norm's stored
+    vectors are random already), so that folding every reparametrisation is checked."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in module.named_parameters():
+            if name.endswith("bias"):
+                tensor.copy_(torch.randn_like(tensor) * 0.1)
+            elif name.endswith("weight_g"):
+                tensor.copy_(torch.rand_like(tensor) * 0.5 + 0.1)
+    return module.eval()
+
+
+@pytest.mark.parametrize("kind", ["mpd", "msd"])
+def test_discriminators_match_matcha_scores_and_feature_maps(kind):
+    """Both waveforms odd-length (the period discriminators reflect-pad); MSD's first scale is
+    spectral-normed, the others weight-normed."""
+    torch.manual_seed(7)
+    reference = randomised({"mpd": matcha_models.MultiPeriodDiscriminator,
+                            "msd": matcha_models.MultiScaleDiscriminator}[kind](), seed=8)  # fmt: skip
+    state_dict = {k: v.numpy() for k, v in reference.state_dict().items()}
+    graphdef, params = hifigan.discriminator_params_from_state_dict(state_dict, kind)
+    real, fake = (np.random.default_rng(s).uniform(-0.5, 0.5, (2, 677)).astype(np.float32) for s in (9, 10))
+    with torch.no_grad():
+        want_real, want_fake, maps_real, _ = reference(torch.from_numpy(real)[:, None], torch.from_numpy(fake)[:, None])
+    ours = jax.jit(lambda p, w: nnx.merge(graphdef, p)(w))
+
+    def close(got, want):  # float32 sums over up to 41 x 64 terms of activations ~1e3: relative to the map's scale
+        assert np.abs(np.asarray(got) - want).max() <= 1e-5 * np.abs(want).max() + 1e-5
+    got_real, got_fake = ours(params, jnp.asarray(real)), ours(params, jnp.asarray(fake))
+    assert len(got_real) == len(want_real)
+    for (scores, maps), want, want_maps in zip(got_real, want_real, maps_real):
+        close(scores, want.numpy())
+        for got_map, want_map in zip(maps, want_maps, strict=True):
+            want_map = want_map.numpy()  # [B, C, T'] or [B, C, T', p] -> ours [B (* p), T', C]
+            if want_map.ndim == 4:
+                want_map = np.transpose(want_map, (0, 3, 2, 1)).reshape(-1, want_map.shape[2], want_map.shape[1])
+            else:
+                want_map = np.swapaxes(want_map, 1, 2)
+            close(got_map, want_map)
+    for (scores, _), want in zip(got_fake, want_fake):
+        close(scores, want.numpy())
+
+
+def test_gan_losses_match_hifigan_code():
+    rng = np.random.default_rng(11)
+    real = [rng.standard_normal(s).astype(np.float32) for s in ((2, 30), (2, 12))]
+    fake = [rng.standard_normal(s).astype(np.float32) for s in ((2, 30), (2, 12))]
+    maps_real = [[rng.standard_normal((2, 5, 3)).astype(np.float32) for _ in range(3)] for _ in range(2)]
+    maps_fake = [[rng.standard_normal((2, 5, 3)).astype(np.float32) for _ in range(3)] for _ in range(2)]
+    as_torch = lambda tree: jax.tree.map(torch.from_numpy, tree)  # noqa: E731
+    want_d = matcha_models.discriminator_loss(as_torch(real), as_torch(fake))[0]
+    want_g = matcha_models.generator_loss(as_torch(fake))[0]
+    want_fm = matcha_models.feature_loss(as_torch(maps_real), as_torch(maps_fake))
+    np.testing.assert_allclose(gan.discriminator_loss(real, fake), want_d.item(), rtol=1e-5)
+    np.testing.assert_allclose(gan.generator_adversarial_loss(fake), want_g.item(), rtol=1e-5)
+    np.testing.assert_allclose(gan.feature_matching_loss(maps_real, maps_fake), want_fm.item(), rtol=1e-5)
+    # The generator matches the real features: they carry no gradient.
+    grads = jax.grad(gan.feature_matching_loss, argnums=(0, 1))(maps_real, maps_fake)
+    assert not any(np.asarray(g).any() for g in jax.tree.leaves(grads[0]))
+    assert all(np.asarray(g).any() for g in jax.tree.leaves(grads[1]))

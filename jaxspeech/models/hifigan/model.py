@@ -90,19 +90,23 @@ def _masked(x: jax.Array, mask: jax.Array | None) -> jax.Array:
 
 
 class Conv(nnx.Module):
-    """1-D convolution on [B, T, C] with torch Conv1d's "same" padding (dilation * (k - 1) / 2)."""
+    """torch Conv1d on [B, T, C]: ``kernel`` [k, in / groups, out]; padding defaults to "same"
+    (dilation * (k - 1) / 2)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, dilation: int = 1, rngs: nnx.Rngs):
-        self.dilation = dilation
-        self.padding = dilation * (kernel_size - 1) // 2
-        self.kernel = nnx.Param(_INIT(rngs.params(), (kernel_size, in_channels, out_channels)))
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, dilation: int = 1,
+        groups: int = 1, padding: int | None = None, rngs: nnx.Rngs,
+    ):  # fmt: skip
+        self.stride, self.dilation, self.groups = stride, dilation, groups
+        self.padding = dilation * (kernel_size - 1) // 2 if padding is None else padding
+        self.kernel = nnx.Param(_INIT(rngs.params(), (kernel_size, in_channels // groups, out_channels)))
         self.bias = nnx.Param(jnp.zeros((out_channels,)))
 
-    def __call__(self, x: jax.Array, mask: jax.Array | None) -> jax.Array:
-        """x [B, T, in] -> [B, T, out]; mask [B, T] zeroes the input past each row's length."""
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+        """x [B, T, in] -> [B, T', out]; mask [B, T] zeroes the input past each row's length."""
         y = jax.lax.conv_general_dilated(
-            _masked(x, mask), self.kernel[...], (1,), [(self.padding, self.padding)], rhs_dilation=(self.dilation,),
-            dimension_numbers=("NWC", "WIO", "NWC"),
+            _masked(x, mask), self.kernel[...], (self.stride,), [(self.padding, self.padding)],
+            rhs_dilation=(self.dilation,), feature_group_count=self.groups, dimension_numbers=("NWC", "WIO", "NWC"),
         )  # fmt: skip
         return y + self.bias[...]
 
