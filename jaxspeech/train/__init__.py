@@ -1,4 +1,5 @@
-"""Training: state, mesh and sharding rules, step builder, loop, checkpoints, metrics, progress.
+"""Training: state, mesh and sharding rules, step builders (one loss; a GAN's two), loop, checkpoints,
+metrics, progress.
 
 A model enters as `loss_fn(params, batch, key) -> (loss, metrics)` plus an optax optimizer:
 
@@ -12,6 +13,7 @@ A model enters as `loss_fn(params, batch, key) -> (loss, metrics)` plus an optax
 
 from jaxspeech.train.checkpoint import Checkpointer
 from jaxspeech.train.distributed import initialize_distributed, put_batch
+from jaxspeech.train.gan_step import GanState, make_gan_train_step
 from jaxspeech.train.loop import NonFiniteLossError, train
 from jaxspeech.train.mesh import batch_sharding, make_mesh, param_shardings, replicated
 from jaxspeech.train.metrics import MetricWriter, as_rgb, plot_loss_curve, plot_mel, read_metrics
@@ -29,6 +31,7 @@ from jaxspeech.train.step import (
 
 __all__ = [
     "Checkpointer",
+    "GanState",
     "MetricWriter",
     "NonFiniteLossError",
     "Progress",
@@ -40,6 +43,7 @@ __all__ = [
     "compile_train_step",
     "create_train_state",
     "initialize_distributed",
+    "make_gan_train_step",
     "make_mesh",
     "make_train_step",
     "param_shardings",

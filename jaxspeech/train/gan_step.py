@@ -1,0 +1,71 @@
+"""The adversarial train step: a discriminator update, then a generator update against the
+updated discriminator (HiFi-GAN's order), in one pure function.
+
+Losses take the other network's params explicitly:
+``discriminator_loss(d_params, g_params, batch, key) -> (loss, metrics)`` and
+``generator_loss(g_params, d_params, batch, key) -> (loss, metrics)``. Each network keeps its own
+:class:`TrainState` (params, optimizer state, step, rng, optional moving average) and is updated by
+:func:`make_train_step` with the other's params fixed, so gradient accumulation, mixed precision
+(the fixed params are cast too) and non-finite skipping work per network as for any model. The
+generator step recomputes the generator's output that the discriminator step saw (same params,
+same key): one extra generator forward pass per step, in exchange for two independent steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxspeech.train.state import TrainState
+from jaxspeech.train.step import cast_floating, make_train_step
+
+GanLossFn = Callable[[Any, Any, Mapping[str, jax.Array], jax.Array], tuple[jax.Array, Mapping[str, jax.Array]]]
+
+
+@flax.struct.dataclass
+class GanState:
+    """The two networks' states; a plain pytree (jit, shard and checkpoint it like a TrainState)."""
+
+    generator: TrainState
+    discriminator: TrainState
+
+
+def make_gan_train_step(
+    generator_loss: GanLossFn,
+    discriminator_loss: GanLossFn,
+    generator_optimizer: optax.GradientTransformation,
+    discriminator_optimizer: optax.GradientTransformation,
+    *,
+    accum_steps: int = 1,
+    compute_dtype: jnp.dtype = jnp.float32,
+    generator_ema_decay: float | None = None,
+) -> Callable[[GanState, Mapping[str, jax.Array], jax.Array], tuple[GanState, dict[str, jax.Array]]]:
+    """Returns the pure ``train_step(state, batch, key) -> (state, metrics)``.
+
+    The discriminator is updated first with the generator's current params; the generator's loss
+    then reads the updated discriminator. Both steps see the same key (so a generator with
+    dropout or noise produces the same output in both). Metrics: each step's metrics (see
+    :func:`make_train_step`) prefixed "generator/" and "discriminator/".
+    """
+    common = dict(accum_steps=accum_steps, compute_dtype=compute_dtype)
+
+    def fixed(params):
+        return cast_floating(params, compute_dtype)
+
+    def train_step(state: GanState, batch: Mapping[str, jax.Array], key: jax.Array):
+        d_step = make_train_step(lambda d, b, k: discriminator_loss(d, fixed(state.generator.params), b, k),
+                                 discriminator_optimizer, **common)  # fmt: skip
+        discriminator, d_metrics = d_step(state.discriminator, batch, key)
+        g_step = make_train_step(lambda g, b, k: generator_loss(g, fixed(discriminator.params), b, k),
+                                 generator_optimizer, ema_decay=generator_ema_decay, **common)  # fmt: skip
+        generator, g_metrics = g_step(state.generator, batch, key)
+        metrics = {**{f"generator/{n}": v for n, v in g_metrics.items()},
+                   **{f"discriminator/{n}": v for n, v in d_metrics.items()}}  # fmt: skip
+        return GanState(generator=generator, discriminator=discriminator), metrics
+
+    return train_step
