@@ -13,7 +13,7 @@ A model enters as `loss_fn(params, batch, key) -> (loss, metrics)` plus an optax
 
 from jaxspeech.train.checkpoint import Checkpointer
 from jaxspeech.train.distributed import initialize_distributed, put_batch
-from jaxspeech.train.gan_step import GanState, make_gan_train_step
+from jaxspeech.train.gan_step import GanState, compile_gan_train_step, make_gan_train_step
 from jaxspeech.train.loop import NonFiniteLossError, train
 from jaxspeech.train.mesh import batch_sharding, make_mesh, param_shardings, replicated
 from jaxspeech.train.metrics import MetricWriter, as_rgb, plot_loss_curve, plot_mel, read_metrics
@@ -40,6 +40,7 @@ __all__ = [
     "as_rgb",
     "batch_sharding",
     "cast_floating",
+    "compile_gan_train_step",
     "compile_train_step",
     "create_train_state",
     "initialize_distributed",

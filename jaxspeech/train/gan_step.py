@@ -20,9 +20,11 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import Mesh
 
+from jaxspeech.train.mesh import ShardingRules, batch_sharding, replicated
 from jaxspeech.train.state import TrainState
-from jaxspeech.train.step import cast_floating, make_train_step
+from jaxspeech.train.step import cast_floating, make_train_step, train_state_shardings
 
 GanLossFn = Callable[[Any, Any, Mapping[str, jax.Array], jax.Array], tuple[jax.Array, Mapping[str, jax.Array]]]
 
@@ -69,3 +71,15 @@ def make_gan_train_step(
         return GanState(generator=generator, discriminator=discriminator), metrics
 
     return train_step
+
+
+def compile_gan_train_step(train_step, state: GanState, mesh: Mesh, rules: ShardingRules = ()):
+    """``compile_train_step`` for a GanState: each network's state sharded by
+    ``train_state_shardings`` with ``rules``, the batch by ``batch_sharding``, key and metrics
+    replicated, the state donated. Returns (step_fn, state shardings) for ``place_state``."""
+    shardings = GanState(generator=train_state_shardings(state.generator, mesh, rules),
+                         discriminator=train_state_shardings(state.discriminator, mesh, rules))  # fmt: skip
+    rep = replicated(mesh)
+    step_fn = jax.jit(train_step, in_shardings=(shardings, batch_sharding(mesh), rep), out_shardings=(shardings, rep),
+                      donate_argnums=(0,))  # fmt: skip
+    return step_fn, shardings

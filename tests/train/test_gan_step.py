@@ -7,7 +7,14 @@ import numpy as np
 import optax
 
 from jaxspeech.losses import gan
-from jaxspeech.train import GanState, create_train_state, make_gan_train_step
+from jaxspeech.train import (
+    GanState,
+    compile_gan_train_step,
+    create_train_state,
+    make_gan_train_step,
+    make_mesh,
+    place_state,
+)
 
 RATE = 0.1
 
@@ -61,3 +68,19 @@ def test_a_nonfinite_discriminator_step_is_skipped_alone():
     np.testing.assert_array_equal(state.discriminator.params, d0)
     assert float(metrics["discriminator/skipped"]) == 1.0 and float(metrics["generator/skipped"]) == 0.0
     assert not np.allclose(state.generator.params, g0)
+
+
+def test_the_sharded_step_equals_the_plain_one():
+    rng = np.random.default_rng(2)
+    g0, d0 = (jnp.asarray(rng.standard_normal(s), jnp.float32) for s in ((2, 3), (3,)))
+    rows = 2 * jax.device_count()
+    batch = {"real": jnp.asarray(rng.standard_normal((rows, 3)), jnp.float32),
+             "noise": jnp.asarray(rng.standard_normal((rows, 2)), jnp.float32)}  # fmt: skip
+    train_step = make_gan_train_step(g_loss, d_loss, optax.sgd(RATE), optax.sgd(RATE))
+    want, _ = jax.jit(train_step)(start(g0, d0), batch, jax.random.key(3))
+    step_fn, shardings = compile_gan_train_step(train_step, start(g0, d0), make_mesh({"data": -1}))
+    got, metrics = step_fn(place_state(start(g0, d0), shardings), batch, jax.random.key(3))
+    for a, b in zip(jax.tree.leaves((got.generator.params, got.discriminator.params)),
+                    jax.tree.leaves((want.generator.params, want.discriminator.params))):  # fmt: skip
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert set(metrics) >= {"generator/loss", "discriminator/loss", "generator/grad_norm"}
