@@ -81,9 +81,10 @@ def corpus_features(corpus: str, count: int) -> tuple[np.ndarray, list[str]]:
     return np.stack(mels), [r["id"] for r in records]
 
 
-def jax_decoder(checkpoint: str, *, new_tokens: int):
-    """``decode(features [B,80,3000], beam) -> tokens [B, new_tokens]`` with jaxspeech (eos suppressed)."""
-    config, graphdef, params = whisper.import_transformers_checkpoint(checkpoint)
+def jax_decoder(imported: tuple, *, new_tokens: int):
+    """``decode(features [B,80,3000], beam) -> tokens [B, new_tokens]`` with jaxspeech (eos suppressed);
+    ``imported``: ``whisper.import_transformers_checkpoint``'s (config, graphdef, params)."""
+    config, graphdef, params = imported
 
     def decode(features, beam):
         return whisper.generate(graphdef, params, config, features, PREFIX, max_new_tokens=new_tokens,
@@ -93,9 +94,9 @@ def jax_decoder(checkpoint: str, *, new_tokens: int):
     return decode
 
 
-def jax_encoder(checkpoint: str, *, new_tokens: int):
+def jax_encoder(imported: tuple, *, new_tokens: int):
     """``encode(features [B,80,3000])``: jaxspeech's encoder and cross-attention k/v (``init_cache``)."""
-    config, graphdef, params = whisper.import_transformers_checkpoint(checkpoint)
+    _, graphdef, params = imported
     init = jax.jit(whisper.init_cache, static_argnums=0, static_argnames="capacity")
     return lambda features: init(graphdef, params, jnp.asarray(features), capacity=len(PREFIX) + new_tokens)
 
@@ -241,8 +242,9 @@ def main() -> None:
     features, ids = corpus_features(args.corpus, args.batch)
     with tempfile.TemporaryDirectory() as checkpoint:
         model = build_checkpoint(checkpoint, args.seed)
-        decoders = {"jaxspeech": jax_decoder(checkpoint, new_tokens=args.new_tokens)}
-        encoders = {"jaxspeech": jax_encoder(checkpoint, new_tokens=args.new_tokens)}
+        imported = whisper.import_transformers_checkpoint(checkpoint)
+        decoders = {"jaxspeech": jax_decoder(imported, new_tokens=args.new_tokens)}
+        encoders = {"jaxspeech": jax_encoder(imported, new_tokens=args.new_tokens)}
         for threads in args.torch_threads:
             name = f"transformers, {threads} thread{'s' * (threads > 1)}"
             decoders[name] = torch_decoder(model, new_tokens=args.new_tokens, threads=threads)

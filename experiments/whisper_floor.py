@@ -12,12 +12,12 @@ Counts use a transformers ``WhisperConfig``-style dict (d_model, encoder_layers,
 
 from __future__ import annotations
 
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
+
+from jaxspeech.eval.rtf import time_call
 
 F32 = 4  # bytes
 
@@ -48,16 +48,6 @@ def call_floor_seconds(config: dict, windows: int, new_tokens: int, flops_per_s:
     return windows * encoder_flops(config) / flops_per_s + new_tokens * step_bytes(config, windows) / bytes_per_s
 
 
-def _best_seconds(call, repeats: int) -> float:
-    call()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def matmul_flops_per_s(size: int = 2048, repeats: int = 5, torch_threads: int | None = None) -> float:
     """The best float32 rate of a [size, size] @ [size, size] product, XLA's or PyTorch's (with
     ``torch_threads`` intra-op threads, default its current setting)."""
@@ -66,8 +56,8 @@ def matmul_flops_per_s(size: int = 2048, repeats: int = 5, torch_threads: int | 
     if torch_threads:
         torch.set_num_threads(torch_threads)
     t = torch.from_numpy(a)
-    seconds = min(_best_seconds(lambda: jax_product(x).block_until_ready(), repeats),
-                  _best_seconds(lambda: t @ t, repeats))  # fmt: skip
+    seconds = min(time_call(jax_product, x, repeats=repeats, reduce=min),
+                  time_call(lambda: t @ t, repeats=repeats, reduce=min))  # fmt: skip
     return 2.0 * size**3 / seconds
 
 
@@ -75,4 +65,4 @@ def read_bytes_per_s(megabytes: int = 1024, repeats: int = 5) -> float:
     """The best rate of summing a float32 array of ``megabytes`` (far larger than the caches)."""
     x = jnp.ones(megabytes * 2**20 // F32, jnp.float32)
     total = jax.jit(jnp.sum)
-    return megabytes * 2**20 / _best_seconds(lambda: total(x).block_until_ready(), repeats)
+    return megabytes * 2**20 / time_call(total, x, repeats=repeats, reduce=min)

@@ -9,8 +9,11 @@ from time import perf_counter
 import jax
 
 
-def time_call(fn: Callable, *args, warmup: int = 1, repeats: int = 5, **kwargs) -> float:
-    """Median wall-clock seconds of ``fn(*args, **kwargs)`` with its outputs ready.
+def time_call(
+    fn: Callable, *args, warmup: int = 1, repeats: int = 5, reduce: Callable = statistics.median, **kwargs
+) -> float:
+    """Median (or ``reduce``, e.g. ``min`` for a best case) wall-clock seconds of
+    ``fn(*args, **kwargs)`` with its outputs ready.
 
     ``warmup`` untimed calls come first (compilation and caches); each timed call waits on
     ``jax.block_until_ready`` so asynchronous dispatch is not mistaken for speed.
@@ -24,7 +27,7 @@ def time_call(fn: Callable, *args, warmup: int = 1, repeats: int = 5, **kwargs) 
         start = perf_counter()
         jax.block_until_ready(fn(*args, **kwargs))
         times.append(perf_counter() - start)
-    return statistics.median(times)
+    return reduce(times)
 
 
 def real_time_factor(

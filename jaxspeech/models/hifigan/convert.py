@@ -61,10 +61,10 @@ def _torch_weights(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray
     return tensors
 
 
-def _torch_kernel_shape(module: str, shape: tuple) -> tuple:
-    """torch's weight shape for a stored [k, in, out] kernel: ConvTranspose1d (``ups.*``)
-    [in, out, k], Conv1d [out, in, k]."""
-    return (shape[1], shape[2], shape[0]) if module.startswith("ups.") else shape[::-1]
+def _torch_axes(module: str) -> tuple[int, int, int]:
+    """The axes of a stored [k, in, out] kernel in torch's weight order: ConvTranspose1d
+    (``ups.*``) [in, out, k], Conv1d [out, in, k]."""
+    return (1, 2, 0) if module.startswith("ups.") else (2, 1, 0)
 
 
 def _import(model: nnx.Module, state_dict: Mapping[str, np.ndarray], what: str, source: str):
@@ -78,7 +78,7 @@ def _import(model: nnx.Module, state_dict: Mapping[str, np.ndarray], what: str, 
         shape = variable.get_value().shape
         module, leaf = ".".join(str(p) for p in path[:-1]), path[-1]
         if leaf == "kernel":
-            expected[f"{module}.weight"] = (path, _torch_kernel_shape(module, shape))
+            expected[f"{module}.weight"] = (path, tuple(shape[axis] for axis in _torch_axes(module)))
         else:
             expected[f"{module}.bias"] = (path, shape)
     problems = tensor_problems({n: s for n, (_, s) in expected.items()}, {n: v.shape for n, v in tensors.items()})
@@ -88,7 +88,7 @@ def _import(model: nnx.Module, state_dict: Mapping[str, np.ndarray], what: str, 
     for name, (path, _) in expected.items():
         value = tensors[name]
         if path[-1] == "kernel":
-            value = np.transpose(value, (2, 0, 1) if name.startswith("ups.") else (2, 1, 0))
+            value = np.transpose(value, np.argsort(_torch_axes(name)))
         flat[path] = jnp.asarray(value, jnp.float32)
     return graphdef, filled(abstract, flat)
 
@@ -130,7 +130,10 @@ def import_hifigan_checkpoint(path: str | os.PathLike, config: HifiGanConfig | N
         raise FileNotFoundError(f"{path}: no such HiFi-GAN checkpoint file")
     if config is None:
         beside = os.path.join(os.path.dirname(path), "config.json")
-        config = HifiGanConfig.from_dict(json.load(open(beside))) if os.path.isfile(beside) else V1
+        config = V1
+        if os.path.isfile(beside):
+            with open(beside) as file:
+                config = HifiGanConfig.from_dict(json.load(file))
     loaded = torch.load(path, map_location="cpu", weights_only=True)
     state_dict = loaded.get("generator", loaded) if isinstance(loaded, Mapping) else None
     if not isinstance(state_dict, Mapping):

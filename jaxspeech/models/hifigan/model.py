@@ -136,6 +136,7 @@ class ResBlock(nnx.Module):
     holds ``convs1`` (dilated) and ``convs2`` (undilated), block "2" ``convs``, as in HiFi-GAN."""
 
     def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int], kind: str, *, rngs: nnx.Rngs):
+        self.kind = kind
         dilated = nnx.List([Conv(channels, channels, kernel_size, dilation=d, rngs=rngs) for d in dilations])
         if kind == "1":
             self.convs1 = dilated
@@ -144,11 +145,10 @@ class ResBlock(nnx.Module):
             self.convs = dilated
 
     def __call__(self, x: jax.Array, mask: jax.Array | None) -> jax.Array:
-        second = getattr(self, "convs2", None)
-        for i, conv in enumerate(getattr(self, "convs1", None) or self.convs):
+        for i, conv in enumerate(self.convs1 if self.kind == "1" else self.convs):
             h = conv(jax.nn.leaky_relu(x, LRELU_SLOPE), mask)
-            if second is not None:
-                h = second[i](jax.nn.leaky_relu(h, LRELU_SLOPE), mask)
+            if self.kind == "1":
+                h = self.convs2[i](jax.nn.leaky_relu(h, LRELU_SLOPE), mask)
             x = x + h
         return x
 
