@@ -27,6 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.eval_num_buckets = 4
 
     c.model = ml_collections.ConfigDict()
+    c.model.generator = "istft"
     c.model.preset = "tts_22k"
     c.model.n_mels = 80
     c.model.dim = 96
@@ -38,6 +39,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.loss.resolutions = ((512, 128, 512), (1024, 256, 1024), (2048, 512, 2048))
     c.model.loss.stft_weight = 1.0
     c.model.loss.mel_weight = 1.0
+    c.model.adversarial = ml_collections.ConfigDict()
+    c.model.adversarial.discriminators = ()  # none: configs/vocoder_gan_tiny.py is this generator with them
+    c.model.adversarial.channel_divisor = 8
+    c.model.adversarial.adversarial_weight = 1.0
+    c.model.adversarial.feature_weight = 2.0
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 2e-3

@@ -7,8 +7,8 @@ with "same" padding turns them into exactly ``T * hop`` samples. Head frame ``t`
 the span of mel frame ``t`` of the "tts_22k" preset (HiFi-GAN framing), so feeding the true
 magnitude and phase of those frames reproduces the waveform exactly. The phase is ``p`` as
 ``cos p + i sin p`` (Vocos); the magnitude ``exp(log_mag)`` is clipped at 100 as in Vocos.
-Trained with the multi-resolution STFT and log-mel L1 losses of ``jaxspeech.losses.stft`` (no
-discriminator).
+Its losses (multi-resolution STFT and log-mel L1, optionally adversarial) are in
+``jaxspeech.models.neural_vocoder``.
 
 Config fields (``default_config()`` lists them):
   preset            mel preset of the input (its n_mels, hop and sample rate)
@@ -18,7 +18,6 @@ Config fields (``default_config()`` lists them):
   num_layers        ConvNeXt blocks
   kernel_size       depthwise convolution taps (odd)
   n_fft             head FFT size (n_fft - hop must be even)
-  loss              resolutions ((n_fft, hop, win) triples), stft_weight, mel_weight
 
 Padding: frames are right-padded with ``mel_mask`` False. Hidden states are zeroed at padded
 frames before every layer that mixes frames, padded frames get zero spectrum, the overlap-add
@@ -31,7 +30,7 @@ Pure form: ``graphdef, params = init(config, key)``, ``apply(graphdef, params, m
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import chex
@@ -43,10 +42,8 @@ from flax import nnx
 
 from jaxspeech.audio.features import get_preset
 from jaxspeech.audio.spectral import istft, window_function
-from jaxspeech.losses.stft import DEFAULT_RESOLUTIONS, mel_l1_loss, multi_resolution_stft_loss
 from jaxspeech.nn.depthwise_conv import depthwise_conv1d
 
-Batch = Mapping[str, jax.Array]
 _MAX_LOG_MAGNITUDE = math.log(1e2)
 
 
@@ -61,7 +58,6 @@ def default_config() -> ml_collections.ConfigDict:
             num_layers=6,
             kernel_size=7,
             n_fft=1024,
-            loss=dict(resolutions=DEFAULT_RESOLUTIONS, stft_weight=1.0, mel_weight=1.0),
         )
     )
 
@@ -200,36 +196,3 @@ def apply(graphdef: nnx.GraphDef, params: nnx.State, mel: jax.Array, mel_mask: j
     ``graphdef`` is static: ``jax.jit(functools.partial(apply, graphdef))``.
     """
     return nnx.merge(graphdef, params)(mel, mel_mask)
-
-
-def make_loss_fn(
-    graphdef: nnx.GraphDef, config: Mapping[str, Any]
-) -> Callable[[nnx.State, Batch, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]:
-    """loss_fn(params, batch, key) -> (loss, metrics) for batches with mel, mel_mask, audio, audio_mask.
-
-    ``audio [B,S]`` must have ``S = T * hop``. The model has no randomness: ``key`` is ignored.
-    loss = stft_weight * (spectral convergence + log-magnitude L1, multi-resolution)
-         + mel_weight * log-mel L1, over samples valid in both ``audio_mask`` and the frames of
-    ``mel_mask``. Metrics: "stft_sc", "stft_log_mag", "mel_l1", "vocoder_loss" (= loss).
-    """
-    loss_config = _field(config, "loss")
-    resolutions = tuple(tuple(int(v) for v in r) for r in _field(loss_config, "resolutions", "config.loss"))
-    stft_weight = float(_field(loss_config, "stft_weight", "config.loss"))
-    mel_weight = float(_field(loss_config, "mel_weight", "config.loss"))
-    preset = _field(config, "preset")
-    hop = hop_length(config)
-
-    def loss_fn(params: nnx.State, batch: Batch, key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-        del key
-        mel, mel_mask, audio, audio_mask = batch["mel"], batch["mel_mask"], batch["audio"], batch["audio_mask"]
-        if audio.shape[1] != mel.shape[1] * hop:
-            raise ValueError(f"audio has {audio.shape[1]} samples, {mel.shape[1]} mel frames need {mel.shape[1] * hop}")
-        estimate = apply(graphdef, params, mel, mel_mask).astype(jnp.float32)
-        mask = audio_mask & jnp.repeat(mel_mask, hop, axis=1)
-        audio = audio.astype(jnp.float32)
-        stft_loss, stft_metrics = multi_resolution_stft_loss(estimate, audio, mask, resolutions=resolutions)
-        mel_loss, mel_metrics = mel_l1_loss(estimate, audio, mask, preset=preset)
-        loss = stft_weight * stft_loss + mel_weight * mel_loss
-        return loss, {**stft_metrics, **mel_metrics, "vocoder_loss": loss}
-
-    return loss_fn

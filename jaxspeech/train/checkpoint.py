@@ -25,12 +25,14 @@ log = logging.getLogger(__name__)
 
 
 def _stored(state: Any, *, keep_none: bool = False) -> Any:
-    """What is written for ``state``: a dataclass (TrainState) as a dict of its fields that are not None,
-    so a field added later with a None default (``TrainState.ema``) leaves older checkpoints readable
-    and unused fields take no room. ``keep_none``: the layout of checkpoints written with the None
-    fields in (jaxspeech before 2026-12-03, once ``ema`` existed)."""
+    """What is written for ``state``: a dataclass (TrainState, and the TrainStates inside a GanState)
+    as a dict of its fields that are not None, so a field added later with a None default
+    (``TrainState.ema``) leaves older checkpoints readable and unused fields take no room.
+    ``keep_none``: the layout of checkpoints written with the None fields in (jaxspeech before
+    2026-12-03, once ``ema`` existed)."""
     if dataclasses.is_dataclass(state):
-        values = {field.name: getattr(state, field.name) for field in dataclasses.fields(state)}
+        values = {field.name: _stored(getattr(state, field.name), keep_none=keep_none)
+                  for field in dataclasses.fields(state)}
         return {name: value for name, value in values.items() if keep_none or value is not None}
     return state
 
@@ -46,7 +48,10 @@ def _layouts(template: Any) -> list[Any]:
 
 def _rebuilt(template: Any, stored: Any) -> Any:
     """The inverse of :func:`_stored`, into ``template``'s type."""
-    return dataclasses.replace(template, **stored) if dataclasses.is_dataclass(template) else stored
+    if not dataclasses.is_dataclass(template):
+        return stored
+    return dataclasses.replace(template, **{name: _rebuilt(getattr(template, name), value)
+                                            for name, value in stored.items()})
 
 
 def _abstract(leaf: Any) -> Any:

@@ -24,17 +24,29 @@ from jax.sharding import Mesh
 
 from jaxspeech.train.mesh import ShardingRules, batch_sharding, replicated
 from jaxspeech.train.state import TrainState
-from jaxspeech.train.step import cast_floating, make_train_step, train_state_shardings
+from jaxspeech.train.step import cast_floating, make_train_step, place_state, rules_from_config, train_state_shardings
 
 GanLossFn = Callable[[Any, Any, Mapping[str, jax.Array], jax.Array], tuple[jax.Array, Mapping[str, jax.Array]]]
 
 
 @flax.struct.dataclass
 class GanState:
-    """The two networks' states; a plain pytree (jit, shard and checkpoint it like a TrainState)."""
+    """The two networks' states; a plain pytree (jit, shard and checkpoint it like a TrainState).
+
+    ``step`` and ``rng`` are the generator's (both networks step together), so the train loop and
+    the checkpointer take a GanState wherever they take a TrainState.
+    """
 
     generator: TrainState
     discriminator: TrainState
+
+    @property
+    def step(self) -> jax.Array:
+        return self.generator.step
+
+    @property
+    def rng(self) -> jax.Array:
+        return self.generator.rng
 
 
 def make_gan_train_step(
@@ -52,7 +64,8 @@ def make_gan_train_step(
     The discriminator is updated first with the generator's current params; the generator's loss
     then reads the updated discriminator. Both steps see the same key (so a generator with
     dropout or noise produces the same output in both). Metrics: each step's metrics (see
-    :func:`make_train_step`) prefixed "generator/" and "discriminator/".
+    :func:`make_train_step`) prefixed "generator/" and "discriminator/", plus the train loop's
+    "loss" (the generator's) and "nonfinite_streak" (the longer of the two streaks).
     """
     common = dict(accum_steps=accum_steps, compute_dtype=compute_dtype)
 
@@ -67,7 +80,10 @@ def make_gan_train_step(
                                  generator_optimizer, ema_decay=generator_ema_decay, **common)  # fmt: skip
         generator, g_metrics = g_step(state.generator, batch, key)
         metrics = {**{f"generator/{n}": v for n, v in g_metrics.items()},
-                   **{f"discriminator/{n}": v for n, v in d_metrics.items()}}  # fmt: skip
+                   **{f"discriminator/{n}": v for n, v in d_metrics.items()},
+                   "loss": g_metrics["loss"],
+                   "nonfinite_streak": jnp.maximum(g_metrics["nonfinite_streak"],
+                                                   d_metrics["nonfinite_streak"])}  # fmt: skip
         return GanState(generator=generator, discriminator=discriminator), metrics
 
     return train_step
@@ -83,3 +99,15 @@ def compile_gan_train_step(train_step, state: GanState, mesh: Mesh, rules: Shard
     step_fn = jax.jit(train_step, in_shardings=(shardings, batch_sharding(mesh), rep), out_shardings=(shardings, rep),
                       donate_argnums=(0,))  # fmt: skip
     return step_fn, shardings
+
+
+def compile_recipe_gan_step(generator_loss: GanLossFn, discriminator_loss: GanLossFn,
+                            optimizer: optax.GradientTransformation, state: GanState, mesh: Mesh, config: Any):
+    """A recipe's adversarial step from its config (``compile_recipe_step``'s counterpart): both
+    networks stepped by ``optimizer`` with ``config.train.accum_steps`` and ``compute_dtype``,
+    sharded by ``config.mesh.rules``. Returns (step_fn, ``state`` placed on the mesh)."""
+    t = config.train
+    step = make_gan_train_step(generator_loss, discriminator_loss, optimizer, optimizer, accum_steps=t.accum_steps,
+                               compute_dtype=jnp.dtype(t.compute_dtype))
+    step_fn, shardings = compile_gan_train_step(step, state, mesh, rules_from_config(config))
+    return step_fn, place_state(state, shardings)

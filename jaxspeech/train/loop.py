@@ -16,6 +16,7 @@ from jax.sharding import Mesh, Sharding
 from jaxspeech.data.manifest import SkipCounter
 from jaxspeech.train.checkpoint import Checkpointer
 from jaxspeech.train.distributed import put_batch
+from jaxspeech.train.gan_step import GanState
 from jaxspeech.train.mesh import batch_sharding
 from jaxspeech.train.metrics import MetricWriter
 from jaxspeech.train.progress import Progress
@@ -23,6 +24,7 @@ from jaxspeech.train.state import TrainState
 from jaxspeech.train.step import TrainStep
 
 log = logging.getLogger(__name__)
+State = TrainState | GanState  # what the loop trains: one network, or a generator and its discriminator
 
 
 class NonFiniteLossError(RuntimeError):
@@ -31,7 +33,7 @@ class NonFiniteLossError(RuntimeError):
 
 def train(
     *,
-    state: TrainState,
+    state: State,
     step_fn: TrainStep,
     batches: Iterator[Mapping[str, Any]],
     num_steps: int,
@@ -41,13 +43,14 @@ def train(
     log_every: int = 50,
     checkpoint_every: int = 1000,
     max_nonfinite_streak: int = 20,
-    eval_fn: Callable[[TrainState], Mapping[str, Any]] | None = None,
+    eval_fn: Callable[[State], Mapping[str, Any]] | None = None,
     eval_every: int = 0,
     show_progress: bool = True,
-) -> TrainState:
+) -> State:
     """Trains until `state.step == num_steps` and returns the final state.
 
-    state: step-0 state already on the mesh (`place_state`); also the restore template.
+    state: step-0 TrainState (or GanState) already on the mesh (`place_state`); also the restore
+      template.
     step_fn: `compile_train_step`'s jitted `(state, batch, key) -> (state, metrics)`; the state
       is donated. The key of step s is `jax.random.fold_in(state.rng, s)`, so a resumed run
       draws the same keys as an uninterrupted one.
@@ -144,14 +147,14 @@ def train_in_workdir(
     config: Any,
     workdir: str,
     *,
-    state: TrainState,
+    state: State,
     step_fn: TrainStep,
     batches: Iterator[Mapping[str, Any]],
     mesh: Mesh,
     writer: MetricWriter,
-    eval_fn: Callable[[TrainState], Mapping[str, Any]] | None,
+    eval_fn: Callable[[State], Mapping[str, Any]] | None,
     skips: SkipCounter,
-) -> TrainState:
+) -> State:
     """``train`` with a recipe config's ``train.*`` settings and checkpoints in ``workdir/checkpoints``.
 
     Resumes from the newest checkpoint; on exit (normal or not) closes the checkpointer and the

@@ -228,6 +228,11 @@ def place_state(state: TrainState, state_shardings: TrainState) -> TrainState:
     return jax.tree.map(place, state, state_shardings)
 
 
+def rules_from_config(config: Any) -> ShardingRules:
+    """``config.mesh.rules`` (``(regex, spec)`` pairs, specs as lists or tuples) as sharding rules."""
+    return [(pattern, tuple(spec)) for pattern, spec in config.mesh.rules]
+
+
 def compile_recipe_step(
     loss_fn: LossFn, optimizer: optax.GradientTransformation, state: TrainState, mesh: Mesh, config: Any, *,
     with_progress: bool = False, ema_decay: float | None = None,
@@ -239,6 +244,5 @@ def compile_recipe_step(
     step = make_train_step(loss_fn, optimizer, accum_steps=config.train.accum_steps,
                            compute_dtype=jnp.dtype(config.train.compute_dtype), with_progress=with_progress,
                            ema_decay=ema_decay)
-    rules = [(pattern, tuple(spec)) for pattern, spec in config.mesh.rules]
-    step_fn, shardings = compile_train_step(step, state, mesh, rules)
+    step_fn, shardings = compile_train_step(step, state, mesh, rules_from_config(config))
     return step_fn, place_state(state, shardings)

@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from jaxspeech.audio import log_mel, stft
-from jaxspeech.models import vocoder
+from jaxspeech.models import neural_vocoder, vocoder
 
 HOP, N_FFT = 256, 1024
 
@@ -15,7 +15,7 @@ HOP, N_FFT = 256, 1024
 def tiny_config(**overrides):
     config = vocoder.default_config()
     # Two loss resolutions and unequal weights: the weighting is checked, and compiles stay quick.
-    config.update(dict(dim=16, intermediate_dim=32, num_layers=2, kernel_size=5,
+    config.update(dict(dim=16, intermediate_dim=32, num_layers=2, kernel_size=5, generator="istft",
                        loss=dict(resolutions=((512, 128, 512), (1024, 256, 1024)), stft_weight=0.5, mel_weight=2.0)))
     config.update(overrides)
     return config
@@ -82,7 +82,7 @@ def test_a_few_adam_steps_decrease_the_loss(model):
     config, graphdef, params = model
     # A weak-typed parameter would change the jit signature after the first update (a recompile per step).
     assert not any(leaf.weak_type for leaf in jax.tree.leaves(params))
-    loss_fn = vocoder.make_loss_fn(graphdef, config)
+    loss_fn = neural_vocoder.make_loss_fn(graphdef, config)
     batch = _tiny_batch()
     optimizer = optax.adam(3e-3)
 
@@ -109,7 +109,7 @@ def test_samples_of_masked_frames_leave_the_loss(model):
     # Frames masked in mel_mask drop their samples from the loss even where audio_mask is True.
     half = dict(batch, mel_mask=batch["mel_mask"].at[:, 8:].set(False), audio=batch["audio"].at[:, 8 * HOP:].set(9.0))
     short = {k: v[:, :8] if k.startswith("mel") else v[:, : 8 * HOP] for k, v in batch.items()}
-    loss_fn = jax.jit(vocoder.make_loss_fn(graphdef, config))
+    loss_fn = jax.jit(neural_vocoder.make_loss_fn(graphdef, config))
     np.testing.assert_allclose(float(loss_fn(params, half, None)[0]), float(loss_fn(params, short, None)[0]),
                                rtol=1e-5)
 
@@ -126,4 +126,4 @@ def test_bad_config_and_batch_are_named(model):
     batch["audio"] = batch["audio"][:, :-1]
     batch["audio_mask"] = batch["audio_mask"][:, :-1]
     with pytest.raises(ValueError, match="samples"):
-        vocoder.make_loss_fn(graphdef, config)(params, batch, None)
+        neural_vocoder.make_loss_fn(graphdef, config)(params, batch, None)

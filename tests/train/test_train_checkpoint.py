@@ -18,7 +18,7 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore::pytest.PytestUnraisableExceptionWarning", "ignore:coroutine .* was never awaited"
 )
 
-from jaxspeech.train import Checkpointer, compile_train_step, create_train_state, make_mesh, place_state
+from jaxspeech.train import Checkpointer, GanState, compile_train_step, create_train_state, make_mesh, place_state
 from jaxspeech.train.state import skip_nonfinite
 from jaxspeech.train.step import make_train_step
 
@@ -172,3 +172,19 @@ def test_checkpoints_of_every_state_layout_restore(tmp_path):
         assert (restored.ema is None) == (name != "with_ema")
         if name == "with_ema":
             np.testing.assert_array_equal(restored.ema["w"], state.params["w"] + 1.0)
+
+
+def test_a_gan_state_round_trips_with_its_two_networks(tmp_path):
+    """Nested TrainStates (one with a moving average, one without) are written field by field."""
+    generator = state_at(4)
+    generator = generator.replace(ema=jax.tree.map(lambda p: p - 1.0, generator.params))
+    saved = GanState(generator=generator, discriminator=state_at(5))
+    checkpointer = Checkpointer(tmp_path, async_save=False)
+    checkpointer.save(4, saved)
+    checkpointer.close()
+    template = GanState(generator=state_at(0).replace(ema=state_at(0).params), discriminator=state_at(0))
+    restored = Checkpointer(tmp_path).restore(template)
+    assert isinstance(restored, GanState) and restored.discriminator.ema is None
+    assert_states_equal(restored.generator, saved.generator)
+    assert_states_equal(restored.discriminator, saved.discriminator)
+    assert int(restored.step) == 4

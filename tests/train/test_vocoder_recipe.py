@@ -1,4 +1,5 @@
-"""The vocoder recipe on the tiny eSpeak corpus: train 3 steps, resume to 5, evaluate, vocode."""
+"""The vocoder recipe on the tiny eSpeak corpus, without and with discriminators: train 3 steps, resume
+to 5 (the same losses as 5 straight steps), evaluate, vocode."""
 
 import json
 import os
@@ -19,31 +20,43 @@ TINY = ["--config.model.dim=16", "--config.model.intermediate_dim=32", "--config
         "--config.train.checkpoint_every=0", "--config.train.eval_batches=1", "--config.data.eval_max_frames=2048"]
 
 
-def config(corpus, steps, eval_every=0):
-    return recipe_config("configs/vocoder_istft_tiny.py", corpus, steps, TINY, eval_every)
+# configs/vocoder_gan_tiny.py's objective at test size: HiFi-GAN's losses against a narrow MPD.
+ADVERSARIAL = ["--config.model.adversarial.discriminators=('mpd',)", "--config.model.adversarial.channel_divisor=32",
+               "--config.model.loss.stft_weight=0.0", "--config.model.loss.mel_weight=45.0"]
 
 
-@pytest.fixture(scope="module")
-def resumed(tiny_corpus, tmp_path_factory):
+def config(corpus, steps, eval_every=0, adversarial=False):
+    return recipe_config("configs/vocoder_istft_tiny.py", corpus, steps, TINY + ADVERSARIAL * adversarial, eval_every)
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["reconstruction", "adversarial"])
+def resumed(request, tiny_corpus, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("vocoder")
-    recipe.train(config(tiny_corpus, 3, eval_every=3), str(workdir))
+    recipe.train(config(tiny_corpus, 3, eval_every=3, adversarial=request.param), str(workdir))
     assert sorted(losses(workdir)) == [1, 2, 3]
-    recipe.train(config(tiny_corpus, 5), str(workdir))  # the same workdir: resumes at step 3
-    return workdir
+    recipe.train(config(tiny_corpus, 5, adversarial=request.param), str(workdir))  # the same workdir: resumes at 3
+    return workdir, request.param
 
 
 def test_train_resumes_where_an_uninterrupted_run_would_be(resumed, tiny_corpus, tmp_path):
+    resumed, adversarial = resumed
     straight = tmp_path / "straight"
-    recipe.train(config(tiny_corpus, 5), str(straight))
+    recipe.train(config(tiny_corpus, 5, adversarial=adversarial), str(straight))
     got, expected = losses(resumed), losses(straight)
     assert sorted(got) == [1, 2, 3, 4, 5] and all(np.isfinite(list(got.values())))
     np.testing.assert_allclose([got[s] for s in (4, 5)], [expected[s] for s in (4, 5)], rtol=1e-5)
     evals = [m for m in read_metrics(resumed / "metrics.jsonl") if "eval/vocoder_loss" in m]
     assert [m["step"] for m in evals] == [3]
     assert {"config.json", "checkpoints", "data_stats.json", "tensorboard"} <= set(os.listdir(resumed))
+    if adversarial:  # both networks resumed: the discriminator's losses continue exactly too
+        logged = {m["step"]: m for m in read_metrics(resumed / "metrics.jsonl") if "loss" in m}
+        alone = {m["step"]: m for m in read_metrics(straight / "metrics.jsonl") if "loss" in m}
+        for name in ("discriminator/loss", "generator/adversarial", "generator/feature_matching"):
+            np.testing.assert_allclose([logged[s][name] for s in (4, 5)], [alone[s][name] for s in (4, 5)], rtol=1e-5)
 
 
 def test_evaluate_and_vocode_from_the_workdir(resumed):
+    resumed, _ = resumed
     result = recipe.evaluate(str(resumed), split="test-seen")
     assert result["step"] == 5 and result["utterances"] > 0
     assert all(np.isfinite(result[k]) and result[k] > 0 for k in ("mcd_db", "mel_l1", "rtf"))

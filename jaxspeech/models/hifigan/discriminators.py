@@ -11,12 +11,16 @@ feature maps are [B * p, T', C] rather than torch's [B, C, T', p] (the same numb
 1-D grouped convolutions on the waveform, the second and third scales on the waveform average-
 pooled by 2 and 4 (window 4, stride 2, padding 2, zeros counted as torch's AvgPool1d does).
 
+``channel_divisor`` narrows every hidden layer (channels // divisor, groups reduced to a common
+divisor of both widths) for small CPU-sized discriminators; 1 is the published size.
+
 Weights are plain: the published training reparametrises them with weight norm (and spectral
 norm in the first scale discriminator); ``discriminator_params_from_state_dict`` folds both.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import jax
@@ -37,11 +41,22 @@ _SCALE_LAYERS = ((1, 128, 15, 1, 1, 7), (128, 128, 41, 2, 4, 20), (128, 256, 41,
 Output = tuple[jax.Array, list[jax.Array]]
 
 
+def _narrowed(layer: tuple[int, ...], divisor: int) -> tuple[int, ...]:
+    """A layer's (in, out, kernel, stride, groups, padding) with hidden widths divided by ``divisor``
+    (the 1-channel input and output stay)."""
+    in_channels, out_channels, kernel, stride, groups, padding = layer
+    in_channels, out_channels = (c if c == 1 else max(c // divisor, 1) for c in (in_channels, out_channels))
+    return in_channels, out_channels, kernel, stride, math.gcd(groups, in_channels, out_channels), padding
+
+
 class _Stack(nnx.Module):
     """Convolutions ``convs`` with leaky ReLU after each, then ``conv_post``; [N, T, 1] -> Output."""
 
-    def __init__(self, layers: Sequence[tuple[int, ...]], *, rngs: nnx.Rngs):
+    def __init__(self, layers: Sequence[tuple[int, ...]], channel_divisor: int, *, rngs: nnx.Rngs):
+        if channel_divisor < 1:
+            raise ValueError(f"channel_divisor must be >= 1, got {channel_divisor}")
         make = lambda i, o, k, s, g, p: Conv(i, o, k, stride=s, groups=g, padding=p, rngs=rngs)  # noqa: E731
+        layers = [_narrowed(layer, channel_divisor) for layer in layers]
         self.convs = nnx.List([make(*layer) for layer in layers[:-1]])
         self.conv_post = make(*layers[-1])
 
@@ -56,8 +71,8 @@ class _Stack(nnx.Module):
 
 
 class PeriodDiscriminator(_Stack):
-    def __init__(self, period: int, *, rngs: nnx.Rngs):
-        super().__init__(_PERIOD_LAYERS, rngs=rngs)
+    def __init__(self, period: int, *, channel_divisor: int = 1, rngs: nnx.Rngs):
+        super().__init__(_PERIOD_LAYERS, channel_divisor, rngs=rngs)
         self.period = period
 
     def __call__(self, wave: jax.Array) -> Output:
@@ -80,8 +95,8 @@ def _average_pool(wave: jax.Array) -> jax.Array:
 
 
 class ScaleDiscriminator(_Stack):
-    def __init__(self, *, rngs: nnx.Rngs):
-        super().__init__(_SCALE_LAYERS, rngs=rngs)
+    def __init__(self, *, channel_divisor: int = 1, rngs: nnx.Rngs):
+        super().__init__(_SCALE_LAYERS, channel_divisor, rngs=rngs)
 
     def __call__(self, wave: jax.Array) -> Output:
         """wave [B, T] -> (scores [B, T'], feature maps [B, T_l, C_l])."""
@@ -89,16 +104,18 @@ class ScaleDiscriminator(_Stack):
 
 
 class MultiPeriodDiscriminator(nnx.Module):
-    def __init__(self, periods: Sequence[int] = PERIODS, *, rngs: nnx.Rngs):
-        self.discriminators = nnx.List([PeriodDiscriminator(p, rngs=rngs) for p in periods])
+    def __init__(self, periods: Sequence[int] = PERIODS, *, channel_divisor: int = 1, rngs: nnx.Rngs):
+        self.discriminators = nnx.List([PeriodDiscriminator(p, channel_divisor=channel_divisor, rngs=rngs)
+                                        for p in periods])
 
     def __call__(self, wave: jax.Array) -> list[Output]:
         return [d(wave) for d in self.discriminators]
 
 
 class MultiScaleDiscriminator(nnx.Module):
-    def __init__(self, scales: int = SCALES, *, rngs: nnx.Rngs):
-        self.discriminators = nnx.List([ScaleDiscriminator(rngs=rngs) for _ in range(scales)])
+    def __init__(self, scales: int = SCALES, *, channel_divisor: int = 1, rngs: nnx.Rngs):
+        self.discriminators = nnx.List([ScaleDiscriminator(channel_divisor=channel_divisor, rngs=rngs)
+                                        for _ in range(scales)])
 
     def __call__(self, wave: jax.Array) -> list[Output]:
         outputs = []

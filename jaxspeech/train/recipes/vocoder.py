@@ -1,4 +1,9 @@
-"""iSTFT vocoder (``jaxspeech.models.vocoder``): train on random segments, evaluate, vocode from a workdir.
+"""Neural vocoders (``jaxspeech.models.neural_vocoder``: the iSTFT vocoder or HiFi-GAN, with or
+without discriminators): train on random segments, evaluate, vocode from a workdir.
+
+With ``model.adversarial.discriminators`` set, the run's state is a ``GanState`` (generator and
+discriminators, each with its optimizer state) stepped by ``make_gan_train_step``; checkpoints,
+resumption and evaluation work as for the generator alone.
 
 A workdir holds ``config.json`` (resolved config), ``checkpoints/`` (orbax), ``metrics.jsonl``
 + TensorBoard events (with a vocoded validation segment at each evaluation), ``data_stats.json``
@@ -14,10 +19,13 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import ml_collections
 import numpy as np
+import optax
+from flax import nnx
 
 from jaxspeech import audio
 from jaxspeech.data.bucketing import make_buckets
@@ -27,13 +35,15 @@ from jaxspeech.data.readers import load_records
 from jaxspeech.data.segments import SegmentBatches
 from jaxspeech.eval.mcd import mel_cepstral_distortion
 from jaxspeech.losses.stft import mel_l1_loss
-from jaxspeech.models import vocoder
+from jaxspeech.models import neural_vocoder
 from jaxspeech.train import recipes
+from jaxspeech.train.checkpoint import restore_latest
 from jaxspeech.train.config import read_saved_config, save_config
-from jaxspeech.train.loop import train_in_workdir
+from jaxspeech.train.gan_step import GanState, compile_recipe_gan_step
+from jaxspeech.train.loop import State, train_in_workdir
 from jaxspeech.train.mesh import check_row_multiple, make_mesh
 from jaxspeech.train.metrics import MetricWriter, write_data_stats
-from jaxspeech.train.run_setup import initial_state, optimizer_from_config, restore_state
+from jaxspeech.train.run_setup import initial_state, optimizer_from_config
 from jaxspeech.train.step import compile_recipe_step
 
 log = logging.getLogger(__name__)
@@ -51,6 +61,31 @@ def _segments(config, dataset: SpeechDataset, *, seed: int, **process) -> Segmen
                           num_threads=d.num_threads, **process)
 
 
+class _Networks(NamedTuple):
+    generator: nnx.GraphDef
+    discriminators: nnx.GraphDef | None  # None: no adversarial training
+    state: State  # step 0: the generator's TrainState, or a GanState
+    optimizer: optax.GradientTransformation  # each network's
+
+
+def _networks(config: ml_collections.ConfigDict) -> _Networks:
+    """The run's networks and step-0 state: the generator from ``key(seed)``, the discriminators
+    (when configured) from ``fold_in(key(seed), 1)``; one optimizer setting for both."""
+    m, key = config.model, jax.random.key(config.seed)
+    optimizer = optimizer_from_config(config)
+    generator, params = neural_vocoder.init_generator(m, key)
+    state = initial_state(config, params, optimizer)
+    if not neural_vocoder.adversarial(m):
+        return _Networks(generator, None, state, optimizer)
+    discriminators, d_params = neural_vocoder.init_discriminators(m, jax.random.fold_in(key, 1))
+    state = GanState(generator=state, discriminator=initial_state(config, d_params, optimizer))
+    return _Networks(generator, discriminators, state, optimizer)
+
+
+def _generator_params(state: State) -> nnx.State:
+    return state.generator.params if isinstance(state, GanState) else state.params
+
+
 def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     """Trains (or resumes) a vocoder in ``workdir``."""
     os.makedirs(workdir, exist_ok=True)
@@ -66,23 +101,27 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
         "train_seconds": float(dataset.lengths.sum()) * dataset.preset.hop_length / dataset.preset.sample_rate,
         "skips": dict(skips.counts)})
 
-    optimizer = optimizer_from_config(config)
-    graphdef, params = vocoder.init(config.model, jax.random.key(config.seed))
-    loss_fn = vocoder.make_loss_fn(graphdef, config.model)
-    step_fn, state = compile_recipe_step(loss_fn, optimizer, initial_state(config, params, optimizer), mesh, config)
+    nets = _networks(config)
+    loss_fn = neural_vocoder.make_loss_fn(nets.generator, config.model)
+    if nets.discriminators is None:
+        step_fn, state = compile_recipe_step(loss_fn, nets.optimizer, nets.state, mesh, config)
+    else:
+        losses = neural_vocoder.make_gan_losses(nets.generator, nets.discriminators, config.model)
+        step_fn, state = compile_recipe_gan_step(*losses, nets.optimizer, nets.state, mesh, config)
 
     # A fixed set of validation segments: the eval loss is comparable over steps.
     valid = _segments(config, _dataset(config, config.data.eval_split, SkipCounter()), seed=config.seed)
     valid_batches = [{k: v for k, v in valid.batch(b).items() if k != "index"}
                      for b in range(config.train.eval_batches)]
     eval_loss = jax.jit(loss_fn)
-    vocode_batch = jax.jit(functools.partial(vocoder.apply, graphdef))
+    vocode_batch = jax.jit(functools.partial(neural_vocoder.generator_apply(config.model), nets.generator))
     writer = MetricWriter(workdir)
 
     def evaluate_valid(state) -> dict[str, float]:
-        metrics = [jax.device_get(eval_loss(state.params, batch, state.rng)[1]) for batch in valid_batches]
+        params = _generator_params(state)
+        metrics = [jax.device_get(eval_loss(params, batch, state.rng)[1]) for batch in valid_batches]
         first = valid_batches[0]
-        waveform = vocode_batch(state.params, first["mel"][:1], first["mel_mask"][:1])
+        waveform = vocode_batch(params, first["mel"][:1], first["mel_mask"][:1])
         writer.audio(int(state.step), "valid/vocoded", np.asarray(waveform[0]), dataset.preset.sample_rate)
         return {name: float(np.mean([m[name] for m in metrics])) for name in metrics[0]}
 
@@ -91,11 +130,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 
 def _restore(workdir: str):
-    """(config, graphdef, params, step) of the latest readable checkpoint of ``workdir``."""
+    """(config, generator graphdef, generator params, step) of the latest readable checkpoint of ``workdir``."""
     config = read_saved_config(workdir)
-    graphdef, params = vocoder.init(config.model, jax.random.key(0))
-    state = restore_state(workdir, config, params, optimizer_from_config(config))
-    return config, graphdef, state.params, int(state.step)
+    nets = _networks(config)
+    state = restore_latest(workdir, nets.state)
+    return config, nets.generator, _generator_params(state), int(state.step)
 
 
 def vocode(workdir: str) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
@@ -107,8 +146,8 @@ def vocode(workdir: str) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray
     forward pass compiles once per 64-frame length class.
     """
     config, graphdef, params, _ = _restore(workdir)
-    forward = jax.jit(functools.partial(vocoder.apply, graphdef))
-    hop, n_mels = vocoder.hop_length(config.model), config.model.n_mels
+    forward = jax.jit(functools.partial(neural_vocoder.generator_apply(config.model), graphdef))
+    hop, n_mels = neural_vocoder.hop_length(config.model), config.model.n_mels
 
     def fn(mel: np.ndarray, mel_mask: np.ndarray | None = None) -> np.ndarray:
         mel = np.asarray(mel, np.float32)
@@ -141,7 +180,7 @@ def evaluate(workdir: str, *, split: str) -> dict:
     buckets = make_buckets(dataset.lengths, max_frames=d.eval_max_frames, num_buckets=d.eval_num_buckets)
     loader = SpeechBatches(dataset, buckets, shuffle=False, num_threads=d.num_threads)
     batches = [next(loader) for _ in range(loader.batches_per_epoch)]
-    forward = jax.jit(functools.partial(vocoder.apply, graphdef))
+    forward = jax.jit(functools.partial(neural_vocoder.generator_apply(config.model), graphdef))
     for shape in {b["mel"].shape for b in batches}:  # compile outside the timed passes
         jax.block_until_ready(forward(params, np.zeros(shape, np.float32), np.ones(shape[:2], bool)))
     hop, preset = dataset.preset.hop_length, dataset.preset
