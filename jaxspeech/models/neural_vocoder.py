@@ -24,6 +24,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxspeech.audio.features import get_preset
@@ -35,6 +36,7 @@ from jaxspeech.models.hifigan.discriminators import MultiPeriodDiscriminator, Mu
 Batch = Mapping[str, jax.Array]
 Metrics = dict[str, jax.Array]
 GENERATORS = ("istft", "hifigan")
+FRAME_MULTIPLE = 64  # mel_to_audio_fn pads frames to a multiple of this: few jit shapes
 DISCRIMINATORS = {"mpd": MultiPeriodDiscriminator, "msd": MultiScaleDiscriminator}
 
 
@@ -70,6 +72,45 @@ def generator_apply(config: Mapping[str, Any]) -> Callable[[nnx.GraphDef, nnx.St
 def hop_length(config: Mapping[str, Any]) -> int:
     """Samples per mel frame (the preset's hop, which both generators produce)."""
     return get_preset(config["preset"]).hop_length
+
+
+def mel_to_audio_fn(forward: Callable[[jax.Array, jax.Array], jax.Array], *, n_mels: int,
+                    hop: int) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
+    """A jitted ``forward(mel [B,T,F], mel_mask [B,T]) -> audio [B, T*hop]`` as the numpy function
+    ``fn(mel, mel_mask=None) -> audio``.
+
+    mel: ``[T,F]`` or ``[B,T,F]``; mel_mask: bool ``[B,T]`` (right-padded; None = all valid).
+    Returns float32 ``[T*hop]`` or ``[B,T*hop]``, zero past each example's valid frames. Frames are
+    padded to a multiple of 64 inside, so ``forward`` compiles once per 64-frame length class.
+    """
+
+    def fn(mel: np.ndarray, mel_mask: np.ndarray | None = None) -> np.ndarray:
+        mel = np.asarray(mel, np.float32)
+        single = mel.ndim == 2
+        mel = mel[None] if single else mel
+        if mel.ndim != 3 or mel.shape[-1] != n_mels or mel.shape[1] == 0:
+            raise ValueError(f"mel must be [T,{n_mels}] or [B,T,{n_mels}] with T > 0, got {mel.shape}")
+        mask = np.ones(mel.shape[:2], bool) if mel_mask is None else np.asarray(mel_mask, bool).reshape(mel.shape[:2])
+        frames = mel.shape[1]
+        pad = -frames % FRAME_MULTIPLE
+        waveform = forward(np.pad(mel, ((0, 0), (0, pad), (0, 0))), np.pad(mask, ((0, 0), (0, pad))))
+        waveform = np.asarray(waveform)[:, : frames * hop]
+        return waveform[0] if single else waveform
+
+    return fn
+
+
+def hifigan_file_vocoder(path: str, *, preset: str) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
+    """A PyTorch HiFi-GAN generator file (HiFi-GAN's or Matcha-TTS's ``generator_v1``, config.json
+    beside it or V1) as ``fn(mel, mel_mask=None) -> audio`` (see :func:`mel_to_audio_fn`) for log-mels
+    of ``preset``, whose mel bins and hop it must match."""
+    config, graphdef, params = hifigan.import_hifigan_checkpoint(path)
+    target = get_preset(preset)
+    if (config.num_mels, config.hop) != (target.n_mels, target.hop_length):
+        raise ValueError(f"HiFi-GAN {path} maps {config.num_mels} mels at hop {config.hop}; preset {preset!r} "
+                         f"has {target.n_mels} mels at hop {target.hop_length}")
+    forward = jax.jit(lambda mel, mask: hifigan.apply(graphdef, params, mel, mask))
+    return mel_to_audio_fn(forward, n_mels=config.num_mels, hop=config.hop)
 
 
 class Discriminators(nnx.Module):

@@ -1,6 +1,9 @@
 """The trainable vocoders' generator choice and adversarial losses: the composed HiFi-GAN objective against
 Matcha-TTS's PyTorch discriminator and loss code, narrowed discriminators, and config errors."""
 
+import dataclasses
+import json
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -108,3 +111,25 @@ def test_hifigan_generator_from_a_vocoder_config():
     with pytest.raises(ValueError, match="subset"):
         neural_vocoder.init_discriminators(config(discriminators=("mrd",)), jax.random.key(0))
     assert not neural_vocoder.adversarial(config(discriminators=()))
+
+
+def test_a_pytorch_hifigan_file_vocodes_like_the_original(tmp_path):
+    """The file a TTS run takes as ``--vocoder``: config.json beside it, 64-frame padding inside."""
+    small = hifigan.HifiGanConfig(upsample_rates=(8, 8, 4), upsample_kernel_sizes=(16, 16, 8),
+                                  upsample_initial_channel=32, resblock="2", resblock_kernel_sizes=(3,),
+                                  resblock_dilation_sizes=((1, 2),))  # fmt: skip
+    torch.manual_seed(0)
+    reference = matcha_models.Generator(type("H", (), dataclasses.asdict(small))).eval()
+    torch.save({"generator": reference.state_dict()}, tmp_path / "generator_v1")
+    (tmp_path / "config.json").write_text(json.dumps(dataclasses.asdict(small)))
+    vocode = neural_vocoder.hifigan_file_vocoder(str(tmp_path / "generator_v1"), preset="tts_22k")
+    mel = np.random.default_rng(0).standard_normal((2, 70, 80)).astype(np.float32) - 4.0
+    with torch.no_grad():
+        want = reference(torch.from_numpy(mel[1:, :30]).transpose(1, 2)).squeeze(1).numpy()[0]
+    mask = np.arange(70)[None] < np.array([[70], [30]])
+    audio = vocode(mel, mask)
+    assert audio.shape == (2, 70 * HOP) and not audio[1, 30 * HOP:].any()
+    np.testing.assert_allclose(audio[1, : 30 * HOP], want, atol=1e-4)
+    np.testing.assert_allclose(vocode(mel[1, :30]), want, atol=1e-4)
+    with pytest.raises(ValueError, match="hop 160"):
+        neural_vocoder.hifigan_file_vocoder(str(tmp_path / "generator_v1"), preset="whisper_80")

@@ -83,6 +83,23 @@ def test_synthesize_text_and_text_file(resumed, tmp_path, capsys):
     assert sorted(os.listdir(tmp_path / "many")) == ["0000.wav", "0001.wav"]
 
 
+def test_synthesize_through_a_pytorch_hifigan_file(resumed, tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    matcha_models = pytest.importorskip("matcha.hifigan.models")
+    small = dict(resblock="2", upsample_rates=(8, 8, 4), upsample_kernel_sizes=(16, 16, 8), upsample_initial_channel=16,
+                 resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 2),))  # fmt: skip
+    torch.manual_seed(0)
+    torch.save({"generator": matcha_models.Generator(type("H", (), small)).state_dict()}, tmp_path / "generator")
+    (tmp_path / "config.json").write_text(json.dumps(small))
+    out = tmp_path / "hifigan.wav"
+    assert main(["synthesize", "--workdir", str(resumed), "--text", QUESTION, "--out", str(out),
+                 "--vocoder", str(tmp_path / "generator")]) == 0
+    waveform, rate = soundfile.read(out)
+    seconds = json.loads(capsys.readouterr().out)["seconds"]
+    assert rate == 22050 and len(waveform) == pytest.approx(seconds * rate, abs=rate / 1000)
+    assert np.abs(waveform).max() > 0
+
+
 def test_long_text_is_cut_at_phrase_boundaries_and_joined(resumed):
     synthesizer, params, _ = recipe.load_synthesizer(str(resumed))
     text = "Julia, please buy those happy dolls. Was the clock too shiny? To be honest, Iris will drop it."

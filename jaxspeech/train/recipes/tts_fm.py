@@ -31,7 +31,7 @@ from jaxspeech.data.manifest import SkipCounter
 from jaxspeech.data.pipeline import SpeechBatches, SpeechDataset
 from jaxspeech.data.readers import load_records
 from jaxspeech.data.tts import TTSCollate, phrased_record, pitch_track, speaker_of, tokenizer_for
-from jaxspeech.models import tts
+from jaxspeech.models import neural_vocoder, tts
 from jaxspeech.models.tts.evaluation import MODEL_MEL, evaluate_items
 from jaxspeech.models.tts.synthesizer import Synthesizer
 from jaxspeech.models.tts.vocoders import BUILTIN_VOCODERS, GRIFFIN_LIM, Vocoder, builtin_vocoder
@@ -173,12 +173,16 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 
 def vocoder_for(name: str, config: ml_collections.ConfigDict) -> Vocoder:
-    """A built-in vocoder by name, or the trained vocoder of a workdir (same mel preset)."""
+    """A built-in vocoder by name, a PyTorch HiFi-GAN generator file, or the trained vocoder of a
+    workdir (same mel preset)."""
     if name in BUILTIN_VOCODERS:
         return builtin_vocoder(name, config)
+    if os.path.isfile(name):
+        imported = neural_vocoder.hifigan_file_vocoder(name, preset=config.data.preset)
+        return lambda out, key: imported(out.mel, out.mel_mask)
     if not os.path.isfile(os.path.join(name, "config.json")):
-        raise ValueError(f"unknown vocoder {name!r}; known: {', '.join(BUILTIN_VOCODERS)}, or the workdir of a "
-                         "trained vocoder")
+        raise ValueError(f"unknown vocoder {name!r}; known: {', '.join(BUILTIN_VOCODERS)}, a HiFi-GAN generator "
+                         "file, or the workdir of a trained vocoder")
     from jaxspeech.train.recipes import vocoder as vocoder_recipe
 
     vocoder_config = read_saved_config(name)
@@ -319,7 +323,8 @@ def evaluate(workdir: str, *, split: str, asr_workdir: str | None = None, vocode
 
 
 _VOCODER_HELP = ("griffin-lim, harmonic (harmonic-plus-noise at the predicted F0; models with a pitch predictor) "
-                 "or a vocoder workdir (default: the config's)")
+                 "a vocoder workdir, or a PyTorch HiFi-GAN generator file (HiFi-GAN's or Matcha-TTS's generator_v1; "
+                 "config.json beside it, else V1) (default: the config's)")
 
 
 def _synthesis_options(parser) -> None:

@@ -47,7 +47,6 @@ from jaxspeech.train.run_setup import initial_state, optimizer_from_config
 from jaxspeech.train.step import compile_recipe_step
 
 log = logging.getLogger(__name__)
-_VOCODE_FRAME_MULTIPLE = 64  # vocode() pads frames to a multiple of this: few jit shapes
 
 
 def _dataset(config, split: str, skips: SkipCounter) -> SpeechDataset:
@@ -138,31 +137,13 @@ def _restore(workdir: str):
 
 
 def vocode(workdir: str) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
-    """The trained vocoder of ``workdir`` as ``fn(mel, mel_mask=None) -> audio``.
-
-    mel: log-mels of the workdir's preset, ``[T,F]`` or ``[B,T,F]``; mel_mask: bool ``[B,T]``
-    (right-padded; None = all valid). Returns float32 numpy ``[T*hop]`` or ``[B,T*hop]``, zero
-    past each example's valid frames. Frames are padded to a multiple of 64 inside, so the
-    forward pass compiles once per 64-frame length class.
-    """
+    """The trained vocoder of ``workdir`` as ``fn(mel, mel_mask=None) -> audio``
+    (``neural_vocoder.mel_to_audio_fn``: log-mels of the workdir's preset, ``[T,F]`` or ``[B,T,F]``)."""
     config, graphdef, params, _ = _restore(workdir)
-    forward = jax.jit(functools.partial(neural_vocoder.generator_apply(config.model), graphdef))
-    hop, n_mels = neural_vocoder.hop_length(config.model), config.model.n_mels
-
-    def fn(mel: np.ndarray, mel_mask: np.ndarray | None = None) -> np.ndarray:
-        mel = np.asarray(mel, np.float32)
-        single = mel.ndim == 2
-        mel = mel[None] if single else mel
-        if mel.ndim != 3 or mel.shape[-1] != n_mels or mel.shape[1] == 0:
-            raise ValueError(f"mel must be [T,{n_mels}] or [B,T,{n_mels}] with T > 0, got {mel.shape}")
-        mask = np.ones(mel.shape[:2], bool) if mel_mask is None else np.asarray(mel_mask, bool).reshape(mel.shape[:2])
-        frames = mel.shape[1]
-        pad = -frames % _VOCODE_FRAME_MULTIPLE
-        waveform = forward(params, np.pad(mel, ((0, 0), (0, pad), (0, 0))), np.pad(mask, ((0, 0), (0, pad))))
-        waveform = np.asarray(waveform)[:, : frames * hop]
-        return waveform[0] if single else waveform
-
-    return fn
+    apply = neural_vocoder.generator_apply(config.model)
+    forward = jax.jit(lambda mel, mask: apply(graphdef, params, mel, mask))
+    return neural_vocoder.mel_to_audio_fn(forward, n_mels=config.model.n_mels,
+                                          hop=neural_vocoder.hop_length(config.model))
 
 
 def evaluate(workdir: str, *, split: str) -> dict:
