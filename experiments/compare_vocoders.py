@@ -1,16 +1,18 @@
 """Copy synthesis: Griffin-Lim, the harmonic-plus-noise vocoder (alone, refined by Griffin-Lim over the whole
-band, and above a crossover only) and a trained iSTFT vocoder, all from the reference log-mels of test-seen.
+band, and above a crossover only) and trained vocoders, all from the reference log-mels of one split.
 
-    python experiments/compare_vocoders.py --data /tmp/corpus_default [--vocoder-workdir /tmp/runs/voc] \
-        --out /tmp/compare_vocoders.json
+    python experiments/compare_vocoders.py --data /tmp/corpus_default --split valid \
+        [--vocoder-workdir gan=runs/vocoder_gan_tiny --vocoder-workdir istft=runs/vocoder_istft_tiny] \
+        [--asr-workdir runs/asr] --out /tmp/compare_vocoders.json
 
 The harmonic-plus-noise vocoder (``jaxspeech.audio.harmonic``) also gets the recording's pitch
 track (``jaxspeech.data.tts.pitch_track``), as a TTS model with a pitch predictor gives it its own.
 
-Per vocoder: MCD against the eSpeak recording and the terminal-contour direction against the
-punctuation (``?`` rises, ``.`` falls), next to the recordings' own direction score. This is the
-ceiling a TTS model's intonation score can reach through that vocoder. Writes JSON and the
-"Vocoder" section of docs/benchmarks.md.
+Per vocoder: MCD against the eSpeak recording, the recognizer's CER, the terminal-contour direction
+against the punctuation (``?`` rises, ``.`` falls; next to the recordings' own direction score: the
+ceiling a TTS model's intonation score can reach through that vocoder) and the real-time factor of a
+second pass over the split (compiled shapes only). Writes JSON and the split's "Vocoder copy
+synthesis" section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import time
 
 import jax
 import numpy as np
-
 from benchmark_docs import command, machine, save_report, write_section
+
 from jaxspeech.audio import get_preset, load_audio, log_mel, log_mel_to_audio, save_audio
 from jaxspeech.audio.harmonic import log_mel_f0_to_audio
 from jaxspeech.data.readers import load_records
@@ -31,16 +33,28 @@ from jaxspeech.data.tts import pitch_track
 from jaxspeech.eval import error_rates, mel_cepstral_distortion
 from jaxspeech.eval.prosody import intonation_scores
 from jaxspeech.train import recipes
+from jaxspeech.train.config import read_saved_config
 from jaxspeech.train.metrics import read_metrics
 from jaxspeech.train.recipes.vocoder import vocode
 
-TITLE = "## Vocoder copy synthesis (issue 3)"
 SAMPLE_RATE = 22050
 
 
-def compare(data: str, vocoder_workdir: str | None, limit: int | None, griffin_lim_iterations: int,
+def title(split: str) -> str:
+    return f"## Vocoder copy synthesis on {split} (issues 3, 19)"
+
+
+def _trained(workdir: str) -> dict:
+    """What a docs row needs to name a trained vocoder: its config's generator, discriminators and steps."""
+    config = read_saved_config(workdir)
+    steps = max((m["step"] for m in read_metrics(os.path.join(workdir, "metrics.jsonl"))), default=0)
+    return {"workdir": workdir, "generator": config.model.generator, "steps": steps,
+            "discriminators": list(config.model.adversarial.discriminators)}
+
+
+def compare(data: str, split: str, vocoder_workdirs: dict[str, str], limit: int | None, griffin_lim_iterations: int,
             crossover_iterations: int, crossover_hz: float, audio_dir: str, asr_workdir: str | None) -> dict:
-    records = load_records(data, split="test-seen")[:limit]
+    records = load_records(data, split=split)[:limit]
     texts = [r["text"] for r in records]
     preset = get_preset("tts_22k")
     recordings = [load_audio(os.path.join(data, r["audio"]), sample_rate=SAMPLE_RATE) for r in records]
@@ -64,9 +78,8 @@ def compare(data: str, vocoder_workdir: str | None, limit: int | None, griffin_l
         crossover_name: harmonic(**crossover),
         f"{crossover_name}_voiced_frames": harmonic(**crossover, refine_unvoiced=True),
     }
-    if vocoder_workdir:
-        istft_vocoder = vocode(vocoder_workdir)
-        vocoders["istft_vocoder"] = lambda k: istft_vocoder(mels[k])
+    for name, workdir in vocoder_workdirs.items():
+        vocoders[name] = lambda k, trained=vocode(workdir): trained(mels[k])
 
     def recognise(paths):
         hypotheses = recipes.for_workdir(asr_workdir).require("transcribe")(asr_workdir, paths, beam_size=0)
@@ -75,16 +88,22 @@ def compare(data: str, vocoder_workdir: str | None, limit: int | None, griffin_l
     results = {"recordings": intonation_scores(recordings, texts, SAMPLE_RATE)}
     if asr_workdir:
         results["recordings"].update(recognise([os.path.join(data, r["audio"]) for r in records]))
+    audio_seconds = sum(len(a) for a in recordings) / SAMPLE_RATE
     for name, vocoder in vocoders.items():
         start = time.perf_counter()
         audios = [np.asarray(vocoder(k)) for k in range(len(records))]
         seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        for k in range(len(records)):  # again, compiled: the real-time factor
+            np.asarray(vocoder(k))
+        rtf = (time.perf_counter() - start) / audio_seconds
         # One executable per utterance length and vocoder: five vocoders' worth exhausted XLA:CPU's
         # code memory ("LLVM ERROR: Unable to allocate section memory") before the last row.
         jax.clear_caches()
         results[name] = {
             "mcd_db": float(np.mean([mel_cepstral_distortion(a, r) for a, r in zip(audios, recordings)])),
             "wall_s_including_compilation": seconds,
+            "rtf": rtf,
             **intonation_scores(audios, texts, SAMPLE_RATE),
         }
         os.makedirs(os.path.join(audio_dir, name), exist_ok=True)
@@ -93,50 +112,55 @@ def compare(data: str, vocoder_workdir: str | None, limit: int | None, griffin_l
             save_audio(path, waveform, SAMPLE_RATE)
         if asr_workdir:
             results[name].update(recognise(paths))
-    steps = (max((m["step"] for m in read_metrics(os.path.join(vocoder_workdir, "metrics.jsonl"))), default=0)
-             if vocoder_workdir else None)
-    return {"utterances": len(records), "vocoder_workdir": vocoder_workdir, "vocoder_steps": steps,
-            "asr_workdir": asr_workdir,
-            "results": results}
+    return {"split": split, "utterances": len(records), "audio_seconds": audio_seconds,
+            "trained_vocoders": {name: _trained(w) for name, w in vocoder_workdirs.items()},
+            "asr_workdir": asr_workdir, "results": results}
 
 
 def _docs_section(report: dict, command_line: str) -> str:
-    rows = ["| audio | MCD dB | ASR CER | contour direction | questions rising | statements falling |",
-            "| --- | --- | --- | --- | --- | --- |"]
+    rows = ["| audio | MCD dB | ASR CER | contour direction | questions rising | statements falling | RTF |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in report["results"].items():
         mcd = f"{r['mcd_db']:.2f}" if "mcd_db" in r else "-"
         cer = f"{r['asr_cer']:.1%}" if "asr_cer" in r else "-"
+        rtf = f"{r['rtf']:.4f}" if "rtf" in r else "-"
         rows.append(f"| {name} | {mcd} | {cer} | {r['contour_accuracy']:.1%} | {r['question_rising']:.1%} | "
-                    f"{r['statement_falling']:.1%} |")
-    istft = (f"iSTFT vocoder: `configs/vocoder_istft_tiny.py`, {report['vocoder_steps']} steps; "
-             if report["vocoder_workdir"] else "")
-    return (f"{TITLE}\n\nMachine: {report['machine']}. Date: {report['date']}.\n\n```bash\n{command_line}\n```\n\n"
-            f"{report['utterances']} test-seen utterances; each vocoder renders the recording's own log-mel "
-            f"({istft}harmonic-plus-noise: `jaxspeech.audio.harmonic`, with the recording's pitch track; "
+                    f"{r['statement_falling']:.1%} | {rtf} |")
+    trained = "".join(
+        f"{name}: generator {v['generator']}, discriminators {', '.join(v['discriminators']) or 'none'}, "
+        f"{v['steps']} steps (`{v['workdir']}`); " for name, v in report["trained_vocoders"].items())
+    return (f"{title(report['split'])}\n\nMachine: {report['machine']}. Date: {report['date']}.\n\n"
+            f"```bash\n{command_line}\n```\n\n"
+            f"{report['utterances']} {report['split']} utterances; each vocoder renders the recording's own log-mel "
+            f"({trained}harmonic-plus-noise: `jaxspeech.audio.harmonic`, with the recording's pitch track; "
             f"ASR CER: the CTC recognizer of `{report['asr_workdir']}`, greedy). The contour columns are the "
             "ceiling a TTS model's intonation score can reach through that vocoder "
-            "(`jaxspeech.eval.prosody.terminal_direction`, ? rising / . falling).\n\n" + "\n".join(rows) + "\n")
+            "(`jaxspeech.eval.prosody.terminal_direction`, ? rising / . falling). RTF: seconds per second of "
+            "audio on a second, compiled pass.\n\n" + "\n".join(rows) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="corpus directory (jaxspeech corpus build)")
-    parser.add_argument("--vocoder-workdir", default=None, help="workdir of configs/vocoder_istft_tiny.py")
+    parser.add_argument("--split", default="valid", help="valid to choose, test-seen to report")
+    parser.add_argument("--vocoder-workdir", action="append", default=[], metavar="NAME=WORKDIR",
+                        help="a trained vocoder's workdir and its row name (repeatable)")
     parser.add_argument("--asr-workdir", default=None, help="recognizer workdir: CER of each vocoder's audio")
     parser.add_argument("--audio-dir", default="runs/compare_vocoders", help="where the rendered audio goes")
-    parser.add_argument("--limit", type=int, default=None, help="first N test-seen utterances")
+    parser.add_argument("--limit", type=int, default=None, help="first N utterances of the split")
     parser.add_argument("--griffin-lim-iterations", type=int, default=32)
     parser.add_argument("--crossover-iterations", type=int, default=4, help="refinement above the crossover")
     parser.add_argument("--crossover-hz", type=float, default=2000.0)
     parser.add_argument("--out", required=True, help="JSON report path")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args()
-    report = compare(args.data, args.vocoder_workdir, args.limit, args.griffin_lim_iterations,
+    workdirs = dict(item.split("=", 1) for item in args.vocoder_workdir)
+    report = compare(args.data, args.split, workdirs, args.limit, args.griffin_lim_iterations,
                      args.crossover_iterations, args.crossover_hz, args.audio_dir, args.asr_workdir)
     report.update(date=datetime.date.today().isoformat(), machine=machine(), load_average=os.getloadavg())
     save_report(report, args.out)
     if not args.no_docs:
-        write_section(TITLE, _docs_section(report, command()))
+        write_section(title(args.split), _docs_section(report, command()))
 
 
 if __name__ == "__main__":
