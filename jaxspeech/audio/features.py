@@ -1,6 +1,7 @@
 """Log-mel features with named presets matching the conventions models were trained on.
 
 ``log_mel(waveform, "tts_22k")`` reproduces HiFi-GAN / Matcha-TTS's ``mel_spectrogram``;
+``log_mel(waveform, "vocos_24k")`` Vocos' 24 kHz ``MelSpectrogramFeatures`` (torchaudio defaults);
 ``log_mel(waveform, "whisper_80" | "whisper_128", pad_or_trim=True)`` reproduces Whisper's
 ``log_mel_spectrogram(pad_or_trim(audio))`` (and transformers' WhisperFeatureExtractor).
 """
@@ -127,6 +128,30 @@ PRESETS: dict[str, MelPreset] = {
         magnitude_eps=1e-9,
         log="ln",
         log_floor=1e-5,
+        dynamic_range=None,
+        log_offset=0.0,
+        log_scale=1.0,
+        pad_or_trim_samples=None,
+    ),
+    # Vocos' 24 kHz mel vocoder (charactr/vocos-mel-24khz; F5-TTS): torchaudio's MelSpectrogram defaults
+    # (HTK scale, no filter normalisation, centred reflect padding) on magnitudes, ln(max(x, 1e-7)).
+    "vocos_24k": MelPreset(
+        sample_rate=24000,
+        n_fft=1024,
+        hop_length=256,
+        win_length=1024,
+        n_mels=100,
+        fmin=0.0,
+        fmax=None,
+        mel_scale="htk",
+        mel_norm=None,
+        padding="center",
+        pad_mode="reflect",
+        drop_last_frame=False,
+        power=1.0,
+        magnitude_eps=0.0,
+        log="ln",
+        log_floor=1e-7,
         dynamic_range=None,
         log_offset=0.0,
         log_scale=1.0,

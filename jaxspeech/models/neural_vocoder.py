@@ -19,6 +19,7 @@ them, so padding carries no realness cue.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -30,7 +31,7 @@ from flax import nnx
 from jaxspeech.audio.features import get_preset
 from jaxspeech.losses import gan
 from jaxspeech.losses.stft import mel_l1_loss, multi_resolution_stft_loss
-from jaxspeech.models import hifigan, vocoder
+from jaxspeech.models import hifigan, vocoder, vocos_import
 from jaxspeech.models.hifigan.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator, Output
 
 Batch = Mapping[str, jax.Array]
@@ -100,17 +101,25 @@ def mel_to_audio_fn(forward: Callable[[jax.Array, jax.Array], jax.Array], *, n_m
     return fn
 
 
-def hifigan_file_vocoder(path: str, *, preset: str) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
-    """A PyTorch HiFi-GAN generator file (HiFi-GAN's or Matcha-TTS's ``generator_v1``, config.json
-    beside it or V1) as ``fn(mel, mel_mask=None) -> audio`` (see :func:`mel_to_audio_fn`) for log-mels
-    of ``preset``, whose mel bins and hop it must match."""
-    config, graphdef, params = hifigan.import_hifigan_checkpoint(path)
-    target = get_preset(preset)
-    if (config.num_mels, config.hop) != (target.n_mels, target.hop_length):
-        raise ValueError(f"HiFi-GAN {path} maps {config.num_mels} mels at hop {config.hop}; preset {preset!r} "
-                         f"has {target.n_mels} mels at hop {target.hop_length}")
-    forward = jax.jit(lambda mel, mask: hifigan.apply(graphdef, params, mel, mask))
-    return mel_to_audio_fn(forward, n_mels=config.num_mels, hop=config.hop)
+def imported_vocoder(path: str, *, preset: str) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
+    """A PyTorch vocoder checkpoint as ``fn(mel, mel_mask=None) -> audio`` (see :func:`mel_to_audio_fn`)
+    for log-mels of ``preset``, whose mel bins and hop it must match: a HiFi-GAN generator file
+    (HiFi-GAN's or Matcha-TTS's ``generator_v1``, config.json beside it or V1) or a Vocos directory
+    (config.yaml + pytorch_model.bin, whose mel features must be ``preset``)."""
+    if os.path.isdir(path):
+        config, graphdef, params = vocos_import.import_vocos_checkpoint(path)
+        if config.preset != preset:
+            raise ValueError(f"Vocos {path} vocodes {config.preset!r} mels, not {preset!r}")
+        apply, n_mels, hop = vocoder.apply, config.n_mels, hop_length(config)
+    else:
+        config, graphdef, params = hifigan.import_hifigan_checkpoint(path)
+        target = get_preset(preset)
+        if (config.num_mels, config.hop) != (target.n_mels, target.hop_length):
+            raise ValueError(f"HiFi-GAN {path} maps {config.num_mels} mels at hop {config.hop}; preset {preset!r} "
+                             f"has {target.n_mels} mels at hop {target.hop_length}")
+        apply, n_mels, hop = hifigan.apply, config.num_mels, config.hop
+    forward = jax.jit(lambda mel, mask: apply(graphdef, params, mel, mask))
+    return mel_to_audio_fn(forward, n_mels=n_mels, hop=hop)
 
 
 class Discriminators(nnx.Module):

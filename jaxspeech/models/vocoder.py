@@ -24,6 +24,8 @@ frames before every layer that mixes frames, padded frames get zero spectrum, th
 is normalised by the window envelope of the valid frames only and samples past
 ``valid_frames * hop`` are zero: a padded batch vocodes each example exactly as it would alone.
 
+Vocos checkpoints import into it: ``jaxspeech.models.vocos_import``.
+
 Pure form: ``graphdef, params = init(config, key)``, ``apply(graphdef, params, mel, mel_mask)``.
 """
 
@@ -122,7 +124,8 @@ def istft_head(
 
 
 class ConvNeXtBlock(nnx.Module):
-    """x + gamma * Linear(GELU(Linear(LayerNorm(depthwise_conv(x))))), Liu et al. 2022 in 1D (Vocos)."""
+    """x + gamma * Linear(GELU(Linear(LayerNorm(depthwise_conv(x))))), Liu et al. 2022 in 1D (Vocos; the
+    exact, erf GELU, as torch's ``nn.GELU`` that Vocos checkpoints were trained with)."""
 
     def __init__(self, dim: int, intermediate_dim: int, kernel_size: int, layer_scale: float, *, rngs: nnx.Rngs):
         self.depthwise_kernel = nnx.Param(
@@ -138,7 +141,7 @@ class ConvNeXtBlock(nnx.Module):
         # Zero padding before the frame-mixing convolution: a valid frame near the end then sees
         # the zeros that SAME padding gives the unpadded sequence.
         h = depthwise_conv1d(jnp.where(mask[..., None], x, 0.0), self.depthwise_kernel[...])
-        h = self.down(jax.nn.gelu(self.up(self.norm(h + self.depthwise_bias[...]))))
+        h = self.down(jax.nn.gelu(self.up(self.norm(h + self.depthwise_bias[...])), approximate=False))
         return x + self.gamma[...] * h
 
 

@@ -1,4 +1,4 @@
-"""log_mel presets: parity with librosa (tts_22k), HiFi-GAN's torch code and transformers'
+"""log_mel presets: parity with librosa (tts_22k, vocos_24k), HiFi-GAN's torch code and transformers'
 WhisperFeatureExtractor (whisper_80 / whisper_128); num_frames; jit, vmap, dtypes."""
 
 import dataclasses
@@ -40,6 +40,18 @@ def test_tts_22k_matches_librosa(num_samples):
     ref = _tts_reference_librosa(x)
     assert ours.dtype == np.float32 and ours.shape == ref.shape == (2, num_frames(num_samples, "tts_22k"), 80)
     # Log-mel is a relative measure; 1e-3 is ~0.1 % of mel energy, far above float32 FFT noise.
+    assert np.abs(ours - ref).max() <= 1e-3
+
+
+def test_vocos_24k_matches_librosa_with_torchaudio_defaults():
+    """torchaudio's MelSpectrogram(power=1) defaults as Vocos uses them: HTK mels, no norm, centred reflect."""
+    x = _speechlike(24000, 24000, batch=(2,))
+    x[1] *= 1e-4  # quiet enough that some bins reach the 1e-7 floor
+    ref = librosa.feature.melspectrogram(y=x, sr=24000, n_fft=1024, hop_length=256, n_mels=100, center=True,
+                                         pad_mode="reflect", power=1.0, htk=True, norm=None)  # fmt: skip
+    ref = np.log(np.maximum(np.swapaxes(ref, -1, -2), 1e-7))
+    ours = np.asarray(log_mel(x, "vocos_24k"))
+    assert ours.shape == ref.shape == (2, num_frames(24000, "vocos_24k"), 100)
     assert np.abs(ours - ref).max() <= 1e-3
 
 
@@ -149,7 +161,7 @@ def test_tts_gradient_is_finite_at_silence():
 
 
 def test_bad_preset_and_pad_or_trim_errors():
-    with pytest.raises(ValueError, match="tts_22k, whisper_128, whisper_80"):
+    with pytest.raises(ValueError, match="tts_22k, vocos_24k, whisper_128, whisper_80"):
         get_preset("whisper_tiny")
     with pytest.raises(ValueError, match="pad_or_trim"):
         log_mel(jnp.zeros(4000), "tts_22k", pad_or_trim=True)

@@ -122,7 +122,7 @@ def test_a_pytorch_hifigan_file_vocodes_like_the_original(tmp_path):
     reference = matcha_models.Generator(type("H", (), dataclasses.asdict(small))).eval()
     torch.save({"generator": reference.state_dict()}, tmp_path / "generator_v1")
     (tmp_path / "config.json").write_text(json.dumps(dataclasses.asdict(small)))
-    vocode = neural_vocoder.hifigan_file_vocoder(str(tmp_path / "generator_v1"), preset="tts_22k")
+    vocode = neural_vocoder.imported_vocoder(str(tmp_path / "generator_v1"), preset="tts_22k")
     mel = np.random.default_rng(0).standard_normal((2, 70, 80)).astype(np.float32) - 4.0
     with torch.no_grad():
         want = reference(torch.from_numpy(mel[1:, :30]).transpose(1, 2)).squeeze(1).numpy()[0]
@@ -132,4 +132,4 @@ def test_a_pytorch_hifigan_file_vocodes_like_the_original(tmp_path):
     np.testing.assert_allclose(audio[1, : 30 * HOP], want, atol=1e-4)
     np.testing.assert_allclose(vocode(mel[1, :30]), want, atol=1e-4)
     with pytest.raises(ValueError, match="hop 160"):
-        neural_vocoder.hifigan_file_vocoder(str(tmp_path / "generator_v1"), preset="whisper_80")
+        neural_vocoder.imported_vocoder(str(tmp_path / "generator_v1"), preset="whisper_80")

@@ -173,16 +173,16 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 
 def vocoder_for(name: str, config: ml_collections.ConfigDict) -> Vocoder:
-    """A built-in vocoder by name, a PyTorch HiFi-GAN generator file, or the trained vocoder of a
-    workdir (same mel preset)."""
+    """A built-in vocoder by name, a PyTorch HiFi-GAN generator file or Vocos directory, or the trained
+    vocoder of a workdir (same mel preset)."""
     if name in BUILTIN_VOCODERS:
         return builtin_vocoder(name, config)
-    if os.path.isfile(name):
-        imported = neural_vocoder.hifigan_file_vocoder(name, preset=config.data.preset)
+    if os.path.isfile(name) or os.path.isfile(os.path.join(name, "pytorch_model.bin")):
+        imported = neural_vocoder.imported_vocoder(name, preset=config.data.preset)
         return lambda out, key: imported(out.mel, out.mel_mask)
     if not os.path.isfile(os.path.join(name, "config.json")):
         raise ValueError(f"unknown vocoder {name!r}; known: {', '.join(BUILTIN_VOCODERS)}, a HiFi-GAN generator "
-                         "file, or the workdir of a trained vocoder")
+                         "file, a Vocos directory, or the workdir of a trained vocoder")
     from jaxspeech.train.recipes import vocoder as vocoder_recipe
 
     vocoder_config = read_saved_config(name)
@@ -323,8 +323,9 @@ def evaluate(workdir: str, *, split: str, asr_workdir: str | None = None, vocode
 
 
 _VOCODER_HELP = ("griffin-lim, harmonic (harmonic-plus-noise at the predicted F0; models with a pitch predictor) "
-                 "a vocoder workdir, or a PyTorch HiFi-GAN generator file (HiFi-GAN's or Matcha-TTS's generator_v1; "
-                 "config.json beside it, else V1) (default: the config's)")
+                 "a vocoder workdir, a PyTorch HiFi-GAN generator file (HiFi-GAN's or Matcha-TTS's generator_v1; "
+                 "config.json beside it, else V1) or a Vocos directory (config.yaml + pytorch_model.bin) "
+                 "(default: the config's)")
 
 
 def _synthesis_options(parser) -> None:
