@@ -1,12 +1,13 @@
-"""Where the tiny TTS config's training time goes: step time and start-up per config variant.
+"""Where a tiny config's training time goes: step time and start-up per config variant.
 
-    python experiments/tts_train_time.py --data data/espeak [--steps 150] [--rounds 2] [--out experiments/results/tts_train_time.json]
+    python experiments/train_time.py --data data/espeak [--config configs/tts_fm_tiny.py] [--steps 150] \
+        [--rounds 2] --out experiments/results/tts_train_time.json
 
-Runs ``jaxspeech train`` on ``--config`` (default configs/tts_fm_tiny.py) for ``--steps`` steps per
-variant (a set of ``--config.*`` overrides: the config itself, the pitch predictor off, a 1-layer text
-encoder), the variants interleaved over ``--rounds`` rounds so that a slow spell of a shared machine
-falls on all of them, each run with a cold compilation cache. A run's step time is the median of the
-logged ``steps_per_second`` after the first third of the run (compilation happens at a bucket's first
+Runs ``jaxspeech train`` on ``--config`` (configs/tts_fm_tiny.py or configs/vocoder_gan_tiny.py) for
+``--steps`` steps per variant (a set of ``--config.*`` overrides, listed per config in ``VARIANTS``: the
+config itself and the parts whose cost is in question), the variants interleaved over ``--rounds`` rounds
+so that a slow spell of a shared machine falls on all of them, each run with a cold compilation cache. A
+run's step time is the median of the logged ``steps_per_second`` after the first third of the run (compilation happens at a bucket's first
 step); start-up is the run's wall time less its steps at that rate (corpus reading, feature cache, one
 compilation per bucket, a final checkpoint). Reported: the median over rounds and the range. Run it on a
 quiet machine: the figures are times. Writes JSON and this benchmark's section of docs/benchmarks.md.
@@ -27,11 +28,20 @@ from benchmark_docs import command, machine, save_report, write_section
 
 from jaxspeech.train.metrics import read_metrics
 
-SECTION = "## Time to train the tiny TTS config (issue 16)"
+SECTIONS = {"configs/tts_fm_tiny.py": "## Time to train the tiny TTS config (issue 16)",
+            "configs/vocoder_gan_tiny.py": "## Time to train the tiny GAN vocoder (issue 19)"}
 VARIANTS = {
-    "the config": [],
-    "pitch predictor off": ["--config.model.pitch.enabled=false"],
-    "text encoder 1 transformer layer (of 3)": ["--config.model.encoder.num_layers=1"],
+    "configs/tts_fm_tiny.py": {
+        "the config": [],
+        "pitch predictor off": ["--config.model.pitch.enabled=false"],
+        "text encoder 1 transformer layer (of 3)": ["--config.model.encoder.num_layers=1"],
+    },
+    "configs/vocoder_gan_tiny.py": {
+        "the config (MPD at 1/8 width)": [],
+        "no discriminator (the generator's reconstruction step alone)": [
+            "--config.model.adversarial.discriminators=()"],
+        "MPD + MSD at 1/8 width": ["--config.model.adversarial.discriminators=('mpd', 'msd')"],
+    },
 }
 
 
@@ -55,20 +65,21 @@ def timed_run(config: str, data: str, steps: int, workdir: str, overrides: list[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="an eSpeak corpus (jaxspeech corpus build)")
-    parser.add_argument("--config", default="configs/tts_fm_tiny.py")
+    parser.add_argument("--config", default="configs/tts_fm_tiny.py", choices=sorted(VARIANTS))
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--out", default="experiments/results/tts_train_time.json")
+    parser.add_argument("--out", required=True, help="JSON report (experiments/results/<name>_train_time.json)")
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
-    timings = {name: [] for name in VARIANTS}
+    variants = VARIANTS[args.config]
+    timings = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as root:
         for round_ in range(args.rounds):
-            for i, (name, overrides) in enumerate(VARIANTS.items()):
+            for i, (name, overrides) in enumerate(variants.items()):
                 timings[name].append(timed_run(args.config, args.data, args.steps,
                                                os.path.join(root, f"{round_}_{i}"), overrides))
                 print(name, timings[name][-1], flush=True)
-    runs = {name: {"overrides": VARIANTS[name], "rounds": t,
+    runs = {name: {"overrides": variants[name], "rounds": t,
                    **{f"{key}_{stat.__name__}": stat(r[key] for r in t) for key in ("step_ms", "startup_s")
                       for stat in (statistics.median, min, max)}}
             for name, t in timings.items()}
@@ -80,7 +91,8 @@ def main() -> None:
     rows = "\n".join(f"| {name} | `{' '.join(r['overrides']) or '-'}` | {r['step_ms_median']:.0f} ms "
                      f"({r['step_ms_min']:.0f}-{r['step_ms_max']:.0f}) | {r['startup_s_median']:.0f} s "
                      f"({r['startup_s_min']:.0f}-{r['startup_s_max']:.0f}) |" for name, r in runs.items())
-    write_section(SECTION, f"""{SECTION}
+    section = SECTIONS[args.config]
+    write_section(section, f"""{section}
 
 Command: `{command()}`  
 Machine: {report['machine']}  
