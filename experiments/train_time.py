@@ -7,9 +7,9 @@ Runs ``jaxspeech train`` on ``--config`` (configs/tts_fm_tiny.py or configs/voco
 ``--steps`` steps per variant (a set of ``--config.*`` overrides, listed per config in ``VARIANTS``: the
 config itself and the parts whose cost is in question), the variants interleaved over ``--rounds`` rounds
 so that a slow spell of a shared machine falls on all of them, each run with a cold compilation cache. A
-run's step time is the median of the logged ``steps_per_second`` after the first third of the run (compilation happens at a bucket's first
-step); start-up is the run's wall time less its steps at that rate (corpus reading, feature cache, one
-compilation per bucket, a final checkpoint). Reported: the median over rounds and the range. Run it on a
+run's step time is the median of the logged ``steps_per_second`` after the first third of the run
+(compilation happens at a bucket's first step); start-up is the run's wall time less its steps at that
+rate (corpus reading, feature cache, one compilation per bucket, a final checkpoint). Reported: the median over rounds and the range. Run it on a
 quiet machine: the figures are times. Writes JSON and this benchmark's section of docs/benchmarks.md.
 """
 
