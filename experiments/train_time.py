@@ -9,8 +9,8 @@ config itself and the parts whose cost is in question), the variants interleaved
 so that a slow spell of a shared machine falls on all of them, each run with a cold compilation cache. A
 run's step time is the median of the logged ``steps_per_second`` after the first third of the run
 (compilation happens at a bucket's first step); start-up is the run's wall time less its steps at that
-rate (corpus reading, feature cache, one compilation per bucket, a final checkpoint). Reported: the median over rounds and the range. Run it on a
-quiet machine: the figures are times. Writes JSON and this benchmark's section of docs/benchmarks.md.
+rate (corpus reading, feature cache, one compilation per bucket, a final checkpoint). Reported: the
+median over rounds and the range. Run it on a quiet machine: the figures are times. Writes JSON and this benchmark's section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
