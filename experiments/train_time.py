@@ -10,7 +10,8 @@ so that a slow spell of a shared machine falls on all of them, each run with a c
 run's step time is the median of the logged ``steps_per_second`` after the first third of the run
 (compilation happens at a bucket's first step); start-up is the run's wall time less its steps at that
 rate (corpus reading, feature cache, one compilation per bucket, a final checkpoint). Reported: the
-median over rounds and the range. Run it on a quiet machine: the figures are times. Writes JSON and this benchmark's section of docs/benchmarks.md.
+median over rounds and the range. Run it on a quiet machine: the figures are times. Writes JSON and the
+config's section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
