@@ -8,10 +8,11 @@ band, and above a crossover only) and trained vocoders, all from the reference l
 The harmonic-plus-noise vocoder (``jaxspeech.audio.harmonic``) also gets the recording's pitch
 track (``jaxspeech.data.tts.pitch_track``), as a TTS model with a pitch predictor gives it its own.
 
-Per vocoder: MCD against the eSpeak recording, the recognizer's CER, the terminal-contour direction
-against the punctuation (``?`` rises, ``.`` falls; next to the recordings' own direction score: the
-ceiling a TTS model's intonation score can reach through that vocoder) and the real-time factor of a
-second pass over the split (compiled shapes only). Writes JSON and the split's "Vocoder copy
+Per vocoder: MCD against the eSpeak recording, the recognizer's CER, F0 error and voicing agreement
+with the recording (where a vocoder loses the pitch), the terminal-contour direction against the
+punctuation (``?`` rises, ``.`` falls; next to the recordings' own direction score: the ceiling a TTS
+model's intonation score can reach through that vocoder) and the real-time factor of a second pass
+over the split (compiled shapes only). Writes JSON and the split's "Vocoder copy
 synthesis" section of docs/benchmarks.md.
 """
 
@@ -30,7 +31,7 @@ from jaxspeech.audio import get_preset, load_audio, log_mel, log_mel_to_audio, s
 from jaxspeech.audio.harmonic import log_mel_f0_to_audio
 from jaxspeech.data.readers import load_records
 from jaxspeech.data.tts import pitch_track
-from jaxspeech.eval import error_rates, mel_cepstral_distortion
+from jaxspeech.eval import error_rates, f0_agreement, mel_cepstral_distortion
 from jaxspeech.eval.prosody import intonation_scores
 from jaxspeech.train import recipes
 from jaxspeech.train.config import read_saved_config
@@ -50,6 +51,16 @@ def _trained(workdir: str) -> dict:
     steps = max((m["step"] for m in read_metrics(os.path.join(workdir, "metrics.jsonl"))), default=0)
     return {"workdir": workdir, "generator": config.model.generator, "steps": steps,
             "discriminators": list(config.model.adversarial.discriminators)}
+
+
+def _f0_agreement(audios, recordings) -> dict[str, float]:
+    """``eval.f0_agreement`` over the utterances: median of the per-utterance F0 errors, mean of the
+    voicing agreements."""
+    scores = [f0_agreement(a, r, SAMPLE_RATE) for a, r in zip(audios, recordings)]
+    summary = {name: float(np.mean([s[name] for s in scores])) for name in ("voicing_agreement",
+                                                                             "tail_voicing_agreement")}
+    summary.update({name: float(np.nanmedian([s[name] for s in scores])) for name in ("f0_cents", "tail_f0_cents")})
+    return summary
 
 
 def compare(data: str, split: str, vocoder_workdirs: dict[str, str], limit: int | None, griffin_lim_iterations: int,
@@ -105,6 +116,7 @@ def compare(data: str, split: str, vocoder_workdirs: dict[str, str], limit: int 
             "wall_s_including_compilation": seconds,
             "rtf": rtf,
             **intonation_scores(audios, texts, SAMPLE_RATE),
+            **_f0_agreement(audios, recordings),
         }
         os.makedirs(os.path.join(audio_dir, name), exist_ok=True)
         paths = [os.path.join(audio_dir, name, f"{record['id']}.wav") for record in records]
@@ -118,14 +130,18 @@ def compare(data: str, split: str, vocoder_workdirs: dict[str, str], limit: int 
 
 
 def _docs_section(report: dict, command_line: str) -> str:
-    rows = ["| audio | MCD dB | ASR CER | contour direction | questions rising | statements falling | RTF |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = ["| audio | MCD dB | ASR CER | contour direction | questions rising | statements falling | "
+            "F0 error, cents: all / last 200 ms | voicing agreement: all / last 200 ms | RTF |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in report["results"].items():
         mcd = f"{r['mcd_db']:.2f}" if "mcd_db" in r else "-"
         cer = f"{r['asr_cer']:.1%}" if "asr_cer" in r else "-"
         rtf = f"{r['rtf']:.4f}" if "rtf" in r else "-"
+        f0 = f"{r['f0_cents']:.0f} / {r['tail_f0_cents']:.0f}" if "f0_cents" in r else "-"
+        voicing = (f"{r['voicing_agreement']:.1%} / {r['tail_voicing_agreement']:.1%}"
+                   if "voicing_agreement" in r else "-")
         rows.append(f"| {name} | {mcd} | {cer} | {r['contour_accuracy']:.1%} | {r['question_rising']:.1%} | "
-                    f"{r['statement_falling']:.1%} | {rtf} |")
+                    f"{r['statement_falling']:.1%} | {f0} | {voicing} | {rtf} |")
     trained = "".join(
         f"{name}: generator {v['generator']}, discriminators {', '.join(v['discriminators']) or 'none'}, "
         f"{v['steps']} steps (`{v['workdir']}`); " for name, v in report["trained_vocoders"].items())
@@ -135,7 +151,10 @@ def _docs_section(report: dict, command_line: str) -> str:
             f"({trained}harmonic-plus-noise: `jaxspeech.audio.harmonic`, with the recording's pitch track; "
             f"ASR CER: the CTC recognizer of `{report['asr_workdir']}`, greedy). The contour columns are the "
             "ceiling a TTS model's intonation score can reach through that vocoder "
-            "(`jaxspeech.eval.prosody.terminal_direction`, ? rising / . falling). RTF: seconds per second of "
+            "(`jaxspeech.eval.prosody.terminal_direction`, ? rising / . falling). F0 error and voicing agreement "
+            "against the recording, frame by frame (`jaxspeech.eval.f0_agreement`; median over utterances of the "
+            "median error on frames voiced in both, mean agreement), also over the last 200 ms up to the "
+            "recording's last voiced frame, where the contour is measured. RTF: seconds per second of "
             "audio on a second, compiled pass.\n\n" + "\n".join(rows) + "\n")
 
 

@@ -1,28 +1,29 @@
-"""Evaluation metrics: error rates, and (later) MCD, F0 and break statistics, RTF."""
-
-from jaxspeech.eval.error_rate import error_rates
-
-__all__ = ["error_rates"]
+"""Evaluation metrics: error rates, MCD, prosody (pauses, terminal direction, F0 agreement), RTF,
+distribution distances."""
 
 from jaxspeech.eval.distribution import sliced_wasserstein
+from jaxspeech.eval.error_rate import error_rates
 from jaxspeech.eval.mcd import cepstral_distortion, dtw, mel_cepstral_distortion, mel_cepstrum
 from jaxspeech.eval.prosody import (
     comma_pause_mae,
     comma_pauses,
     detect_pauses,
     expected_direction,
+    f0_agreement,
     intonation_scores,
     terminal_direction,
 )
 from jaxspeech.eval.rtf import real_time_factor, time_call
 
-__all__ += [
+__all__ = [
     "cepstral_distortion",
     "comma_pause_mae",
     "comma_pauses",
     "detect_pauses",
     "dtw",
+    "error_rates",
     "expected_direction",
+    "f0_agreement",
     "intonation_scores",
     "mel_cepstral_distortion",
     "mel_cepstrum",

@@ -1,4 +1,5 @@
-"""Prosody statistics from audio alone: pauses at commas and terminal intonation direction.
+"""Prosody statistics from audio alone: pauses at commas, terminal intonation direction, and how
+closely a rendering's F0 and voicing follow a reference recording's.
 
 Synthesized audio has no timings, so pauses come from an energy-based silence detector and
 are matched to the commas of the text; the terminal contour comes from the YIN F0 of
@@ -217,3 +218,52 @@ def intonation_scores(
         "questions": len(hits["rising"]),
         "statements": len(hits["falling"]),
     }
+
+
+def _voiced_f0(audio: np.ndarray, sample_rate: int, preset, fmin: float, fmax: float):
+    audio = _check_audio(audio, sample_rate)
+    if sample_rate != preset.sample_rate:
+        raise ValueError(f"audio is at {sample_rate} Hz but preset needs {preset.sample_rate} Hz")
+    padded = np.pad(audio, (0, -audio.shape[0] % (sample_rate // 2)))  # few compiled lengths, as above
+    f0, voiced = estimate_f0(padded, preset, fmin=fmin, fmax=fmax)
+    frames = -(-audio.shape[0] // preset.hop_length)
+    return np.asarray(f0)[:frames], np.asarray(voiced)[:frames]
+
+
+def f0_agreement(
+    audio: np.ndarray,
+    reference: np.ndarray,
+    sample_rate: int,
+    *,
+    preset: str = "tts_22k",
+    tail_ms: float = 200.0,
+    fmin: float = 60.0,
+    fmax: float = 600.0,
+) -> dict[str, float]:
+    """How closely ``audio``'s YIN F0 and voicing follow ``reference``'s, frame by frame (a copy
+    synthesis or any rendering time-aligned with its reference).
+
+    Returns ``f0_cents`` (median |1200 log2(f0 / f0_ref)| over frames voiced in both),
+    ``voicing_agreement`` (share of frames with the same voicing decision), and both again over
+    the reference's last ``tail_ms`` up to its last voiced frame (``tail_f0_cents``,
+    ``tail_voicing_agreement``: where the terminal contour is measured). ``f0_cents`` is NaN when
+    no frame is voiced in both. Frames past the shorter signal are ignored; a reference with no
+    voiced frame raises ValueError.
+    """
+    preset = get_preset(preset)
+    f0, voiced = _voiced_f0(audio, sample_rate, preset, fmin, fmax)
+    f0_ref, voiced_ref = _voiced_f0(reference, sample_rate, preset, fmin, fmax)
+    n = min(len(f0), len(f0_ref))
+    f0, voiced, f0_ref, voiced_ref = f0[:n], voiced[:n], f0_ref[:n], voiced_ref[:n]
+    if not voiced_ref.any():
+        raise ValueError("the reference has no voiced frame")
+    last = int(np.flatnonzero(voiced_ref)[-1])
+    tail = np.zeros(n, bool)
+    tail[max(0, last + 1 - round(tail_ms / 1000 * preset.sample_rate / preset.hop_length)): last + 1] = True
+
+    def cents(frames):
+        both = frames & voiced & voiced_ref
+        return float(np.median(np.abs(1200 * np.log2(f0[both] / f0_ref[both])))) if both.any() else float("nan")
+
+    return {"f0_cents": cents(np.ones(n, bool)), "voicing_agreement": float(np.mean(voiced == voiced_ref)),
+            "tail_f0_cents": cents(tail), "tail_voicing_agreement": float(np.mean((voiced == voiced_ref)[tail]))}

@@ -1,5 +1,6 @@
 """Prosody statistics: pause detection and comma matching on signals with known pauses,
-terminal F0 direction on known rising/falling tones, and both on real eSpeak utterances."""
+terminal F0 direction on known rising/falling tones, F0 agreement on known detunings, and all on real
+eSpeak utterances."""
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from jaxspeech.eval import (
     comma_pauses,
     detect_pauses,
     expected_direction,
+    f0_agreement,
     intonation_scores,
     terminal_direction,
 )
@@ -82,6 +84,27 @@ def test_terminal_direction_on_known_tones():
     )
     assert scores == {"question_rising": 0.5, "statement_falling": 1.0, "contour_accuracy": 0.75,
                       "questions": 2, "statements": 2}
+
+
+def test_f0_agreement_measures_known_detunings_and_voicing():
+    reference = np.concatenate([_silence(0.1), _voiced(0.6, 150.0), _voiced(0.3, 150.0, 200.0, seed=1),
+                                _silence(0.2)])  # fmt: skip
+    same = f0_agreement(reference, reference, SR)
+    assert same["f0_cents"] == 0.0 and same["voicing_agreement"] == 1.0 == same["tail_voicing_agreement"]
+    # A semitone up everywhere: 100 cents over all frames and in the tail.
+    semitone = np.concatenate([_silence(0.1), _voiced(0.6, 150.0 * 2 ** (1 / 12)),
+                               _voiced(0.3, 150.0 * 2 ** (1 / 12), 200.0 * 2 ** (1 / 12), seed=1), _silence(0.2)])
+    detuned = f0_agreement(semitone, reference, SR)
+    assert detuned["f0_cents"] == pytest.approx(100.0, abs=5.0)
+    assert detuned["tail_f0_cents"] == pytest.approx(100.0, abs=10.0)
+    # Whispering the glide (noise where the reference is voiced): the tail loses its voicing.
+    whisper = reference.copy()
+    start, stop = int(0.7 * SR), int(1.0 * SR)
+    whisper[start:stop] = 0.1 * np.random.default_rng(2).standard_normal(stop - start)
+    breathy = f0_agreement(whisper, reference, SR)
+    assert breathy["tail_voicing_agreement"] < 0.2 < 0.6 < breathy["voicing_agreement"]
+    with pytest.raises(ValueError, match="no voiced frame"):
+        f0_agreement(reference, _silence(1.0), SR)
 
 
 def test_expected_direction_and_bad_inputs():
