@@ -26,6 +26,7 @@ def get_config() -> ml_collections.ConfigDict:
     m.resblock = "1"
     m.resblock_kernel_sizes = (3, 7, 11)
     m.resblock_dilation_sizes = ((1, 3, 5), (1, 3, 5), (1, 3, 5))
+    m.loss.stft_weight = 0.0  # HiFi-GAN's objective: mel L1 x 45 only (its full-width MPD + MSD see the harmonics)
     m.adversarial.discriminators = ("mpd", "msd")
     m.adversarial.channel_divisor = 1
     c.optim.lr = 2e-4
