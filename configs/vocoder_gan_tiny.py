@@ -2,13 +2,13 @@
 
 The generator of configs/vocoder_istft_tiny.py (Vocos-style, 0.4M parameters) with HiFi-GAN's
 objective (log-mel L1 x 45, least-squares adversarial, feature matching x 2) against the multi-period
-discriminator at 1/8 of its published widths (CPU-sized), plus the multi-resolution STFT loss x 45: without
-it the generator renders voiced speech at the wrong pitch (copy synthesis on valid, 12000 steps: F0 error
-124 -> 16 cents, terminal contour 64.5% -> 84.2%, MCD 0.80 -> 0.85 dB, CER 6.1% -> 6.5%; 80 mel bands
-do not resolve harmonic spacing, and a narrow MPD does not make up for it in 12000 steps).
-The multi-scale discriminator is left out here: with it a step takes 3.6 s on this 2-core CPU even at 1/8 width (its grouped
-convolutions' gradients), without it 174 ms (measured with the STFT term off); add it with
-``--config.model.adversarial.discriminators="('mpd', 'msd')"`` where that is affordable.
+discriminator at 1/8 of its published widths (CPU-sized), plus the multi-resolution STFT loss x 45:
+without it the generator renders voiced speech at the wrong pitch (copy synthesis on valid, 12000
+steps: F0 error 124 -> 16 cents, terminal contour 64.5% -> 84.2%, MCD 0.80 -> 0.85 dB, CER 6.1% -> 6.5%;
+80 mel bands do not resolve harmonic spacing, and a narrow MPD does not make up for it in 12000 steps).
+The multi-scale discriminator is left out here: with it a step takes 3.6 s on this 2-core CPU even at
+1/8 width (its grouped convolutions' gradients), without it 174 ms (measured with the STFT term off);
+add it with ``--config.model.adversarial.discriminators="('mpd', 'msd')"`` where that is affordable.
 
     jaxspeech train --config configs/vocoder_gan_tiny.py --workdir runs/vocoder_gan_tiny
     jaxspeech evaluate --workdir runs/vocoder_gan_tiny --split valid --json
