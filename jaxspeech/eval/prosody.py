@@ -155,6 +155,17 @@ def expected_direction(text: str) -> str | None:
     return _EXPECTED.get(stripped[-1:]) if stripped else None
 
 
+def _f0_of(audio: np.ndarray, sample_rate: int, preset, fmin: float, fmax: float) -> tuple[np.ndarray, np.ndarray]:
+    """YIN (f0, voiced) of ``audio`` zero-padded to a multiple of half a second, so that utterances
+    of similar length share one compiled F0 estimator; frames past the audio are silent."""
+    audio = _check_audio(audio, sample_rate)
+    if sample_rate != preset.sample_rate:
+        raise ValueError(f"audio is at {sample_rate} Hz but preset needs {preset.sample_rate} Hz")
+    padded = np.pad(audio, (0, -audio.shape[0] % (sample_rate // 2)))
+    f0, voiced = estimate_f0(padded, preset, fmin=fmin, fmax=fmax)
+    return np.asarray(f0), np.asarray(voiced)
+
+
 def terminal_direction(
     audio: np.ndarray,
     sample_rate: int,
@@ -176,12 +187,7 @@ def terminal_direction(
     estimator. Audio with no voiced frame raises ValueError.
     """
     preset = get_preset(preset)
-    audio = _check_audio(audio, sample_rate)
-    if sample_rate != preset.sample_rate:
-        raise ValueError(f"audio is at {sample_rate} Hz but preset needs {preset.sample_rate} Hz")
-    bucket = sample_rate // 2
-    padded = np.pad(audio, (0, -audio.shape[0] % bucket))
-    f0, voiced = estimate_f0(padded, preset, fmin=fmin, fmax=fmax)
+    f0, voiced = _f0_of(audio, sample_rate, preset, fmin, fmax)
     kept = reject_octave_outliers(f0, voiced)
     kept_index = np.flatnonzero(np.asarray(kept))
     if kept_index.size == 0:
@@ -220,16 +226,6 @@ def intonation_scores(
     }
 
 
-def _voiced_f0(audio: np.ndarray, sample_rate: int, preset, fmin: float, fmax: float):
-    audio = _check_audio(audio, sample_rate)
-    if sample_rate != preset.sample_rate:
-        raise ValueError(f"audio is at {sample_rate} Hz but preset needs {preset.sample_rate} Hz")
-    padded = np.pad(audio, (0, -audio.shape[0] % (sample_rate // 2)))  # few compiled lengths, as above
-    f0, voiced = estimate_f0(padded, preset, fmin=fmin, fmax=fmax)
-    frames = -(-audio.shape[0] // preset.hop_length)
-    return np.asarray(f0)[:frames], np.asarray(voiced)[:frames]
-
-
 def f0_agreement(
     audio: np.ndarray,
     reference: np.ndarray,
@@ -251,9 +247,10 @@ def f0_agreement(
     voiced frame raises ValueError.
     """
     preset = get_preset(preset)
-    f0, voiced = _voiced_f0(audio, sample_rate, preset, fmin, fmax)
-    f0_ref, voiced_ref = _voiced_f0(reference, sample_rate, preset, fmin, fmax)
-    n = min(len(f0), len(f0_ref))
+    f0, voiced = _f0_of(audio, sample_rate, preset, fmin, fmax)
+    f0_ref, voiced_ref = _f0_of(reference, sample_rate, preset, fmin, fmax)
+    signal_frames = min(-(-len(x) // preset.hop_length) for x in (audio, reference))  # not the padding
+    n = min(len(f0), len(f0_ref), signal_frames)
     f0, voiced, f0_ref, voiced_ref = f0[:n], voiced[:n], f0_ref[:n], voiced_ref[:n]
     if not voiced_ref.any():
         raise ValueError("the reference has no voiced frame")
