@@ -41,13 +41,18 @@ FRAME_MULTIPLE = 64  # mel_to_audio_fn pads frames to a multiple of this: few ji
 DISCRIMINATORS = {"mpd": MultiPeriodDiscriminator, "msd": MultiScaleDiscriminator}
 
 
+def _check_hifigan_preset(generator: hifigan.HifiGanConfig, preset: str, what: str) -> None:
+    """A HiFi-GAN generator must read the preset's mel bins and upsample by its hop."""
+    target = get_preset(preset)
+    if (generator.num_mels, generator.hop) != (target.n_mels, target.hop_length):
+        raise ValueError(f"{what} reads {generator.num_mels} mels and upsamples by {generator.hop}; preset "
+                         f"{preset!r} has {target.n_mels} mels at hop {target.hop_length}")
+
+
 def hifigan_config(config: Mapping[str, Any]) -> hifigan.HifiGanConfig:
-    """The HiFi-GAN generator of a vocoder config (its hop checked against the preset's)."""
+    """The HiFi-GAN generator of a vocoder config (its mels and hop checked against the preset's)."""
     generator = hifigan.HifiGanConfig.from_dict({**config, "num_mels": config["n_mels"]})
-    preset = get_preset(config["preset"])
-    if generator.hop != preset.hop_length or generator.num_mels != preset.n_mels:
-        raise ValueError(f"HiFi-GAN upsamples by {generator.hop} from {generator.num_mels} mels; preset "
-                         f"{config['preset']!r} has hop {preset.hop_length} and {preset.n_mels} mels")
+    _check_hifigan_preset(generator, config["preset"], "the HiFi-GAN generator")
     return generator
 
 
@@ -113,10 +118,7 @@ def imported_vocoder(path: str, *, preset: str) -> Callable[[np.ndarray, np.ndar
         apply, n_mels, hop = vocoder.apply, config.n_mels, hop_length(config)
     else:
         config, graphdef, params = hifigan.import_hifigan_checkpoint(path)
-        target = get_preset(preset)
-        if (config.num_mels, config.hop) != (target.n_mels, target.hop_length):
-            raise ValueError(f"HiFi-GAN {path} maps {config.num_mels} mels at hop {config.hop}; preset {preset!r} "
-                             f"has {target.n_mels} mels at hop {target.hop_length}")
+        _check_hifigan_preset(config, preset, f"HiFi-GAN {path}")
         apply, n_mels, hop = hifigan.apply, config.num_mels, config.hop
     forward = jax.jit(lambda mel, mask: apply(graphdef, params, mel, mask))
     return mel_to_audio_fn(forward, n_mels=n_mels, hop=hop)

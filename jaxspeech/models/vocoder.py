@@ -71,11 +71,6 @@ def _field(config: Mapping[str, Any], name: str, where: str = "config") -> Any:
         raise KeyError(f"{where} has no field {name!r}") from None
 
 
-def hop_length(config: Mapping[str, Any]) -> int:
-    """Samples per mel frame: the preset's hop."""
-    return get_preset(_field(config, "preset")).hop_length
-
-
 def _valid_frame_envelope(frame_mask: jax.Array, n_fft: int, hop: int) -> tuple[np.ndarray, jax.Array]:
     """Overlap-added squared Hann window of all frames ``[N]`` and of the valid frames ``[B,N]``.
 
