@@ -15,8 +15,9 @@ level, 2 mid blocks, GroupNorm 8, Mish):
 output is cropped back. Every frame-mixing layer reads zeros from padding, GroupNorm statistics
 are taken over valid frames only (Matcha's GroupNorm also counts padded frames) and attention
 ignores padded keys, so valid outputs do not depend on the padding or the padded length.
-Deviations from Matcha: transformer blocks are pre-LN RoPE self-attention with a SiLU FFN
-(Matcha: diffusers BasicTransformerBlock with a snake-beta FFN and no positions).
+Transformer blocks (``block``): "rope", pre-LN RoPE self-attention with a SiLU FFN (heads of
+channels / num_heads), or "matcha", Matcha's own (diffusers' BasicTransformerBlock: no positions,
+num_heads x head_dim attention, SnakeBeta FFN; ``nn.snake_beta_block``).
 """
 
 from __future__ import annotations
@@ -28,8 +29,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxspeech.nn.snake_beta_block import SnakeBetaTransformerBlock
 from jaxspeech.nn.timestep import TimestepEmbedding
 from jaxspeech.nn.transformer import TransformerBlock
+
+BLOCKS = ("rope", "matcha")
 
 
 def masked_group_norm(
@@ -88,17 +92,20 @@ class ResnetBlock1D(nnx.Module):
         return h + self.residual(_masked(x, mask))
 
 
+def _transformer_block(block, dim, num_heads, head_dim, ff_mult, dropout, rngs):
+    if block == "rope":
+        return TransformerBlock(dim, num_heads, ff_mult=ff_mult, dropout=dropout, rngs=rngs)
+    return SnakeBetaTransformerBlock(dim, num_heads, head_dim, ff_mult=ff_mult, dropout=dropout, rngs=rngs)
+
+
 class _Level(nnx.Module):
     """ResnetBlock1D then transformer blocks, at one resolution."""
 
-    def __init__(self, dim, dim_out, time_dim, groups, num_blocks, num_heads, ff_mult, dropout, *, rngs):
+    def __init__(self, dim, dim_out, time_dim, groups, num_blocks, num_heads, ff_mult, dropout, block, head_dim, *,
+                 rngs):
         self.resnet = ResnetBlock1D(dim, dim_out, time_dim, groups, rngs=rngs)
-        self.transformers = nnx.List(
-            [
-                TransformerBlock(dim_out, num_heads, ff_mult=ff_mult, dropout=dropout, rngs=rngs)
-                for _ in range(num_blocks)
-            ]
-        )
+        self.transformers = nnx.List([_transformer_block(block, dim_out, num_heads, head_dim, ff_mult, dropout, rngs)
+                                      for _ in range(num_blocks)])
 
     def __call__(self, x, mask, time_embedding, rngs):
         x = self.resnet(x, mask, time_embedding)
@@ -128,16 +135,23 @@ class UNet1D(nnx.Module):
         ff_mult: int = 4,
         norm_groups: int = 8,
         dropout: float = 0.05,
+        block: str = "rope",
+        head_dim: int | None = None,
         time_inputs: int = 1,
         rngs: nnx.Rngs,
     ):
         channels = tuple(channels)
         if not channels:
             raise ValueError("channels must name at least one level")
+        if block not in BLOCKS:
+            raise ValueError(f"unknown U-Net transformer block {block!r}; known: {', '.join(BLOCKS)}")
+        if (block == "matcha") != (head_dim is not None):
+            raise ValueError("head_dim sets the attention width of the 'matcha' block (Matcha: 64) and only of it; "
+                             f"got block={block!r}, head_dim={head_dim}")
         self.num_down = len(channels) - 1
         self.time_embedding = TimestepEmbedding(in_features + in_features % 2, time_dim, inputs=time_inputs, rngs=rngs)
         level = dict(time_dim=time_dim, groups=norm_groups, num_blocks=num_blocks, num_heads=num_heads,
-                     ff_mult=ff_mult, dropout=dropout, rngs=rngs)
+                     ff_mult=ff_mult, dropout=dropout, block=block, head_dim=head_dim, rngs=rngs)
         down, down_convs = [], []
         width = in_features
         for i, out in enumerate(channels):

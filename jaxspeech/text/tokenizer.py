@@ -1,7 +1,9 @@
 """Character and phoneme tokenizers backed by an explicit vocab file.
 
 Id 0 is reserved for the CTC blank / padding symbol ``<blank>``; real symbols start at 1.
-A vocab file is JSON: ``{"kind": "chars" | "phonemes", "symbols": [...], "unknown": null | sym}``.
+A vocab file is JSON: ``{"kind": "chars" | "phonemes", "symbols": [...], "unknown": null | sym}``
+(and ``"blank_between": true`` for a tokenizer that puts the blank between symbols and at both
+ends, Glow-TTS / Matcha-TTS's add_blank).
 Unknown symbols raise :class:`UnknownSymbolError` naming them, unless the tokenizer was built
 with a replacement symbol, never a silent drop.
 """
@@ -45,6 +47,7 @@ class Tokenizer:
     kind: str
     symbols: tuple[str, ...]
     unknown: str | None = None
+    blank_between: bool = False
 
     def __post_init__(self):
         if self.kind not in _KINDS:
@@ -68,10 +71,12 @@ class Tokenizer:
     def load(cls, path: str | os.PathLike) -> Tokenizer:
         with open(path, encoding="utf-8") as f:
             spec = json.load(f)
-        return cls(spec["kind"], tuple(spec["symbols"]), spec.get("unknown"))
+        return cls(spec["kind"], tuple(spec["symbols"]), spec.get("unknown"), spec.get("blank_between", False))
 
     def save(self, path: str | os.PathLike) -> None:
         spec = {"kind": self.kind, "symbols": list(self.symbols), "unknown": self.unknown}
+        if self.blank_between:
+            spec["blank_between"] = True
         with open(path, "w", encoding="utf-8") as f:
             json.dump(spec, f, ensure_ascii=False, indent=1)
 
@@ -88,7 +93,8 @@ class Tokenizer:
         return list(dict.fromkeys(s for s in self._splitter(self.kind)(text) if s not in self._ids))
 
     def encode(self, text: str) -> np.ndarray:
-        """Text -> int32 ids ``[L]``. Raises UnknownSymbolError unless a replacement is configured."""
+        """Text -> int32 ids ``[L]`` (``[2L + 1]`` with ``blank_between``). Raises UnknownSymbolError
+        unless a replacement is configured."""
         symbols = self._splitter(self.kind)(text)
         missing = [s for s in symbols if s not in self._ids]
         if missing and self.unknown is None:
@@ -97,7 +103,12 @@ class Tokenizer:
                 f"{sorted(set(missing))!r} in {text!r}"
             )
         fallback = self._ids.get(self.unknown, -1)
-        return np.asarray([self._ids.get(s, fallback) for s in symbols], dtype=np.int32)
+        ids = np.asarray([self._ids.get(s, fallback) for s in symbols], dtype=np.int32)
+        if not self.blank_between:
+            return ids
+        interleaved = np.zeros(2 * len(ids) + 1, np.int32)
+        interleaved[1::2] = ids
+        return interleaved
 
     def decode(self, ids: Sequence[int]) -> str:
         """Ids -> text, dropping blanks and negative padding ids."""

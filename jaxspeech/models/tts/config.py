@@ -21,10 +21,12 @@ def default_config(objective: str = "flow_matching") -> ml_collections.ConfigDic
             break_token=1,
             mel_mean=-5.536622,
             mel_std=2.116101,
+            # architecture: "pre_ln" or "matcha" (Matcha-TTS's own encoder, see encoder.py)
             encoder=dict(d_model=192, num_layers=6, num_heads=2, ff_mult=4, prenet_layers=3, prenet_kernel=5,
-                         dropout=0.1),
+                         dropout=0.1, architecture="pre_ln"),
             duration_predictor=dict(channels=256, kernel=3, dropout=0.1),
-            # reconstruction_weight > 0 adds a head decoding the contour back from the style vector.
+            # reconstruction_weight > 0 adds a head decoding the contour back from the style vector;
+            # num_tokens = 0: no intonation tokens (plain Matcha-TTS).
             intonation=dict(num_tokens=6, contour_points=32, lstm_hidden=128, attention_dim=384, num_heads=8,
                             reconstruction_weight=0.0),
             # log_f0_mean/std normalise the target (ln 150 Hz, a quarter octave-ish spread): fixed, not measured.
@@ -36,12 +38,14 @@ def default_config(objective: str = "flow_matching") -> ml_collections.ConfigDic
                 network="unet",
                 objective=objective,
                 **{objective: objectives.get(objective).default_config()},
-                speaker_dim=64,
+                speaker_dim=64,  # 0: no speaker embedding (a single-speaker Matcha-TTS)
                 cond_drop_prob=0.1,  # CFG: share of training rows with the null speaker and zero mu_y
                 noise_around_mu=False,  # centre the objective's noise on mu_y (CoMoSpeech, Grad-TTS)
                 segment_frames=ml_collections.config_dict.placeholder(int),  # Matcha out_size
+                # block: "rope" or "matcha" (Matcha's own, attention num_heads x head_dim; see nn/unet1d.py)
                 unet=dict(channels=(256, 256), time_dim=1024, num_blocks=1, num_mid_blocks=2, num_heads=2,
-                          ff_mult=4, norm_groups=8, dropout=0.05),
+                          ff_mult=4, norm_groups=8, dropout=0.05, block="rope",
+                          head_dim=ml_collections.config_dict.placeholder(int)),
                 dit=dict(d_model=256, num_layers=6, num_heads=4, ff_mult=4, dropout=0.1),
             ),
         )

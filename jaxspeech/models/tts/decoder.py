@@ -29,7 +29,8 @@ def reads_pitch(config: ml_collections.ConfigDict) -> bool:
 
 class DecoderNetwork(nnx.Module):
     """A Matcha 1D U-Net over concat(x, mu[, pitch], speaker embedding), or an adaLN-zero DiT over
-    concat(x, mu[, pitch]) with the speaker embedding in its adaLN condition (``decoder.network``)."""
+    concat(x, mu[, pitch]) with the speaker embedding in its adaLN condition (``decoder.network``).
+    The U-Net may read no speaker embedding (``speaker_dim`` = 0, a single-speaker Matcha-TTS)."""
 
     def __init__(self, config: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
         dec, n_mels = config.decoder, config.n_mels
@@ -38,7 +39,10 @@ class DecoderNetwork(nnx.Module):
         self.network = dec.network
         self.reads_pitch = reads_pitch(config)
         d_in = 2 * n_mels + (PITCH_CHANNELS if self.reads_pitch else 0)
-        self.speaker = nnx.Embed(config.num_speakers + 1, dec.speaker_dim, rngs=rngs)
+        if dec.speaker_dim < (1 if dec.network == "dit" else 0):
+            raise ValueError(f"decoder.speaker_dim must be >= {1 if dec.network == 'dit' else 0} for the "
+                             f"{dec.network} network, got {dec.speaker_dim}")
+        self.speaker = nnx.Embed(config.num_speakers + 1, dec.speaker_dim, rngs=rngs) if dec.speaker_dim else None
         time_inputs = objectives.get(dec.objective).time_inputs  # CTM reads two noise levels
         if dec.network == "unet":
             self.net = UNet1D(d_in + dec.speaker_dim, n_mels, time_inputs=time_inputs, rngs=rngs, **dict(dec.unet))
@@ -50,11 +54,12 @@ class DecoderNetwork(nnx.Module):
             raise ValueError("the decoder was built with pitch.condition_decoder="
                              f"{self.reads_pitch}: cond['pitch'] [B,T,2] must be "
                              f"{'given' if self.reads_pitch else 'absent'}")
-        spk = self.speaker(cond["speaker"])
+        spk = None if self.speaker is None else self.speaker(cond["speaker"])
         pitch = [cond["pitch"].astype(x.dtype)] if self.reads_pitch else []
         h = jnp.concatenate([x, cond["mu"]] + pitch, axis=-1)
         if self.network == "unet":
-            h = jnp.concatenate([h, jnp.broadcast_to(spk[:, None, :], (*h.shape[:2], spk.shape[-1]))], axis=-1)
+            if spk is not None:
+                h = jnp.concatenate([h, jnp.broadcast_to(spk[:, None, :], (*h.shape[:2], spk.shape[-1]))], axis=-1)
             return self.net(h, time, cond["mask"], rngs=rngs)
         return self.net(h, time, spk, cond["mask"], rngs=rngs)
 

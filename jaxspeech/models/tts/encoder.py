@@ -4,6 +4,12 @@ output; monotonic alignment search (MAS) between mu and the mel for training.
 
 The encoder is split at the prenet so that the prosody parts (``prosody.py``) can add the terminal
 intonation style to the prenet states of the words before phrase boundaries (ProsodyFM).
+
+Two architectures (``encoder.architecture``): "pre_ln", a pre-LN RoPE transformer with a final
+LayerNorm (``nn.transformer``), and "matcha", Matcha-TTS's own (Glow-TTS's post-LN encoder with
+RoPE on half of each head and conv(3) feed-forwards, ``nn.post_ln_transformer``; its prenet
+normalises before the ReLU; LayerNorm epsilon 1e-4 throughout, duration predictor included), which
+imported Matcha-TTS checkpoints use (``matcha_import``).
 """
 
 from __future__ import annotations
@@ -17,7 +23,17 @@ from flax import nnx
 
 from jaxspeech.kernels.monotonic_alignment import durations_from_path, gaussian_log_likelihood, monotonic_alignment
 from jaxspeech.models.tts.conv_stack import ConvStack, masked
+from jaxspeech.nn import post_ln_transformer
+from jaxspeech.nn.post_ln_transformer import PostLNTransformer
 from jaxspeech.nn.transformer import Transformer
+
+ARCHITECTURES = ("pre_ln", "matcha")
+MATCHA_FF_KERNEL = 3  # the feed-forward convolution of every published Matcha-TTS encoder
+
+
+def norm_epsilon(architecture: str) -> float:
+    """LayerNorm epsilon of the encoder side (prenet, encoder, duration predictor) of ``architecture``."""
+    return post_ln_transformer.EPSILON if architecture == "matcha" else 1e-6
 
 
 class TextEncoder(nnx.Module):
@@ -26,14 +42,24 @@ class TextEncoder(nnx.Module):
 
     def __init__(self, vocab_size: int, num_speakers: int, n_mels: int, *, d_model: int, num_layers: int,
                  num_heads: int, ff_mult: int, prenet_layers: int, prenet_kernel: int, dropout: float,
-                 rngs: nnx.Rngs):
+                 architecture: str, rngs: nnx.Rngs):
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown encoder architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
         self.d_model = d_model
         self.embed = nnx.Embed(vocab_size, d_model, rngs=rngs)
         self.speaker = nnx.Embed(num_speakers, d_model, rngs=rngs)
-        self.prenet_convs = ConvStack(d_model, d_model, prenet_layers, prenet_kernel, dropout, rngs=rngs)
+        matcha = architecture == "matcha"
+        self.prenet_convs = ConvStack(d_model, d_model, prenet_layers, prenet_kernel, dropout, norm_first=matcha,
+                                      epsilon=norm_epsilon(architecture), rngs=rngs)
         # Matcha's ConvReluNorm: x + proj(convs(x)), proj zero-initialised (starts as the identity).
         self.prenet_proj = nnx.Linear(d_model, d_model, kernel_init=nnx.initializers.zeros, rngs=rngs)
-        self.transformer = Transformer(d_model, num_layers, num_heads, ff_mult=ff_mult, dropout=dropout, rngs=rngs)
+        if matcha:
+            self.transformer = PostLNTransformer(d_model, num_layers, num_heads, ff_mult=ff_mult,
+                                                 ff_kernel=MATCHA_FF_KERNEL, rotary_dims=d_model // num_heads // 2,
+                                                 dropout=dropout, rngs=rngs)
+        else:
+            self.transformer = Transformer(d_model, num_layers, num_heads, ff_mult=ff_mult, dropout=dropout,
+                                           rngs=rngs)
         self.mean_proj = nnx.Linear(d_model, n_mels, rngs=rngs)
 
     def prenet(self, tokens: jax.Array, mask: jax.Array, speaker: jax.Array, rngs: nnx.Rngs | None) -> jax.Array:
@@ -52,8 +78,9 @@ class TextEncoder(nnx.Module):
 class DurationPredictor(nnx.Module):
     """Log durations [B,L] (zero on padding) from the *detached* encoder output [B,L,D] (Matcha)."""
 
-    def __init__(self, d_model: int, *, channels: int, kernel: int, dropout: float, rngs: nnx.Rngs):
-        self.body = ConvStack(d_model, channels, 2, kernel, dropout, rngs=rngs)
+    def __init__(self, d_model: int, *, channels: int, kernel: int, dropout: float, epsilon: float = 1e-6,
+                 rngs: nnx.Rngs):
+        self.body = ConvStack(d_model, channels, 2, kernel, dropout, epsilon=epsilon, rngs=rngs)
         self.proj = nnx.Linear(channels, 1, rngs=rngs)
 
     def __call__(self, hidden: jax.Array, mask: jax.Array, rngs: nnx.Rngs | None) -> jax.Array:

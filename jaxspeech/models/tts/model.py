@@ -15,7 +15,7 @@ from flax import nnx
 
 from jaxspeech import objectives
 from jaxspeech.models.tts.decoder import DecoderNetwork
-from jaxspeech.models.tts.encoder import DurationPredictor, TextEncoder
+from jaxspeech.models.tts.encoder import DurationPredictor, TextEncoder, norm_epsilon
 from jaxspeech.models.tts.prosody import IntonationPredictor, PitchPredictor, TerminalIntonationEncoder, boundary_spans
 
 
@@ -33,8 +33,8 @@ def objective_of(config: ml_collections.ConfigDict) -> tuple[objectives.Objectiv
 
 
 class AcousticModel(nnx.Module):
-    """Text encoder, duration predictor, intonation encoder/predictor, optional pitch predictor and
-    the decoder network."""
+    """Text encoder, duration predictor, intonation encoder/predictor (none with
+    ``intonation.num_tokens`` = 0: plain Matcha-TTS), optional pitch predictor and the decoder network."""
 
     def __init__(self, config: Mapping[str, Any], *, rngs: nnx.Rngs):
         config = as_config(config)
@@ -49,13 +49,16 @@ class AcousticModel(nnx.Module):
         d = enc.d_model
         self.num_intonation_tokens = into.num_tokens
         self.encoder = TextEncoder(config.vocab_size, config.num_speakers, config.n_mels, rngs=rngs, **dict(enc))
-        self.duration = DurationPredictor(d, rngs=rngs, **dict(dp))
+        if into.num_tokens < 0:
+            raise ValueError(f"intonation.num_tokens must be >= 0 (0: no intonation tokens), got {into.num_tokens}")
+        self.duration = DurationPredictor(d, epsilon=norm_epsilon(enc.architecture), rngs=rngs, **dict(dp))
+        tokens = into.num_tokens
         self.intonation = TerminalIntonationEncoder(
-            d, num_tokens=into.num_tokens, lstm_hidden=into.lstm_hidden, attention_dim=into.attention_dim,
+            d, num_tokens=tokens, lstm_hidden=into.lstm_hidden, attention_dim=into.attention_dim,
             num_heads=into.num_heads, rngs=rngs,
-            contour_points=into.contour_points if into.reconstruction_weight > 0 else None)
-        self.intonation_predictor = IntonationPredictor(d, enc.num_heads, into.num_tokens, into.num_heads,
-                                                        enc.ff_mult, enc.dropout, rngs=rngs)
+            contour_points=into.contour_points if into.reconstruction_weight > 0 else None) if tokens else None
+        self.intonation_predictor = IntonationPredictor(d, enc.num_heads, tokens, into.num_heads, enc.ff_mult,
+                                                        enc.dropout, rngs=rngs) if tokens else None
         self.decoder = DecoderNetwork(config, rngs=rngs)
         p = config.pitch
         self.pitch = PitchPredictor(d, p.channels, p.layers, p.kernel, p.dropout, rngs=rngs) if p.enabled else None
@@ -77,14 +80,17 @@ class AcousticModel(nnx.Module):
         the model has that head).
 
         Token weights come from the reference ``contour`` [B,N,C] (training), else from
-        ``intonation`` [B,N] int token choices, else from the predictor's per-head softmax.
+        ``intonation`` [B,N] int token choices, else from the predictor's per-head softmax. A model
+        without intonation tokens ignores the boundaries.
         """
         mask = token_mask.astype(bool)
         states = self.encoder.prenet(tokens, mask, speaker, rngs)
         out: dict[str, jax.Array] = {}
         if boundaries is None and (contour is not None or intonation is not None):
             raise ValueError("a boundary contour or intonation choice needs the boundary word spans and mask")
-        if boundaries is not None:
+        if self.intonation is None and intonation is not None:
+            raise ValueError("this model has no intonation tokens (intonation.num_tokens = 0) to choose from")
+        if boundaries is not None and self.intonation is not None:
             start, end = boundaries["boundary_word_start"], boundaries["boundary_word_end"]
             present = boundaries["boundary_mask"].astype(bool)
             chex.assert_rank([start, end, present], 2)
