@@ -77,6 +77,10 @@ def _transcribe(args) -> int:
 
 
 def _synthesize(args) -> int:
+    if args.checkpoint is not None:
+        if not os.path.isfile(args.checkpoint):
+            raise SystemExit(f"jaxspeech synthesize: no such checkpoint file: {args.checkpoint}")
+        args.workdir = args.checkpoint  # the TTS recipe reads a Matcha-TTS checkpoint in place of a workdir
     if (args.text is None) == (args.text_file is None):
         raise SystemExit("jaxspeech synthesize: give --text (with --out) or --text-file (with --out-dir)")
     if args.text is not None:
@@ -151,10 +155,15 @@ def _workdir_recipe(argv: list[str]):
     """The recipe of the ``--workdir`` on the command line, None without one (or without a config)."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--workdir")
-    workdir = pre.parse_known_args(argv)[0].workdir
+    pre.add_argument("--checkpoint")
+    known = pre.parse_known_args(argv)[0]
+    workdir = known.workdir
+    from jaxspeech.train import recipes
+
+    if "synthesize" in argv and known.checkpoint and os.path.isfile(known.checkpoint):
+        return recipes.get("tts_fm")  # a Matcha-TTS checkpoint synthesizes through the TTS recipe
     if workdir is None or not os.path.isfile(os.path.join(workdir, "config.json")):
         return None
-    from jaxspeech.train import recipes
 
     try:
         return recipes.for_workdir(workdir)
@@ -215,8 +224,11 @@ def build_parser(recipe=None) -> argparse.ArgumentParser:
         whisper.add_argument("--beam-size", type=int, default=None, help="0 = greedy (default: greedy)")
     _add_recipe_options(transcribe, "transcribe", recipe)
 
-    synth = sub.add_parser("synthesize", help="text to speech with a trained workdir (options: its recipe's)")
-    synth.add_argument("--workdir", required=True)
+    synth = sub.add_parser("synthesize", help="text to speech with a trained workdir or a Matcha-TTS checkpoint "
+                                              "(options: its recipe's)")
+    model = synth.add_mutually_exclusive_group(required=True)
+    model.add_argument("--workdir", help="a run directory trained by `jaxspeech train`")
+    model.add_argument("--checkpoint", help="a Matcha-TTS Lightning checkpoint (.ckpt; single-speaker, e.g. LJSpeech)")
     synth.add_argument("--text", help="text to speak (long text is cut at phrase boundaries and joined)")
     synth.add_argument("--out", help="output .wav for --text")
     synth.add_argument("--text-file", help="one text per line")

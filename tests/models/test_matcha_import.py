@@ -1,20 +1,14 @@
 """Matcha-TTS acoustic checkpoint import: encoder means, durations, the decoder's vector field and Euler
-synthesis within 1e-4 of the ``matcha-tts`` package's ``MatchaTTS`` (random weights), the symbol table
-and tokens of Matcha's front end, the Lightning ``.ckpt`` reader and its errors.
-
-The package's model modules import Lightning (its base class), Hydra helpers (``matcha.utils``) and a
-Cython alignment search built against numpy 1; none of them is used by the parts compared here, so
-the test stubs those three modules and loads the rest as installed (diffusers, einops and conformer
-are real: Matcha's U-Net blocks are diffusers' BasicTransformerBlock).
+synthesis within 1e-4 of the ``matcha-tts`` package's ``MatchaTTS`` (random weights; loaded without its
+training stack by ``matcha_reference``), the symbol table and tokens of Matcha's front end, the
+Lightning ``.ckpt`` reader and its errors, and ``jaxspeech synthesize --checkpoint``.
 """
 
 import datetime
 import importlib
 import importlib.util
-import logging
+import json
 import os
-import sys
-import types
 from types import SimpleNamespace
 
 import jax
@@ -24,7 +18,7 @@ import pytest
 
 from jaxspeech.models import tts
 from jaxspeech.models.checkpoint_import import CheckpointError
-from jaxspeech.models.tts import matcha_import
+from jaxspeech.models.tts import matcha_import, matcha_reference
 from jaxspeech.samplers import sample_ode
 from jaxspeech.text.phrasing import phrase
 
@@ -46,50 +40,16 @@ HPARAMS = dict(
 )  # fmt: skip
 
 
-def _namespace(value):
-    return SimpleNamespace(**{k: _namespace(v) for k, v in value.items()}) if isinstance(value, dict) else value
-
-
 @pytest.fixture(scope="module")
 def matcha_tts():
-    """``matcha.models.matcha_tts`` with Lightning, ``matcha.utils`` and the Cython search stubbed."""
-    spec = importlib.util.find_spec("matcha")
-    root = spec.submodule_search_locations[0]
-    saved = {name: module for name, module in sys.modules.items() if name == "matcha" or name.startswith("matcha.")}
-
-    class BaseLightningClass(torch.nn.Module):
-        def save_hyperparameters(self, *args, **kwargs):
-            pass
-
-        def update_data_statistics(self, statistics):
-            self.register_buffer("mel_mean", torch.tensor(statistics["mel_mean"]))
-            self.register_buffer("mel_std", torch.tensor(statistics["mel_std"]))
-
-    utils = types.ModuleType("matcha.utils")
-    utils.__path__ = [os.path.join(root, "utils")]
-    utils.get_pylogger = logging.getLogger
-    pylogger = types.ModuleType("matcha.utils.pylogger")
-    pylogger.get_pylogger = logging.getLogger
-    search = types.ModuleType("matcha.utils.monotonic_align")
-    search.maximum_path = None  # training only
-    base = types.ModuleType("matcha.models.baselightningmodule")
-    base.BaseLightningClass = BaseLightningClass
-    sys.modules.update({"matcha.utils": utils, "matcha.utils.pylogger": pylogger,
-                        "matcha.utils.monotonic_align": search, "matcha.models.baselightningmodule": base})
-    try:
-        yield importlib.import_module("matcha.models.matcha_tts")
-    finally:
-        for name in [n for n in sys.modules if n == "matcha" or n.startswith("matcha.")]:
-            del sys.modules[name]
-        sys.modules.update(saved)
+    with matcha_reference.matcha_modules() as module:
+        yield module
 
 
 def random_matcha(matcha_tts, hparams=HPARAMS, seed=0):
     """A MatchaTTS in eval mode with every weight random (norm scales near 1), so a wrong mapping shows."""
     torch.manual_seed(seed)
-    h = _namespace(hparams)
-    model = matcha_tts.MatchaTTS(hparams["n_vocab"], hparams["n_spks"], hparams["spk_emb_dim"], hparams["n_feats"],
-                                 h.encoder, hparams["decoder"], h.cfm, hparams["data_statistics"], None)
+    model = matcha_reference.matcha_model(matcha_tts, hparams)
     with torch.no_grad():
         for name, tensor in model.named_parameters():
             is_scale = name.endswith(("gamma", "norm1.weight", "norm3.weight", "block.1.weight"))
@@ -172,7 +132,8 @@ def test_euler_synthesis_from_the_same_noise_matches(imported):
 
 
 def test_config_reads_the_hyperparameters():
-    c = matcha_import.model_config(_namespace(HPARAMS))  # namespaces, dicts and OmegaConf alike
+    namespaces = json.loads(json.dumps(HPARAMS), object_hook=lambda d: SimpleNamespace(**d))
+    c = matcha_import.model_config(namespaces)  # namespaces, dicts and OmegaConf alike
     assert (c.encoder.d_model, c.encoder.ff_mult, c.encoder.architecture) == (32, 2, "matcha")
     assert (c.decoder.unet.channels, c.decoder.unet.head_dim, c.decoder.unet.time_dim) == ((32, 48), 16, 128)
     assert (c.mel_mean, c.mel_std, c.intonation.num_tokens, c.decoder.speaker_dim) == (-5.5, 2.1, 0, 0)
@@ -218,13 +179,22 @@ def test_checkpoint_with_other_objects_is_refused(tmp_path):
 
 
 def test_synthesize_command_runs_a_matcha_checkpoint(matcha_tts, tmp_path):
-    from jaxspeech import audio
-    from jaxspeech.cli import main
+    """End to end through the CLI: eSpeak NG phonemes -> Matcha's ids -> the imported model; the audio
+    is as long as the package's own durations for those ids say (ceil(exp(logw)) frames x hop 256)."""
+    import soundfile
 
+    from jaxspeech.cli import main
+    from jaxspeech.data import espeak
+
+    text = "Was the clock shiny?"
+    model = random_matcha(matcha_tts)
     path = tmp_path / "matcha.ckpt"
-    torch.save({"state_dict": random_matcha(matcha_tts).state_dict(), "hyper_parameters": HPARAMS}, path)
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": HPARAMS}, path)
     out = tmp_path / "out.wav"
-    assert main(["synthesize", "--checkpoint", str(path), "--text", "Was the clock shiny?", "--out", str(out),
-                 "--steps", "2"]) == 0
-    waveform, rate = audio.load_audio(str(out)), 22050
-    assert waveform.size > rate // 10 and np.isfinite(waveform).all()
+    assert main(["synthesize", "--checkpoint", str(path), "--text", text, "--out", str(out), "--steps", "2"]) == 0
+    waveform, rate = soundfile.read(out)
+    ids = matcha_import.matcha_tokenizer().encode(phrase(espeak.phonemize(text)).text)
+    with torch.no_grad():
+        _, logw, _ = model.encoder(torch.tensor(ids)[None], torch.tensor([len(ids)]))
+    frames = int(torch.ceil(torch.exp(logw)).sum())
+    assert rate == 22050 and len(waveform) == frames * 256 and np.isfinite(waveform).all()

@@ -30,8 +30,9 @@ from jaxspeech.data.bucketing import make_buckets
 from jaxspeech.data.manifest import SkipCounter
 from jaxspeech.data.pipeline import SpeechBatches, SpeechDataset
 from jaxspeech.data.readers import load_records
-from jaxspeech.data.tts import TTSCollate, phrased_record, pitch_track, speaker_of, tokenizer_for
+from jaxspeech.data.tts import DEFAULT_SPEAKER, TTSCollate, phrased_record, pitch_track, speaker_of, tokenizer_for
 from jaxspeech.models import neural_vocoder, tts
+from jaxspeech.models.tts import matcha_import
 from jaxspeech.models.tts.evaluation import MODEL_MEL, evaluate_items
 from jaxspeech.models.tts.synthesizer import Synthesizer
 from jaxspeech.models.tts.vocoders import BUILTIN_VOCODERS, GRIFFIN_LIM, Vocoder, builtin_vocoder
@@ -193,9 +194,21 @@ def vocoder_for(name: str, config: ml_collections.ConfigDict) -> Vocoder:
     return lambda out, key: trained(out.mel, out.mel_mask)
 
 
+def _imported_synthesizer(checkpoint: str, vocoder: str | None) -> tuple[Synthesizer, object, int]:
+    """(synthesizer, params, 0) of a Matcha-TTS checkpoint, with Matcha's synthesis settings."""
+    model_config, graphdef, params = matcha_import.import_matcha_checkpoint(checkpoint)
+    config = matcha_import.run_config(model_config)
+    synthesizer = Synthesizer(config, matcha_import.matcha_tokenizer(), [DEFAULT_SPEAKER], graphdef,
+                              vocoder_for(vocoder or config.synth.vocoder, config))
+    return synthesizer, params, 0
+
+
 def load_synthesizer(workdir: str, vocoder: str | None = None) -> tuple[Synthesizer, object, int]:
-    """(synthesizer, params, step) of the latest readable checkpoint of ``workdir``; ``vocoder``:
-    a name or vocoder workdir (default: the config's ``synth.vocoder``)."""
+    """(synthesizer, params, step) of the latest readable checkpoint of ``workdir`` (or of a Matcha-TTS
+    ``.ckpt`` file, ``models.tts.matcha_import``); ``vocoder``: a name or vocoder workdir (default: the
+    config's ``synth.vocoder``)."""
+    if os.path.isfile(workdir):
+        return _imported_synthesizer(workdir, vocoder)
     config = read_saved_config(workdir)
     graphdef, params = tts.init(config.model, jax.random.key(0))
     state = restore_state(workdir, config, params, optimizer_from_config(config),
