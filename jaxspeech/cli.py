@@ -160,7 +160,7 @@ def _workdir_recipe(argv: list[str]):
     workdir = known.workdir
     from jaxspeech.train import recipes
 
-    if "synthesize" in argv and known.checkpoint and os.path.isfile(known.checkpoint):
+    if "synthesize" in argv and known.checkpoint:
         return recipes.get("tts_fm")  # a Matcha-TTS checkpoint synthesizes through the TTS recipe
     if workdir is None or not os.path.isfile(os.path.join(workdir, "config.json")):
         return None

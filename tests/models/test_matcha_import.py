@@ -198,3 +198,11 @@ def test_synthesize_command_runs_a_matcha_checkpoint(matcha_tts, tmp_path):
         _, logw, _ = model.encoder(torch.tensor(ids)[None], torch.tensor([len(ids)]))
     frames = int(torch.ceil(torch.exp(logw)).sum())
     assert rate == 22050 and len(waveform) == frames * 256 and np.isfinite(waveform).all()
+
+
+def test_synthesize_command_names_a_missing_checkpoint(tmp_path):
+    from jaxspeech.cli import main
+
+    with pytest.raises(SystemExit, match="no such checkpoint file"):
+        main(["synthesize", "--checkpoint", str(tmp_path / "none.ckpt"), "--text", "Hi.", "--out", "x.wav",
+              "--steps", "2"])
