@@ -17,10 +17,9 @@ not weights and are skipped.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any
 
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import yaml
@@ -28,7 +27,7 @@ from flax import nnx
 
 from jaxspeech.audio.features import PRESETS
 from jaxspeech.models import vocoder
-from jaxspeech.models.checkpoint_import import CheckpointError, filled, tensor_problems
+from jaxspeech.models.checkpoint_import import REVERSED, SAME, CheckpointError, Layout, params_from_torch
 
 _BUFFERS = ("feature_extractor.", "head.istft.window")
 
@@ -72,21 +71,14 @@ def vocoder_config(config: Mapping[str, Any]) -> ml_collections.ConfigDict:
         n_fft=head["n_fft"]))  # fmt: skip
 
 
-class _Layout(NamedTuple):
-    to_ours: Callable[[np.ndarray], np.ndarray]
-    torch_shape: Callable[[tuple], tuple]  # from our shape
-
-
-_SAME = _Layout(lambda v: v, lambda shape: shape)
-_REVERSED = _Layout(lambda v: np.transpose(v, tuple(range(v.ndim))[::-1]), lambda shape: shape[::-1])  # Linear, Conv1d
-_DEPTHWISE = _Layout(lambda v: v[:, 0, :].T, lambda shape: (shape[1], 1, shape[0]))  # [dim, 1, k] <-> [k, dim]
+_DEPTHWISE = Layout(lambda v: v[:, 0, :].T, lambda shape: (shape[1], 1, shape[0]))  # [dim, 1, k] <-> [k, dim]
 _MODULES = {"embed": "backbone.embed", "embed_norm": "backbone.norm", "final_norm": "backbone.final_layer_norm",
             "head": "head.out", "norm": "norm", "up": "pwconv1", "down": "pwconv2"}  # fmt: skip
-_BLOCK_LEAVES = {"depthwise_kernel": ("dwconv.weight", _DEPTHWISE), "depthwise_bias": ("dwconv.bias", _SAME),
-                 "gamma": ("gamma", _SAME)}  # fmt: skip
+_BLOCK_LEAVES = {"depthwise_kernel": ("dwconv.weight", _DEPTHWISE), "depthwise_bias": ("dwconv.bias", SAME),
+                 "gamma": ("gamma", SAME)}  # fmt: skip
 
 
-def _torch_tensor(path: tuple) -> tuple[str, _Layout]:
+def _torch_tensor(path: tuple) -> tuple[str, Layout]:
     """The Vocos tensor name and layout of one of our param paths."""
     names = [str(p) for p in path]
     prefix = ""
@@ -96,7 +88,7 @@ def _torch_tensor(path: tuple) -> tuple[str, _Layout]:
             leaf, layout = _BLOCK_LEAVES[names[0]]
             return prefix + leaf, layout
     module, leaf = names
-    layout = _REVERSED if leaf == "kernel" else _SAME
+    layout = REVERSED if leaf == "kernel" else SAME
     return f"{prefix}{_MODULES[module]}.{'weight' if leaf in ('kernel', 'scale') else leaf}", layout
 
 
@@ -108,17 +100,9 @@ def params_from_state_dict(state_dict: Mapping[str, np.ndarray], config: Mapping
     """
     model = nnx.eval_shape(lambda: vocoder.Vocoder(config, rngs=nnx.Rngs(params=0)))
     graphdef, abstract = nnx.split(model, nnx.Param)
-    expected = {}
-    for path, variable in nnx.to_flat_state(abstract):
-        name, layout = _torch_tensor(path)
-        expected[name] = (path, layout, tuple(layout.torch_shape(tuple(variable.get_value().shape))))
-    tensors = {name: np.asarray(value, np.float32) for name, value in state_dict.items()}
-    given = {n: v.shape for n, v in tensors.items() if not n.startswith(_BUFFERS)}
-    problems = tensor_problems({n: shape for n, (_, _, shape) in expected.items()}, given)
-    if problems:
-        raise CheckpointError(f"{source} does not match the Vocos vocoder {dict(config)}: " + "; ".join(problems))
-    flat = {path: jnp.asarray(layout.to_ours(tensors[name])) for name, (path, layout, _) in expected.items()}
-    return graphdef, filled(abstract, flat)
+    tensors = {name: value for name, value in state_dict.items() if not name.startswith(_BUFFERS)}
+    return graphdef, params_from_torch(abstract, tensors, _torch_tensor,
+                                       describe=f"{source} does not match the Vocos vocoder {dict(config)}")
 
 
 def import_vocos_checkpoint(directory: str | os.PathLike):

@@ -26,15 +26,14 @@ added to the attention logits), jaxspeech masks both, so padded rows differ slig
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any
 
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
 
-from jaxspeech.models.checkpoint_import import CheckpointError, filled, tensor_problems
+from jaxspeech.models.checkpoint_import import REVERSED, SAME, CheckpointError, Layout, params_from_torch
 from jaxspeech.models.tts.config import default_config
 from jaxspeech.models.tts.encoder import MATCHA_FF_KERNEL
 from jaxspeech.models.tts.model import AcousticModel
@@ -133,16 +132,8 @@ def model_config(hparams: Mapping[str, Any]) -> ml_collections.ConfigDict:
     return c
 
 
-class _Layout(NamedTuple):
-    to_ours: Callable[[np.ndarray], np.ndarray]
-    torch_shape: Callable[[tuple], tuple]  # from our shape
-
-
-_SAME = _Layout(lambda v: v, lambda s: s)
-_LINEAR = _Layout(lambda v: v.T, lambda s: s[::-1])  # Linear [out, in] <-> [in, out]
-_POINTWISE = _Layout(lambda v: v[:, :, 0].T, lambda s: (s[1], s[0], 1))  # Conv1d k=1 [out, in, 1] <-> [in, out]
-_CONV = _Layout(lambda v: np.transpose(v, (2, 1, 0)), lambda s: (s[2], s[1], s[0]))  # [out, in, k] <-> [k, in, out]
-_TRANSPOSED = _Layout(lambda v: np.transpose(v, (2, 0, 1))[::-1], lambda s: (s[1], s[2], s[0]))  # [in, out, k]
+_POINTWISE = Layout(lambda v: v[:, :, 0].T, lambda s: (s[1], s[0], 1))  # Conv1d k=1 [out, in, 1] <-> [in, out]
+_TRANSPOSED = Layout(lambda v: np.transpose(v, (2, 0, 1))[::-1], lambda s: (s[1], s[2], s[0]))  # [in, out, k]
 _BLOCK = {"attention_norm": "norm1", "query": "attn1.to_q", "key": "attn1.to_k", "value": "attn1.to_v",
           "out": "attn1.to_out.0", "ff_norm": "norm3", "ff_in": "ff.net.0.proj", "ff_out": "ff.net.2"}
 _ENCODER_LAYER = {"query": "attn_layers.{}.conv_q", "key": "attn_layers.{}.conv_k", "value": "attn_layers.{}.conv_v",
@@ -150,23 +141,23 @@ _ENCODER_LAYER = {"query": "attn_layers.{}.conv_q", "key": "attn_layers.{}.conv_
                   "attention_norm": "norm_layers_1.{}", "ff_norm": "norm_layers_2.{}"}
 
 
-def _leaf(module: str, leaf: str, kernel: _Layout, norm: tuple[str, str] | None = None) -> tuple[str, _Layout]:
+def _leaf(module: str, leaf: str, kernel: Layout, norm: tuple[str, str] | None = None) -> tuple[str, Layout]:
     """Our ``leaf`` of ``module`` as a torch tensor name and layout. kernel: the kernel's layout;
     norm: torch's names of a norm module's scale and bias (default weight, bias)."""
     if leaf == "kernel":
         return f"{module}.weight", kernel
     names = {"scale": (norm or ("weight",))[0], "bias": norm[1] if norm else "bias"}
-    return f"{module}.{names[leaf]}", _SAME
+    return f"{module}.{names[leaf]}", SAME
 
 
-def _group_norm_or_conv(module: str, rest: list[str]) -> tuple[str, _Layout]:
+def _group_norm_or_conv(module: str, rest: list[str]) -> tuple[str, Layout]:
     """A Block1D's conv (``conv.{kernel,bias}`` -> ``block.0``) or GroupNorm (``norm_*`` -> ``block.1``)."""
     if rest[0] in ("norm_scale", "norm_bias"):
-        return f"{module}.block.1.{'weight' if rest[0] == 'norm_scale' else 'bias'}", _SAME
-    return _leaf(f"{module}.block.0", rest[1], _CONV)
+        return f"{module}.block.1.{'weight' if rest[0] == 'norm_scale' else 'bias'}", SAME
+    return _leaf(f"{module}.block.0", rest[1], REVERSED)
 
 
-def _decoder_tensor(parts: list[str], levels: int) -> tuple[str, _Layout]:
+def _decoder_tensor(parts: list[str], levels: int) -> tuple[str, Layout]:
     """Torch name (below ``decoder.estimator``) and layout of a decoder-network path below ``decoder.net``."""
     head, *rest = parts
     if head in ("down", "mid", "up"):
@@ -177,49 +168,49 @@ def _decoder_tensor(parts: list[str], levels: int) -> tuple[str, _Layout]:
             if module in ("block1", "block2"):
                 return _group_norm_or_conv(f"{prefix}.0.{module}", rest)
             torch_module = {"residual": "res_conv", "time_proj": "mlp.1"}[module]
-            return _leaf(f"{prefix}.0.{torch_module}", rest[0], _POINTWISE if module == "residual" else _LINEAR)
+            return _leaf(f"{prefix}.0.{torch_module}", rest[0], _POINTWISE if module == "residual" else REVERSED)
         block, module, *rest = rest  # transformers.{j}.{module}[.{leaf}]
         if module in ("log_alpha", "log_beta"):
-            return f"{prefix}.1.{block}.ff.net.0.{module[4:]}", _SAME
-        return _leaf(f"{prefix}.1.{block}.{_BLOCK[module]}", rest[0], _LINEAR)
+            return f"{prefix}.1.{block}.ff.net.0.{module[4:]}", SAME
+        return _leaf(f"{prefix}.1.{block}.{_BLOCK[module]}", rest[0], REVERSED)
     if head in ("down_convs", "up_convs"):
         level, leaf = rest
         module = f"{head[:-6]}_blocks.{level}.2"
         if int(level) == levels - 1:  # the last level's plain Conv1d
-            return _leaf(module, leaf, _CONV)
-        return _leaf(f"{module}.conv", leaf, _CONV if head == "down_convs" else _TRANSPOSED)
+            return _leaf(module, leaf, REVERSED)
+        return _leaf(f"{module}.conv", leaf, REVERSED if head == "down_convs" else _TRANSPOSED)
     if head == "time_embedding":
-        return _leaf(f"time_mlp.{'linear_1' if rest[0] == 'hidden' else 'linear_2'}", rest[1], _LINEAR)
+        return _leaf(f"time_mlp.{'linear_1' if rest[0] == 'hidden' else 'linear_2'}", rest[1], REVERSED)
     if head == "final_block":
         return _group_norm_or_conv("final_block", rest)
     return _leaf("final_proj", rest[0], _POINTWISE)
 
 
-def _encoder_tensor(parts: list[str]) -> tuple[str, _Layout]:
+def _encoder_tensor(parts: list[str]) -> tuple[str, Layout]:
     """Torch name and layout of an encoder-side path (``encoder.*``, ``duration.*``)."""
     channel_norm = ("gamma", "beta")  # Glow-TTS's LayerNorm
     if parts[0] == "duration":
         if parts[1] == "proj":
             return _leaf("encoder.proj_w.proj", parts[2], _POINTWISE)
         _, _, kind, index, leaf = parts  # duration.body.{convs,norms}.{i}.{leaf}
-        return _leaf(f"encoder.proj_w.{kind[:-1]}_{int(index) + 1}", leaf, _CONV,
+        return _leaf(f"encoder.proj_w.{kind[:-1]}_{int(index) + 1}", leaf, REVERSED,
                      channel_norm if kind == "norms" else None)
     module, *rest = parts[1:]
     if module == "embed":
-        return "encoder.emb.weight", _SAME
+        return "encoder.emb.weight", SAME
     if module in ("mean_proj", "prenet_proj"):
         return _leaf("encoder.proj_m" if module == "mean_proj" else "encoder.prenet.proj", rest[0], _POINTWISE)
     if module == "prenet_convs":
         kind, index, leaf = rest
-        return _leaf(f"encoder.prenet.{kind[:-1]}_layers.{index}", leaf, _CONV,
+        return _leaf(f"encoder.prenet.{kind[:-1]}_layers.{index}", leaf, REVERSED,
                      channel_norm if kind == "norms" else None)
     _, index, layer_module, leaf = rest  # transformer.layers.{i}.{module}.{leaf}
-    kernel = _CONV if layer_module.startswith("ff_") else _POINTWISE
+    kernel = REVERSED if layer_module.startswith("ff_") else _POINTWISE
     return _leaf("encoder.encoder." + _ENCODER_LAYER[layer_module].format(index), leaf, kernel,
                  channel_norm if layer_module.endswith("_norm") else None)
 
 
-def _torch_tensor(path: tuple, levels: int) -> tuple[str, _Layout] | None:
+def _torch_tensor(path: tuple, levels: int) -> tuple[str, Layout] | None:
     """The Matcha tensor name and layout of one of our param paths (None: not in a Matcha checkpoint)."""
     parts = [str(p) for p in path]
     if parts[:2] == ["encoder", "speaker"]:
@@ -238,24 +229,9 @@ def params_from_state_dict(state_dict: Mapping[str, np.ndarray], config: Mapping
     model = nnx.eval_shape(lambda: AcousticModel(config, rngs=nnx.Rngs(params=0)))
     graphdef, abstract = nnx.split(model, nnx.Param)
     levels = len(config.decoder.unet.channels)
-    expected, zeros = {}, {}
-    for path, variable in nnx.to_flat_state(abstract):
-        shape = tuple(variable.get_value().shape)
-        mapped = _torch_tensor(path, levels)
-        if mapped is None:
-            zeros[path] = jnp.zeros(shape, variable.get_value().dtype)
-            continue
-        name, layout = mapped
-        expected[name] = (path, layout, tuple(layout.torch_shape(shape)))
-    tensors = {name: np.asarray(value, np.float32) for name, value in state_dict.items() if name not in _SKIPPED}
-    problems = tensor_problems({n: shape for n, (_, _, shape) in expected.items()},
-                               {n: v.shape for n, v in tensors.items()})
-    if problems:
-        raise CheckpointError(f"{source} does not match the Matcha-TTS model of its hyper_parameters: "
-                              + "; ".join(problems))
-    flat = {path: jnp.asarray(np.ascontiguousarray(layout.to_ours(tensors[name])))
-            for name, (path, layout, _) in expected.items()}
-    return graphdef, filled(abstract, {**flat, **zeros})
+    tensors = {name: value for name, value in state_dict.items() if name not in _SKIPPED}
+    return graphdef, params_from_torch(abstract, tensors, lambda path: _torch_tensor(path, levels),
+                                       describe=f"{source} does not match the Matcha-TTS model of its hyper_parameters")
 
 
 def _load_lightning_checkpoint(path: str) -> dict:
