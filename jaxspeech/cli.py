@@ -151,19 +151,21 @@ def _quickstart(args) -> int:
 _RECIPE_COMMANDS = ("evaluate", "transcribe", "synthesize")  # their options come from the workdir's recipe
 
 
-def _workdir_recipe(argv: list[str]):
-    """The recipe of the ``--workdir`` on the command line, None without one (or without a config)."""
+def _workdir_recipe(argv: list[str], command: str):
+    """The recipe of the ``--workdir`` on the command line (for ``synthesize --checkpoint``: the TTS
+    recipe, which reads Matcha-TTS checkpoints), None without one (or without a config)."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--workdir")
     pre.add_argument("--checkpoint")
     known = pre.parse_known_args(argv)[0]
     workdir = known.workdir
-    from jaxspeech.train import recipes
+    if command == "synthesize" and known.checkpoint:
+        from jaxspeech.train import recipes
 
-    if "synthesize" in argv and known.checkpoint:
-        return recipes.get("tts_fm")  # a Matcha-TTS checkpoint synthesizes through the TTS recipe
+        return recipes.get("tts_fm")
     if workdir is None or not os.path.isfile(os.path.join(workdir, "config.json")):
         return None
+    from jaxspeech.train import recipes
 
     try:
         return recipes.for_workdir(workdir)
@@ -249,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("absl", "jax._src.xla_bridge"):
             logging.getLogger(name).setLevel(logging.WARNING)
     command = next((a for a in plain if not a.startswith("-")), None)
-    args = build_parser(_workdir_recipe(plain) if command in _RECIPE_COMMANDS else None).parse_args(plain)
+    args = build_parser(_workdir_recipe(plain, command) if command in _RECIPE_COMMANDS else None).parse_args(plain)
     if overrides and args.command != "train":
         raise SystemExit(f"jaxspeech {args.command}: --config.* overrides only apply to `train`")
     if args.command == "train":
