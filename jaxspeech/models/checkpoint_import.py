@@ -1,7 +1,10 @@
-"""Shared by the checkpoint importers: checking tensors against the expected ones, filling params."""
+"""Shared by the checkpoint importers: reading a transformers checkpoint directory's weights, checking
+tensors against the expected ones, filling params."""
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
 
@@ -10,9 +13,65 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+SAFETENSORS = "model.safetensors"
+TORCH_WEIGHTS = "pytorch_model.bin"
+
 
 class CheckpointError(ValueError):
     """A checkpoint's tensors do not match its config (missing, unexpected or mis-shaped)."""
+
+
+def _read_safetensors(files: list[str]) -> dict[str, np.ndarray]:
+    from safetensors import safe_open
+
+    tensors = {}
+    for file in files:
+        # framework="flax": numpy's has no bfloat16 (SmolLM2 ships bf16); np.asarray keeps ml_dtypes' bf16.
+        with safe_open(file, framework="flax") as f:
+            for name in f.keys():
+                tensors[name] = np.asarray(f.get_tensor(name))
+    return tensors
+
+
+def _read_torch(files: list[str]) -> dict[str, np.ndarray]:
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(
+            f"{files[0]} is a PyTorch checkpoint and reading it needs torch, which is not installed; "
+            "install torch or convert the checkpoint to model.safetensors"
+        ) from None
+    tensors = {}
+    for file in files:
+        for name, tensor in torch.load(file, map_location="cpu", weights_only=True).items():
+            tensor = tensor.detach()
+            # numpy has no bfloat16: go through float32, then to ml_dtypes' bfloat16 that jax uses.
+            tensors[name] = (tensor.float().numpy().astype(jnp.bfloat16) if tensor.dtype == torch.bfloat16
+                             else tensor.numpy())  # fmt: skip
+    return tensors
+
+
+def _weight_files(path: str, single: str) -> list[str] | None:
+    if os.path.exists(os.path.join(path, single)):
+        return [os.path.join(path, single)]
+    index = os.path.join(path, single + ".index.json")
+    if os.path.exists(index):
+        with open(index) as f:
+            shards = sorted(set(json.load(f)["weight_map"].values()))
+        return [os.path.join(path, shard) for shard in shards]
+    return None
+
+
+def read_transformers_weights(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], list[str]]:
+    """({tensor name: array}, files read) of a transformers checkpoint directory: model.safetensors
+    (or its sharded index), else pytorch_model.bin (or its index; needs torch). Raises
+    FileNotFoundError when there is neither."""
+    path = os.fspath(path)
+    if files := _weight_files(path, SAFETENSORS):
+        return _read_safetensors(files), files
+    if files := _weight_files(path, TORCH_WEIGHTS):
+        return _read_torch(files), files
+    raise FileNotFoundError(f"{path} has no {SAFETENSORS} or {TORCH_WEIGHTS} (nor a sharded index of either)")
 
 
 def _summarise(items: list[str], limit: int = 20) -> str:
@@ -67,11 +126,13 @@ REVERSED = Layout(lambda v: np.transpose(v, tuple(range(v.ndim))[::-1]), lambda 
 
 
 def params_from_torch(abstract: nnx.State, tensors: Mapping[str, np.ndarray],
-                      torch_tensor: Callable[[tuple], tuple[str, Layout] | None], *, describe: str) -> nnx.State:
+                      torch_tensor: Callable[[tuple], tuple[str, Layout] | None], *, describe: str,
+                      ignored: Iterable[str] = (), dtype=jnp.float32) -> nnx.State:
     """``abstract`` (params of ShapeDtypeStructs) with every param read from ``tensors`` {torch name:
     array}: ``torch_tensor(path)`` names a param's tensor and its :class:`Layout`, or None for a param
-    the checkpoint has no tensor for by design (filled with zeros). Raises CheckpointError
-    ``"{describe}: ..."`` listing every missing, unexpected and mis-shaped tensor (torch layout)."""
+    the checkpoint has no tensor for by design (filled with zeros). ``ignored`` tensors may be present
+    and are not read. Raises CheckpointError ``"{describe}: ..."`` listing every missing, unexpected
+    and mis-shaped tensor (torch layout). ``dtype`` casts every param (None keeps the stored dtypes)."""
     expected, zeros = {}, {}
     for path, variable in nnx.to_flat_state(abstract):
         shape = tuple(variable.get_value().shape)
@@ -82,9 +143,9 @@ def params_from_torch(abstract: nnx.State, tensors: Mapping[str, np.ndarray],
         name, layout = mapped
         expected[name] = (path, layout, tuple(layout.torch_shape(shape)))
     problems = tensor_problems({name: shape for name, (_, _, shape) in expected.items()},
-                               {name: np.shape(value) for name, value in tensors.items()})
+                               {name: np.shape(value) for name, value in tensors.items()}, ignored=ignored)
     if problems:
         raise CheckpointError(f"{describe}: " + "; ".join(problems))
-    flat = {path: jnp.asarray(np.ascontiguousarray(layout.to_ours(np.asarray(tensors[name], np.float32))))
+    flat = {path: jnp.asarray(np.ascontiguousarray(layout.to_ours(np.asarray(tensors[name]))), dtype=dtype)
             for name, (path, layout, _) in expected.items()}
     return filled(abstract, {**flat, **zeros})

@@ -70,43 +70,60 @@ def _norm(kind: str, dim: int, eps: float, rngs: nnx.Rngs) -> nnx.Module:
 class CausalBlock(nnx.Module):
     """x + Attention(norm(x)) -> x + MLP(norm(x)), causal.
 
-    ``__call__(x [B,T,D], *, cache=None, key_mask=None, rngs=None) -> (y [B,T,D], cache)``. Without a
-    cache the tokens sit at positions 0..T-1 and ``key_mask`` [B,T] (padding) may be given; with a
-    :class:`KVCache` they sit at ``cache.length + 0..T-1`` and the updated cache comes back.
-    norm: "rms" (LLaMA) or "layer"; mlp: "swiglu" (LLaMA: down(silu(gate x) * up x)) or "gelu";
-    num_kv_heads: grouped-query attention (query head h reads key/value head h // (H / Hkv)).
+    ``__call__(x [B,T,D], *, cache=None, mask=None, positions=None, rngs=None) -> (y [B,T,D], cache)``.
+    Without a cache the tokens sit at ``positions`` [B,T] (default 0..T-1; packed rows restart them per
+    segment) and ``mask`` is a causal :class:`MaskSpec` (default plain causal; it may add key padding,
+    segment ids or the UniVoice dual span). With a :class:`KVCache` they sit at ``cache.length + 0..T-1``
+    and the updated cache comes back. norm: "rms" (LLaMA) or "layer"; mlp: "swiglu" (LLaMA:
+    down(silu(gate x) * up x)) or "gelu"; num_kv_heads: grouped-query attention (query head h reads
+    key/value head h // (H / Hkv)); head_dim: per-head width (default d_model / num_heads);
+    attention_impl: :func:`jaxspeech.nn.attention.attention`'s ``impl``.
     """
 
     def __init__(self, d_model: int, num_heads: int, *, ff_dim: int, num_kv_heads: int | None = None,
-                 norm: str = "rms", mlp: str = "swiglu", rope: bool = True, rope_base: float = 10000.0,
-                 bias: bool = False, norm_eps: float = 1e-6, dropout_rate: float = 0.0, rngs: nnx.Rngs):
+                 head_dim: int | None = None, norm: str = "rms", mlp: str = "swiglu", rope: bool = True,
+                 rope_base: float = 10000.0, bias: bool = False, mlp_bias: bool | None = None,
+                 norm_eps: float = 1e-6, dropout_rate: float = 0.0, attention_impl: str = "auto",
+                 param_init: nnx.Initializer | None = None, rngs: nnx.Rngs):
         num_kv_heads = num_kv_heads or num_heads
-        if d_model % num_heads or num_heads % num_kv_heads:
-            raise ValueError(f"need d_model ({d_model}) divisible by num_heads ({num_heads}) and num_heads "
-                             f"divisible by num_kv_heads ({num_kv_heads})")
+        if num_heads % num_kv_heads or (head_dim is None and d_model % num_heads):
+            raise ValueError(f"need num_heads ({num_heads}) divisible by num_kv_heads ({num_kv_heads}) and, "
+                             f"without head_dim, d_model ({d_model}) divisible by num_heads")
         if norm not in NORMS or mlp not in MLPS:
             raise ValueError(f"norm must be one of {NORMS} and mlp one of {MLPS}, got {norm!r}, {mlp!r}")
-        self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, d_model // num_heads
-        self.rope, self.rope_base, self.mlp = rope, rope_base, mlp
-        kv_dim = num_kv_heads * self.head_dim
+        self.num_heads, self.num_kv_heads = num_heads, num_kv_heads
+        self.head_dim = head_dim or d_model // num_heads
+        self.rope, self.rope_base, self.mlp, self.attention_impl = rope, rope_base, mlp, attention_impl
+        q_dim, kv_dim = num_heads * self.head_dim, num_kv_heads * self.head_dim
+        mlp_bias = bias if mlp_bias is None else mlp_bias
+        init = {} if param_init is None else {"kernel_init": param_init}
+
+        def linear(d_in, d_out, use_bias):
+            return nnx.Linear(d_in, d_out, use_bias=use_bias, rngs=rngs, **init)
+
         self.attn_norm = _norm(norm, d_model, norm_eps, rngs)
-        self.query = nnx.Linear(d_model, d_model, use_bias=bias, rngs=rngs)
-        self.key = nnx.Linear(d_model, kv_dim, use_bias=bias, rngs=rngs)
-        self.value = nnx.Linear(d_model, kv_dim, use_bias=bias, rngs=rngs)
-        self.out = nnx.Linear(d_model, d_model, use_bias=bias, rngs=rngs)
+        self.query = linear(d_model, q_dim, bias)
+        self.key = linear(d_model, kv_dim, bias)
+        self.value = linear(d_model, kv_dim, bias)
+        self.out = linear(q_dim, d_model, bias)
         self.mlp_norm = _norm(norm, d_model, norm_eps, rngs)
-        self.up = nnx.Linear(d_model, ff_dim, use_bias=bias, rngs=rngs)
-        self.gate = nnx.Linear(d_model, ff_dim, use_bias=bias, rngs=rngs) if mlp == "swiglu" else None
-        self.down = nnx.Linear(ff_dim, d_model, use_bias=bias, rngs=rngs)
+        self.up = linear(d_model, ff_dim, mlp_bias)
+        self.gate = linear(d_model, ff_dim, mlp_bias) if mlp == "swiglu" else None
+        self.down = linear(ff_dim, d_model, mlp_bias)
         self.drop = nnx.Dropout(dropout_rate)
 
     def _split(self, x: jax.Array, heads: int) -> jax.Array:
         return x.reshape(*x.shape[:2], heads, self.head_dim)
 
-    def _attention(self, h, cache: KVCache | None, key_mask: jax.Array | None):
+    def _attention(self, h, cache: KVCache | None, mask: MaskSpec | None, positions: jax.Array | None):
         batch, steps, _ = h.shape
-        start = jnp.zeros((batch,), jnp.int32) if cache is None else cache.length
-        positions = start[:, None] + jnp.arange(steps)[None, :]
+        if cache is not None and (mask is not None or positions is not None):
+            raise ValueError("with a cache, positions and mask follow from the cache's length: pass neither")
+        if mask is not None and not mask.causal:
+            raise ValueError("a causal block needs a causal MaskSpec (causal=True)")
+        if positions is None:
+            start = jnp.zeros((batch,), jnp.int32) if cache is None else cache.length
+            positions = start[:, None] + jnp.arange(steps)[None, :]
         q = self._split(self.query(h), self.num_heads)
         k = self._split(self.key(h), self.num_kv_heads)
         v = self._split(self.value(h), self.num_kv_heads)
@@ -114,17 +131,16 @@ class CausalBlock(nnx.Module):
             q = rotary_embedding(q, positions, base=self.rope_base)
             k = rotary_embedding(k, positions, base=self.rope_base)
         if cache is None:
-            return attention(q, k, v, MaskSpec(key_mask=key_mask, causal=True)), None
-        if key_mask is not None:
-            raise ValueError("with a cache, padding is the cache's length: key_mask must be None")
+            mask = MaskSpec(causal=True) if mask is None else mask
+            return attention(q, k, v, mask, impl=self.attention_impl), None
         keys, values, mask, k_next, v_next = attend_with_cache(cache.k, cache.v, k, v, cache.length)
-        return attention(q, keys, values, mask), KVCache(k_next, v_next, cache.length + steps)
+        return attention(q, keys, values, mask, impl=self.attention_impl), KVCache(k_next, v_next, cache.length + steps)
 
-    def __call__(self, x: jax.Array, *, cache: KVCache | None = None, key_mask: jax.Array | None = None,
-                 rngs: nnx.Rngs | None = None) -> tuple[jax.Array, KVCache | None]:
+    def __call__(self, x: jax.Array, *, cache: KVCache | None = None, mask: MaskSpec | None = None,
+                 positions: jax.Array | None = None, rngs: nnx.Rngs | None = None) -> tuple[jax.Array, KVCache | None]:
         chex.assert_rank(x, 3)
-        attended, cache = self._attention(self.attn_norm(x), cache, key_mask)
-        x = x + dropout(self.drop, self.out(attended.reshape(x.shape)), rngs)
+        attended, cache = self._attention(self.attn_norm(x), cache, mask, positions)
+        x = x + dropout(self.drop, self.out(attended.reshape(*x.shape[:2], -1)), rngs)
         h = self.mlp_norm(x)
         hidden = jax.nn.silu(self.gate(h)) * self.up(h) if self.mlp == "swiglu" else jax.nn.gelu(self.up(h))
         return x + dropout(self.drop, self.down(hidden), rngs), cache

@@ -269,3 +269,36 @@ def beam_search(
     best_tokens = tokens[jnp.arange(batch), best]
     return Decoded(tokens=best_tokens, lengths=_lengths(best_tokens, eos_id),
                    scores=score[jnp.arange(batch), best], finite=out["finite"])  # fmt: skip
+
+
+def check_decoding_choice(*, beam_size: int | None, temperature: float, key: jax.Array | None) -> None:
+    """Raises ValueError for an impossible choice of ``decode``'s strategy (checked outside jit)."""
+    if beam_size is not None and temperature > 0:
+        raise ValueError("choose beam search (beam_size) or sampling (temperature > 0), not both")
+    if temperature > 0 and key is None:
+        raise ValueError("sampling (temperature > 0) needs an explicit key")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 decodes greedily), got {temperature}")
+
+
+def decode(
+    step: Step,
+    cache: Any,
+    prefix: jax.Array,
+    *,
+    max_new_tokens: int,
+    eos_id: int,
+    beam_size: int | None = None,
+    temperature: float = 0.0,
+    key: jax.Array | None = None,
+    length_penalty: float | None = None,
+) -> Decoded:
+    """One entry point for the three strategies: ``beam_size`` set -> ``beam_search``; else
+    ``temperature`` > 0 -> ``sample`` with ``key``; else ``greedy``."""
+    check_decoding_choice(beam_size=beam_size, temperature=temperature, key=key)
+    common = dict(max_new_tokens=max_new_tokens, eos_id=eos_id)
+    if beam_size is not None:
+        return beam_search(step, cache, prefix, beam_size=beam_size, length_penalty=length_penalty, **common)
+    if temperature > 0:
+        return sample(step, cache, prefix, key, temperature=temperature, **common)
+    return greedy(step, cache, prefix, **common)

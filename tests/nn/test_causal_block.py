@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from jaxspeech.nn.attention import MaskSpec
 from jaxspeech.nn.causal_block import CausalBlock, init_cache
 
 B, T, D, H = 2, 9, 16, 4
@@ -61,11 +62,13 @@ def test_grouped_query_attention_is_multi_head_attention_with_shared_key_value_h
 def test_key_padding_and_bad_arguments():
     block, x = _block(), _x()
     key_mask = jnp.arange(T)[None] < jnp.array([[T], [5]])
-    padded = block(x, key_mask=key_mask)[0]
+    padded = block(x, mask=MaskSpec(key_mask=key_mask, causal=True))[0]
     np.testing.assert_allclose(padded[1, :5], block(x[1:, :5])[0][0], atol=1e-5)  # padding is never read
     with pytest.raises(ValueError, match="num_kv_heads"):
         CausalBlock(D, H, ff_dim=8, num_kv_heads=3, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="norm must be one of"):
         CausalBlock(D, H, ff_dim=8, norm="batch", rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match="key_mask must be None"):
-        block(x, cache=init_cache(B, 16, 2, D // H), key_mask=key_mask)
+    with pytest.raises(ValueError, match="pass neither"):
+        block(x, cache=init_cache(B, 16, 2, D // H), mask=MaskSpec(key_mask=key_mask, causal=True))
+    with pytest.raises(ValueError, match="causal MaskSpec"):
+        block(x, mask=MaskSpec(key_mask=key_mask))

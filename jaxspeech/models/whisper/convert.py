@@ -19,12 +19,16 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxspeech.models.checkpoint_import import CheckpointError, filled, tensor_problems
+from jaxspeech.models.checkpoint_import import (
+    SAFETENSORS,
+    CheckpointError,
+    filled,
+    read_transformers_weights,
+    tensor_problems,
+)
 from jaxspeech.models.whisper.config import WhisperConfig
 from jaxspeech.models.whisper.model import abstract_init, apply
 
-_SAFETENSORS = "model.safetensors"
-_TORCH = "pytorch_model.bin"
 _TIED_OUTPUT = "proj_out.weight"
 _LEAF_NAMES = {"kernel": "weight", "scale": "weight", "embedding": "weight", "bias": "bias"}
 
@@ -89,46 +93,6 @@ def params_to_state_dict(params: nnx.State) -> dict[str, np.ndarray]:
     }
 
 
-def _read_safetensors(files: list[str]) -> dict[str, np.ndarray]:
-    from safetensors import safe_open
-
-    tensors = {}
-    for file in files:
-        with safe_open(file, framework="numpy") as f:
-            for name in f.keys():
-                tensors[name] = f.get_tensor(name)
-    return tensors
-
-
-def _read_torch(files: list[str]) -> dict[str, np.ndarray]:
-    try:
-        import torch
-    except ImportError:
-        raise ImportError(
-            f"{files[0]} is a PyTorch checkpoint and reading it needs torch, which is not installed; "
-            "install torch or convert the checkpoint to model.safetensors"
-        ) from None
-    tensors = {}
-    for file in files:
-        for name, tensor in torch.load(file, map_location="cpu", weights_only=True).items():
-            tensor = tensor.detach()
-            # numpy has no bfloat16: go through float32, then to ml_dtypes' bfloat16 that jax uses.
-            tensors[name] = (tensor.float().numpy().astype(jnp.bfloat16) if tensor.dtype == torch.bfloat16
-                             else tensor.numpy())  # fmt: skip
-    return tensors
-
-
-def _weight_files(path: str, single: str) -> list[str] | None:
-    if os.path.exists(os.path.join(path, single)):
-        return [os.path.join(path, single)]
-    index = os.path.join(path, single + ".index.json")
-    if os.path.exists(index):
-        with open(index) as f:
-            shards = sorted(set(json.load(f)["weight_map"].values()))
-        return [os.path.join(path, shard) for shard in shards]
-    return None
-
-
 def read_transformers_config(path: str | os.PathLike) -> WhisperConfig:
     """The WhisperConfig of checkpoint directory ``path`` (its config.json)."""
     config_file = os.path.join(path, "config.json")
@@ -149,12 +113,7 @@ def import_transformers_checkpoint(
     """
     path = os.fspath(path)
     config = read_transformers_config(path)
-    if files := _weight_files(path, _SAFETENSORS):
-        tensors = _read_safetensors(files)
-    elif files := _weight_files(path, _TORCH):
-        tensors = _read_torch(files)
-    else:
-        raise FileNotFoundError(f"{path} has no {_SAFETENSORS} or {_TORCH} (nor a sharded index of either)")
+    tensors, files = read_transformers_weights(path)
     graphdef, params = params_from_state_dict(tensors, config, dtype=dtype, source=files[0])
     return config, graphdef, params
 
@@ -186,4 +145,4 @@ def save_transformers_checkpoint(params: nnx.State, config: WhisperConfig, path:
     os.makedirs(path, exist_ok=True)
     with open(os.path.join(path, "config.json"), "w") as f:
         json.dump(config.to_transformers(dtype=dtypes.pop()), f, indent=2, sort_keys=True)
-    save_file(tensors, os.path.join(path, _SAFETENSORS), metadata={"format": "pt"})
+    save_file(tensors, os.path.join(path, SAFETENSORS), metadata={"format": "pt"})

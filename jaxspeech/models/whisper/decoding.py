@@ -35,7 +35,7 @@ from flax import nnx
 
 from jaxspeech.audio.features import get_preset, log_mel
 from jaxspeech.models.whisper.config import SpecialTokens, WhisperConfig
-from jaxspeech.samplers.autoregressive import Decoded, beam_search, greedy, raise_if_nonfinite, sample
+from jaxspeech.samplers.autoregressive import Decoded, check_decoding_choice, decode, raise_if_nonfinite
 
 Cache = dict[str, Any]
 
@@ -136,12 +136,8 @@ def _generate(
                        frame_mask=frame_mask)  # fmt: skip
     step = make_step(graphdef, params, suppress_tokens=suppress_tokens, begin_suppress_tokens=begin_suppress_tokens,
                      begin_position=prefix.shape[1])  # fmt: skip
-    common = dict(max_new_tokens=max_new_tokens, eos_id=config.eos_token_id)
-    if beam_size is not None:
-        return beam_search(step, cache, prefix, beam_size=beam_size, length_penalty=length_penalty, **common)
-    if temperature > 0:
-        return sample(step, cache, prefix, key, temperature=temperature, **common)
-    return greedy(step, cache, prefix, **common)
+    return decode(step, cache, prefix, max_new_tokens=max_new_tokens, eos_id=config.eos_token_id, beam_size=beam_size,
+                  temperature=temperature, key=key, length_penalty=length_penalty)  # fmt: skip
 
 
 def generate(
@@ -184,10 +180,7 @@ def generate(
         max_new_tokens = min(config.max_target_positions // 2, room)
     if not 1 <= max_new_tokens <= room:
         raise ValueError(f"max_new_tokens must be in [1, {room}] (max_target_positions - prefix), got {max_new_tokens}")
-    if beam_size is not None and temperature > 0:
-        raise ValueError("choose beam search (beam_size) or sampling (temperature > 0), not both")
-    if temperature > 0 and key is None:
-        raise ValueError("sampling (temperature > 0) needs an explicit key")
+    check_decoding_choice(beam_size=beam_size, temperature=temperature, key=key)
     if input_features.ndim != 3 or input_features.shape[1] != config.n_mels:
         raise ValueError(f"input_features must be [B, {config.n_mels}, frames], got {input_features.shape}")
     decoded = _generate(
