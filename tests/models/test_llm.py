@@ -144,7 +144,8 @@ def _write_state_dict(path, reference, state_dict):
 
     os.makedirs(path, exist_ok=True)
     reference.config.save_pretrained(path)
-    save_file({k: v.detach().clone().contiguous() for k, v in state_dict.items()}, os.path.join(path, "model.safetensors"))
+    tensors = {name: tensor.detach().clone().contiguous() for name, tensor in state_dict.items()}  # unshared
+    save_file(tensors, os.path.join(path, "model.safetensors"))
 
 
 def test_bad_checkpoints_are_named(checkpoint, tmp_path):
