@@ -1,0 +1,44 @@
+"""UniVoice architecture: the LLM, the ASR audio encoder and adapter, and the flow-matching in/out layers."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from jaxspeech.models.llm.config import LlmConfig
+
+AUDIO_ENCODERS = ("conformer",)
+
+
+@dataclasses.dataclass(frozen=True)
+class UniVoiceConfig:
+    """Hashable (a static jit argument).
+
+    llm: the decoder-only LLM (its vocabulary holds the text tokens and the task tokens).
+    n_mels: mel bins of the TTS frames and of the ASR encoder's input features.
+    audio_encoder: "conformer" (LayerNorm -> 4x conv subsampling -> Conformer blocks, trained with
+      the LLM). encoder_dim / encoder_layers / encoder_heads / encoder_ff_mult / encoder_conv_kernel /
+      encoder_subsampling_channels: its sizes; encoder_dropout inside its blocks.
+    pool: the adapter's average-pooling stride over encoder frames (UniVoice: Whisper's 1500 -> 250).
+    time_sinusoid_dim: sinusoid width of the flow-time embedding (t scaled by 1000 inside).
+    """
+
+    llm: LlmConfig
+    n_mels: int = 80
+    audio_encoder: str = "conformer"
+    encoder_dim: int = 96
+    encoder_layers: int = 2
+    encoder_heads: int = 4
+    encoder_ff_mult: int = 4
+    encoder_conv_kernel: int = 15
+    encoder_subsampling_channels: int = 16
+    encoder_dropout: float = 0.0
+    pool: int = 2
+    time_sinusoid_dim: int = 256
+
+    def __post_init__(self):
+        if self.audio_encoder not in AUDIO_ENCODERS:
+            raise ValueError(f"audio_encoder must be one of {AUDIO_ENCODERS}, got {self.audio_encoder!r}")
+        for name in ("n_mels", "encoder_dim", "encoder_layers", "encoder_heads", "pool", "time_sinusoid_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"UniVoiceConfig.{name} must be a positive int, got {value!r}")

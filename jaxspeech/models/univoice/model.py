@@ -1,0 +1,177 @@
+"""UniVoice (2025): one decoder-only LLM for autoregressive ASR and flow-matching TTS.
+
+ASR rows: audio features -> audio encoder -> adapter (average pooling, LayerNorm, Linear) give speech
+embeddings that prefix the text (task prompt, then transcript); the LLM predicts the transcript
+tokens. TTS rows: text (reference + target) -> a timestep token (the flow time's embedding through
+an MLP) -> one embedding per mel frame, ``Linear([x_t, condition])`` plus sinusoidal frame
+positions; the LLM's states on the frames go through LayerNorm, adaLN from the flow time and a
+Linear to the velocity. Every row is laid out by ``layout.row_layout`` and attends under the dual
+mask (causal, frames bidirectional), so one forward pass serves a batch that mixes both tasks.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxspeech.models.llm.model import Llama
+from jaxspeech.models.univoice.config import UniVoiceConfig
+from jaxspeech.models.univoice.layout import RowLayout, assemble, row_layout
+from jaxspeech.nn.conformer import ConformerEncoder
+from jaxspeech.nn.subsampling import ConvSubsampling, subsampled_length
+from jaxspeech.nn.timestep import TimestepEmbedding, sinusoidal_embedding
+
+
+class Rows(NamedTuple):
+    """A batch of ASR and TTS rows (a row is one or the other; lengths of the other task's parts are 0).
+
+    text: [B, L] int token ids, text_lengths: [B] (ASR: task prompt + transcript; TTS: reference +
+      target text, 0 when dropped for classifier-free guidance).
+    features: [B, Tf, n_mels] ASR audio features or None (no ASR rows), feature_lengths: [B].
+    x_t: [B, T, n_mels] noisy frames or None (no TTS rows), cond: [B, T, n_mels] condition frames
+      (the known frames, zero where infilled), frame_lengths: [B] (0 for ASR rows).
+    t: [B] flow time in [0, 1] (read by TTS rows only).
+    """
+
+    text: jax.Array
+    text_lengths: jax.Array
+    features: jax.Array | None
+    feature_lengths: jax.Array
+    x_t: jax.Array | None
+    cond: jax.Array | None
+    frame_lengths: jax.Array
+    t: jax.Array
+
+
+class Outputs(NamedTuple):
+    """text_logits: [B, L, V] float32 at the text positions (position i predicts text token i + 1);
+    velocity: [B, T, n_mels] at the frames (None without TTS rows); layout: the rows' RowLayout."""
+
+    text_logits: jax.Array
+    velocity: jax.Array | None
+    layout: RowLayout
+
+
+def speech_length(config: UniVoiceConfig, feature_frames):
+    """Speech embeddings from ``feature_frames`` audio frames (int or int array): 4x conv subsampling,
+    then ceil(/pool)."""
+    frames = subsampled_length(feature_frames)
+    return -(-frames // config.pool)
+
+
+class SpeechAdapter(nnx.Module):
+    """Average pooling over ``pool`` frames (padding excluded) -> LayerNorm -> Linear to the LLM width.
+    __call__(x [B,T,De], mask [B,T]) -> (y [B,ceil(T/pool),D], mask)."""
+
+    def __init__(self, d_in: int, d_out: int, pool: int, *, rngs: nnx.Rngs):
+        self.pool = pool
+        self.norm = nnx.LayerNorm(d_in, rngs=rngs)
+        self.proj = nnx.Linear(d_in, d_out, rngs=rngs)
+
+    def __call__(self, x: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+        batch, frames, dim = x.shape
+        pooled_frames = -(-frames // self.pool)
+        pad = pooled_frames * self.pool - frames
+        x = jnp.pad(jnp.where(mask[..., None], x, 0.0), ((0, 0), (0, pad), (0, 0)))
+        weights = jnp.pad(mask, ((0, 0), (0, pad))).reshape(batch, pooled_frames, self.pool)
+        summed = x.reshape(batch, pooled_frames, self.pool, dim).sum(axis=2)
+        count = weights.sum(axis=2, dtype=x.dtype)
+        pooled_mask = count > 0
+        pooled = summed / jnp.maximum(count, 1.0)[..., None]
+        return jnp.where(pooled_mask[..., None], self.proj(self.norm(pooled)), 0.0), pooled_mask
+
+
+def _modulate(x: jax.Array, shift: jax.Array, scale: jax.Array) -> jax.Array:
+    """Parameter-free LayerNorm (eps 1e-6), then x (1 + scale) + shift with shift, scale [B, D]."""
+    x32 = x.astype(jnp.float32)
+    mean = x32.mean(-1, keepdims=True)
+    normed = (x32 - mean) * jax.lax.rsqrt(jnp.square(x32 - mean).mean(-1, keepdims=True) + 1e-6)
+    return (normed * (1.0 + scale[:, None, :]) + shift[:, None, :]).astype(x.dtype)
+
+
+class UniVoice(nnx.Module):
+    """The LLM plus UniVoice's ASR front end and flow-matching input and output layers."""
+
+    def __init__(self, config: UniVoiceConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        width, n_mels = config.llm.hidden_size, config.n_mels
+        self.llm = Llama(config.llm, rngs=rngs)
+        self.input_norm = nnx.LayerNorm(n_mels, rngs=rngs)
+        self.subsampling = ConvSubsampling(n_mels, config.encoder_dim, channels=config.encoder_subsampling_channels,
+                                           rngs=rngs)  # fmt: skip
+        self.audio_encoder = ConformerEncoder(
+            config.encoder_dim, config.encoder_layers, config.encoder_heads, ff_mult=config.encoder_ff_mult,
+            conv_kernel=config.encoder_conv_kernel, dropout=config.encoder_dropout, rngs=rngs,
+        )  # fmt: skip
+        self.adapter = SpeechAdapter(config.encoder_dim, width, config.pool, rngs=rngs)
+        self.frame_in = nnx.Linear(2 * n_mels, width, rngs=rngs)
+        self.time_embed = TimestepEmbedding(config.time_sinusoid_dim, width, rngs=rngs)
+        self.time_token_hidden = nnx.Linear(width, width, rngs=rngs)
+        self.time_token_out = nnx.Linear(width, width, rngs=rngs)
+        zeros = nnx.initializers.zeros
+        # adaLN-zero output: the untrained head is LayerNorm -> Linear, and the velocity starts at 0.
+        self.out_modulation = nnx.Linear(width, 2 * width, kernel_init=zeros, bias_init=zeros, rngs=rngs)
+        self.out = nnx.Linear(width, n_mels, kernel_init=zeros, bias_init=zeros, rngs=rngs)
+
+    def speech_embeddings(self, features: jax.Array, lengths: jax.Array,
+                          rngs: nnx.Rngs | None = None) -> tuple[jax.Array, jax.Array]:
+        """features [B, Tf, n_mels], lengths [B] -> (embeddings [B, A, D], lengths [B]),
+        A = speech_length(config, Tf). Rows of length 0 give no embeddings."""
+        chex.assert_rank(features, 3)
+        mask = jnp.arange(features.shape[1])[None, :] < lengths[:, None]
+        x = jnp.where(mask[..., None], features, 0.0)  # padding never reaches a gradient
+        x, sub_mask = self.subsampling(self.input_norm(x), mask)
+        x = self.audio_encoder(x, sub_mask, rngs=rngs)
+        embeddings, pooled_mask = self.adapter(x, sub_mask)
+        return embeddings.astype(self.llm.embed_tokens.embedding.dtype), pooled_mask.sum(-1, dtype=jnp.int32)
+
+    def frame_embeddings(self, x_t: jax.Array, cond: jax.Array) -> jax.Array:
+        """x_t, cond [B, T, n_mels] -> Linear([x_t, cond]) + sinusoidal frame positions, [B, T, D]."""
+        chex.assert_equal_shape([x_t, cond])
+        embedded = self.frame_in(jnp.concatenate([x_t, cond], axis=-1))
+        positions = sinusoidal_embedding(jnp.arange(x_t.shape[1], dtype=jnp.float32), embedded.shape[-1], scale=1.0)
+        return embedded + positions[None].astype(embedded.dtype)
+
+    def time_token(self, t_embedding: jax.Array) -> jax.Array:
+        """[B, D] time embedding -> the timestep token [B, 1, D]."""
+        return self.time_token_out(jax.nn.gelu(self.time_token_hidden(t_embedding)))[:, None, :]
+
+    def __call__(self, rows: Rows, *, rngs: nnx.Rngs | None = None) -> Outputs:
+        batch, width = rows.text.shape[0], self.config.llm.hidden_size
+        dtype = self.llm.embed_tokens.embedding.dtype
+        empty = jnp.zeros((batch, 0, width), dtype)
+        speech, speech_lengths = empty, jnp.zeros((batch,), jnp.int32)
+        if rows.features is not None:
+            speech, speech_lengths = self.speech_embeddings(rows.features, rows.feature_lengths, rngs)
+        t_embedding = self.time_embed(rows.t)
+        frames = empty if rows.x_t is None else self.frame_embeddings(rows.x_t, rows.cond).astype(dtype)
+        is_tts = (rows.frame_lengths > 0).astype(jnp.int32)
+        lengths = jnp.stack([speech_lengths, rows.text_lengths, is_tts, rows.frame_lengths], axis=1)
+        capacities = (speech.shape[1], rows.text.shape[1], 1, frames.shape[1])
+        # A row is ASR (speech + text) or TTS (text + time + frames): the longer of the two fits any row.
+        length = max(capacities[0] + capacities[1], capacities[1] + (1 + capacities[3] if rows.x_t is not None else 0))
+        layout = row_layout(lengths, capacities, length)
+        pieces = (speech, self.llm.embed(rows.text), self.time_token(t_embedding).astype(dtype), frames)
+        hidden, _ = self.llm.hidden_states(assemble(layout, pieces), mask=layout.mask(),
+                                           positions=layout.positions(), rngs=rngs)  # fmt: skip
+        text_logits = self.llm.logits(layout.gather(hidden, "text"))
+        velocity = None
+        if rows.x_t is not None:
+            shift, scale = jnp.split(self.out_modulation(jax.nn.silu(t_embedding)), 2, axis=-1)
+            velocity = self.out(_modulate(layout.gather(hidden, "frames"), shift, scale)).astype(jnp.float32)
+        return Outputs(text_logits, velocity, layout)
+
+
+def init(config: UniVoiceConfig, key: jax.Array) -> tuple[nnx.GraphDef, nnx.State]:
+    """A randomly initialised UniVoice split into (graphdef, params)."""
+    return nnx.split(UniVoice(config, rngs=nnx.Rngs(params=key)), nnx.Param)
+
+
+def apply(graphdef: nnx.GraphDef, params: nnx.State, rows: Rows, *, key: jax.Array | None = None) -> Outputs:
+    """Pure forward pass over a mixed batch; key: dropout key (None: deterministic)."""
+    rngs = None if key is None else nnx.Rngs(dropout=key)
+    return nnx.merge(graphdef, params)(rows, rngs=rngs)

@@ -1,0 +1,112 @@
+"""UniVoice's row layout and dual mask, and the model's forward pass over batches that mix ASR and TTS rows."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxspeech.kernels.attention_mask import dense_mask
+from jaxspeech.models import llm
+from jaxspeech.models.univoice import layout as row
+from jaxspeech.models.univoice.config import UniVoiceConfig
+from jaxspeech.models.univoice.model import Rows, apply, init, speech_length
+
+F = 16
+CONFIG = UniVoiceConfig(llm=llm.llm_config("tiny", vocab_size=40, num_layers=2), n_mels=F, encoder_dim=32,
+                        encoder_layers=1, encoder_heads=2, encoder_conv_kernel=5, encoder_subsampling_channels=4)
+
+
+def test_assemble_packs_segments_without_gaps_and_gather_inverts_it():
+    lengths = jnp.array([[3, 2, 0, 0], [0, 4, 1, 5]])  # an ASR row, a TTS row
+    capacities = (3, 4, 1, 6)
+    layout = row.row_layout(lengths, capacities, length=11)
+    pieces = tuple(jnp.full((2, c, 1), 10.0 * (k + 1)) + jnp.arange(c)[None, :, None]
+                   for k, c in enumerate(capacities))
+    sequence = np.asarray(row.assemble(layout, pieces))[..., 0]
+    np.testing.assert_array_equal(sequence[0], [10, 11, 12, 20, 21, 0, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(sequence[1], [20, 21, 22, 23, 30, 40, 41, 42, 43, 44, 0])
+    frames = np.asarray(layout.gather(jnp.asarray(sequence)[..., None], "frames"))[1, :5, 0]
+    np.testing.assert_array_equal(frames, [40, 41, 42, 43, 44])
+
+
+def test_dual_mask_is_causal_with_the_frames_bidirectional():
+    layout = row.row_layout(jnp.array([[3, 2, 0, 0], [0, 4, 1, 5]]), (3, 4, 1, 6), length=11)
+    allowed = np.asarray(dense_mask(layout.mask(), 2, 11, 11))
+    causal = np.tril(np.ones((11, 11), bool))
+    np.testing.assert_array_equal(allowed[0], causal & (np.arange(11) < 5)[None, :])  # ASR: causal, padding off
+    tts = allowed[1]
+    span = np.zeros(11, bool)
+    span[5:10] = True
+    np.testing.assert_array_equal(tts[:5], causal[:5] & (np.arange(11) < 10))  # text and time token: causal
+    assert tts[5:10, 5:10].all()  # frames see every frame, later ones too
+    assert tts[5:10, :5].all() and not tts[5:10, 10].any()  # and the whole prefix, never the padding
+    assert not tts[:5, 5:10].any()  # the text never sees the frames
+
+
+def _asr_rows(batch=2, seed=0):
+    rng = np.random.default_rng(seed)
+    features = jnp.asarray(rng.normal(size=(batch, 40, F)), jnp.float32)
+    return dict(text=jnp.asarray(rng.integers(1, 40, (batch, 7))), text_lengths=jnp.array([7, 4])[:batch],
+                features=features, feature_lengths=jnp.array([40, 29])[:batch])  # fmt: skip
+
+
+def _tts_rows(batch=2, seed=1):
+    rng = np.random.default_rng(seed)
+    frames = lambda: jnp.asarray(rng.normal(size=(batch, 12, F)), jnp.float32)  # noqa: E731
+    return dict(text=jnp.asarray(rng.integers(1, 40, (batch, 7))), text_lengths=jnp.array([6, 0])[:batch],
+                x_t=frames(), cond=frames(), frame_lengths=jnp.array([12, 9])[:batch],
+                t=jnp.array([0.3, 0.8])[:batch])  # fmt: skip
+
+
+def _rows(batch, *, text, text_lengths, features=None, feature_lengths=None, x_t=None, cond=None,
+          frame_lengths=None, t=None):
+    zeros = jnp.zeros((batch,), jnp.int32)
+    return Rows(text, text_lengths, features, zeros if feature_lengths is None else feature_lengths, x_t, cond,
+                zeros if frame_lengths is None else frame_lengths, jnp.zeros((batch,)) if t is None else t)
+
+
+@pytest.fixture(scope="module")
+def model():
+    graphdef, params = init(CONFIG, jax.random.key(0))
+    # non-zero output layers, so that the velocity depends on the LLM's states
+    params["out"]["kernel"] = jax.random.normal(jax.random.key(1), params["out"]["kernel"].shape) * 0.1
+    return graphdef, params
+
+
+def test_a_mixed_batch_gives_each_row_what_it_gives_alone(model):
+    graphdef, params = model
+    asr, tts = _asr_rows(), _tts_rows()
+    alone_asr = apply(graphdef, params, _rows(2, **asr))
+    alone_tts = apply(graphdef, params, _rows(2, **tts))
+    mixed = dict(text=jnp.concatenate([asr["text"], tts["text"]]),
+                 text_lengths=jnp.concatenate([asr["text_lengths"], tts["text_lengths"]]),
+                 features=jnp.concatenate([asr["features"], jnp.zeros_like(asr["features"])]),
+                 feature_lengths=jnp.array([40, 29, 0, 0]),
+                 x_t=jnp.concatenate([jnp.zeros_like(tts["x_t"]), tts["x_t"]]),
+                 cond=jnp.concatenate([jnp.zeros_like(tts["cond"]), tts["cond"]]),
+                 frame_lengths=jnp.array([0, 0, 12, 9]), t=jnp.array([0.0, 0.0, 0.3, 0.8]))  # fmt: skip
+    out = apply(graphdef, params, _rows(4, **mixed))
+    for i, length in enumerate([7, 4]):
+        np.testing.assert_allclose(out.text_logits[i, :length], alone_asr.text_logits[i, :length], atol=1e-4)
+    for i, length in enumerate([12, 9]):
+        np.testing.assert_allclose(out.velocity[2 + i, :length], alone_tts.velocity[i, :length], atol=1e-4)
+    assert alone_asr.velocity is None
+    assert np.abs(np.asarray(alone_tts.velocity)).max() > 1e-3
+
+
+def test_frames_attend_both_ways_and_text_never_sees_them(model):
+    graphdef, params = model
+    tts = _tts_rows()
+    out = apply(graphdef, params, _rows(2, **tts))
+    changed = apply(graphdef, params, _rows(2, **{**tts, "x_t": tts["x_t"].at[:, 8:].add(1.0)}))
+    assert np.abs(np.asarray(changed.velocity[0, :8] - out.velocity[0, :8])).max() > 1e-4  # earlier frames see later
+    np.testing.assert_allclose(changed.text_logits[0, :6], out.text_logits[0, :6], atol=1e-6)  # row 1 has no text
+    padded = apply(graphdef, params, _rows(2, **{**tts, "x_t": tts["x_t"].at[1, 9:].set(1e3)}))
+    np.testing.assert_allclose(padded.velocity[1, :9], out.velocity[1, :9], atol=1e-5)  # padding never read
+
+
+def test_speech_length_counts_the_embeddings_of_the_adapter(model):
+    graphdef, params = model
+    asr = _asr_rows()
+    out = apply(graphdef, params, _rows(2, **asr))
+    np.testing.assert_array_equal(out.layout.offsets[:, 1], speech_length(CONFIG, np.array([40, 29])))
