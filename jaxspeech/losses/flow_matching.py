@@ -37,6 +37,45 @@ def optimal_transport_path(
     return x_t, x1 - (1 - sigma_min) * x0
 
 
+def path_sample(
+    x1: jax.Array,
+    key: jax.Array,
+    *,
+    t: jax.Array | None = None,
+    sigma_min: float = 1e-4,
+    t_min: float = 0.0,
+    t_max: float = 1.0,
+    noise_mean: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """A training point on the path: (x_t, t [B], target velocity), x0 ~ N(noise_mean, I).
+
+    t: [B] times instead of t ~ U(t_min, t_max) per sample. For losses that run the network
+    themselves (one forward pass that also serves another loss, as UniVoice's); otherwise use
+    ``conditional_flow_matching``.
+    """
+    if not 0.0 <= sigma_min < 1.0:
+        raise ValueError(f"sigma_min must be in [0, 1), got {sigma_min}")
+    if not 0.0 <= t_min < t_max <= 1.0:
+        raise ValueError(f"need 0 <= t_min < t_max <= 1, got t_min={t_min}, t_max={t_max}")
+    k_t, k_noise = jax.random.split(key)
+    if t is not None:
+        t = jnp.asarray(t, jnp.float32)
+        chex.assert_shape(t, (x1.shape[0],))
+    else:
+        t = jax.random.uniform(k_t, (x1.shape[0],), jnp.float32, t_min, t_max)
+    x0 = unit_noise(k_noise, x1.shape, noise_mean=noise_mean, dtype=x1.dtype)
+    x_t, target = optimal_transport_path(x0, x1, t, sigma_min=sigma_min)
+    return x_t, t, target
+
+
+def flow_matching_error(prediction: jax.Array, target: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """Squared error summed where ``mask`` (a prefix of the shape; None = all) holds, over (valid entries
+    x elements per entry), in float32; 0 for an all-masked batch."""
+    chex.assert_equal_shape([prediction, target])
+    return masked_mean(jnp.square(prediction.astype(jnp.float32) - target.astype(jnp.float32)),
+                       prefix_mask(mask, target))  # fmt: skip
+
+
 def conditional_flow_matching(
     vector_field: VectorField,
     x1: jax.Array,
@@ -62,22 +101,9 @@ def conditional_flow_matching(
     elements per entry), as in Matcha, which (unlike Matcha's code) also masks the padded frames
     of the target; an all-masked batch gives 0.
     """
-    if not 0.0 <= sigma_min < 1.0:
-        raise ValueError(f"sigma_min must be in [0, 1), got {sigma_min}")
-    if not 0.0 <= t_min < t_max <= 1.0:
-        raise ValueError(f"need 0 <= t_min < t_max <= 1, got t_min={t_min}, t_max={t_max}")
     mask = prefix_mask(mask, x1)
-
-    k_t, k_noise = jax.random.split(key)
-    if t is not None:
-        t = jnp.asarray(t, jnp.float32)
-        chex.assert_shape(t, (x1.shape[0],))
-    else:
-        t = jax.random.uniform(k_t, (x1.shape[0],), jnp.float32, t_min, t_max)
-    x0 = unit_noise(k_noise, x1.shape, noise_mean=noise_mean, dtype=x1.dtype)
-    x_t, target = optimal_transport_path(x0, x1, t, sigma_min=sigma_min)
-
+    x_t, t, target = path_sample(x1, key, t=t, sigma_min=sigma_min, t_min=t_min, t_max=t_max,
+                                 noise_mean=noise_mean)  # fmt: skip
     prediction = vector_field(x_t, t, cond)
-    chex.assert_equal_shape([prediction, x1])
-    loss = masked_mean(jnp.square(prediction.astype(jnp.float32) - target.astype(jnp.float32)), mask)
+    loss = flow_matching_error(prediction, target, mask)
     return loss, {"flow_mse": loss, "t_mean": jnp.mean(t)}

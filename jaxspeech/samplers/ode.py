@@ -85,16 +85,18 @@ def sway_time_grid(steps: int, sway: float | None = None, *, dtype=jnp.float32) 
     return t + sway * (jnp.cos(0.5 * jnp.pi * t) - 1.0 + t)
 
 
-def classifier_free_guidance(vector_field: VectorField, uncond: Any, guidance_scale: float | jax.Array) -> VectorField:
+def classifier_free_guidance(vector_field: VectorField, uncond: Any, guidance_scale: float | jax.Array,
+                             *, norm_cap: bool = False) -> VectorField:
     """A vector field ``v_w(x, t, cond) = v_c + (v_c - v_u) * guidance_scale``.
 
     ``v_c = v(x, t, cond)`` and ``v_u = v(x, t, uncond)`` come from one call of ``vector_field``
     on a 2B batch: x and t repeated, cond and uncond concatenated leaf by leaf along axis 0, so
     cond leaves are [B, ...] and uncond (the null condition, e.g. a zeroed or learned null
     embedding) has the same tree structure with leaves broadcastable to them (e.g. [1, D]).
-    Scale 0 gives the conditional field. Any function ``f(x, *levels, cond)`` is guided the same way
-    (a denoiser ``D(x, sigma, cond)``, a trajectory function ``G(x, t, s, cond)``): every level [B] is
-    repeated like t.
+    Scale 0 gives the conditional field. norm_cap: scale each sample's ``v_w`` down to the norm of
+    its ``v_c`` where it is larger (UniVoice's CFG renormalisation). Any function
+    ``f(x, *levels, cond)`` is guided the same way (a denoiser ``D(x, sigma, cond)``, a trajectory
+    function ``G(x, t, s, cond)``): every level [B] is repeated like t.
     """
 
     def guided(x: jax.Array, *levels_and_cond: Any) -> jax.Array:
@@ -106,7 +108,13 @@ def classifier_free_guidance(vector_field: VectorField, uncond: Any, guidance_sc
         both = jax.tree.map(lambda c, u: jnp.concatenate([c, jnp.broadcast_to(u, c.shape)]), cond, uncond)
         out = vector_field(jnp.concatenate([x, x]), *(jnp.concatenate([t, t]) for t in levels), both)
         pred, pred_uncond = jnp.split(out, 2)
-        return pred + (pred - pred_uncond) * guidance_scale
+        guided_pred = pred + (pred - pred_uncond) * guidance_scale
+        if not norm_cap:
+            return guided_pred
+        axes = tuple(range(1, pred.ndim))
+        norm = jnp.sqrt(jnp.sum(jnp.square(guided_pred), axis=axes, keepdims=True))
+        cap = jnp.sqrt(jnp.sum(jnp.square(pred), axis=axes, keepdims=True))
+        return guided_pred * jnp.minimum(1.0, cap / jnp.maximum(norm, 1e-12))
 
     return guided
 
@@ -121,6 +129,7 @@ def sample_ode(
     method: str = "euler",
     uncond: Any = None,
     guidance_scale: float | jax.Array | None = None,
+    guidance_norm_cap: bool = False,
     sway: bool | float = False,
     temperature: float = 1.0,
     return_trajectory: bool = False,
@@ -131,10 +140,11 @@ def sample_ode(
     synthesis uses temperature 0.667), or a start array x0 [B,...] (then ``key`` is unused).
     ``vector_field(x [B,...], t [B], cond) -> [B,...]``. Classifier-free guidance is on when
     ``uncond`` and ``guidance_scale`` are given (both or neither; F5 uses 2.0), see
-    ``classifier_free_guidance``. ``sway``: False for a uniform grid, True for F5's s = -1, or a
-    coefficient s (see ``sway_time_grid``). ``steps``, ``method`` and ``return_trajectory`` are
-    static. Returns x at t = 1, and with ``return_trajectory`` also the states at every grid
-    time, [steps + 1, B, ...] starting with x0. NFE: ``function_evaluations(method, steps)``.
+    ``classifier_free_guidance`` (``guidance_norm_cap``: its norm_cap). ``sway``: False for a
+    uniform grid, True for F5's s = -1, or a coefficient s (see ``sway_time_grid``). ``steps``,
+    ``method`` and ``return_trajectory`` are static. Returns x at t = 1, and with
+    ``return_trajectory`` also the states at every grid time, [steps + 1, B, ...] starting with x0.
+    NFE: ``function_evaluations(method, steps)``.
     """
     _check_method(method)
     _check_steps(steps)
@@ -159,7 +169,8 @@ def sample_ode(
     work_dtype = jnp.promote_types(x0.dtype, jnp.float32)
     grid = sway_time_grid(steps, sway, dtype=work_dtype)
 
-    field = vector_field if uncond is None else classifier_free_guidance(vector_field, uncond, guidance_scale)
+    field = (vector_field if uncond is None else
+             classifier_free_guidance(vector_field, uncond, guidance_scale, norm_cap=guidance_norm_cap))
     batch = x0.shape[0]
 
     def time_field(x, t):

@@ -107,6 +107,20 @@ def test_batched_guidance_equals_two_passes_in_one_call():
     np.testing.assert_allclose(got, pred + w * (pred - pred_uncond), rtol=1e-6, atol=1e-6)
 
 
+def test_norm_cap_scales_only_samples_whose_guided_field_outgrows_the_conditional_one():
+    cond = _cond()
+    uncond = {"gain": jnp.full((3,), 0.3), "bias": jnp.zeros((3, 5))}
+    x, t = jax.random.normal(jax.random.key(1), (3, 5)), jnp.array([0.1, 0.5, 0.9])
+    plain = np.asarray(classifier_free_guidance(nonlinear_cond_field, uncond, 2.0)(x, t, cond))
+    capped = np.asarray(classifier_free_guidance(nonlinear_cond_field, uncond, 2.0, norm_cap=True)(x, t, cond))
+    limit = np.linalg.norm(np.asarray(nonlinear_cond_field(x, t, cond)), axis=1)
+    norms = np.linalg.norm(plain, axis=1)
+    for row in range(3):  # UniVoice: pred * min(1, ||pred_cond|| / ||pred||), per sample
+        np.testing.assert_allclose(capped[row], plain[row] * min(1.0, limit[row] / norms[row]), rtol=1e-5)
+    assert np.any(norms > limit)  # the cap acts on at least one row here
+    np.testing.assert_allclose(np.linalg.norm(capped, axis=1), np.minimum(norms, limit), rtol=1e-5)
+
+
 def test_guidance_needs_both_arguments_and_matching_structure():
     cond = _cond()
     with pytest.raises(ValueError, match="both uncond and guidance_scale"):

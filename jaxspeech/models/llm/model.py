@@ -77,6 +77,12 @@ class Llama(nnx.Module):
             new_cache.append(layer_cache)
         return self.norm(x), None if cache is None else tuple(new_cache)
 
+    def output_embeddings(self) -> jax.Array:
+        """[V, D]: the rows the logits are dot products with (the token table when tied)."""
+        if self.lm_head is not None:
+            return self.lm_head.kernel[...].T
+        return self.embed_tokens.embedding[...]
+
     def logits(self, hidden: jax.Array) -> jax.Array:
         """hidden [..., D] -> float32 logits [..., V]. Tied: one dot_general contracting the table's
         minor axis (``hidden @ table.T`` can make XLA:CPU copy the whole table every decoding step)."""

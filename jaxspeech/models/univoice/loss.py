@@ -1,0 +1,104 @@
+"""UniVoice's training loss over a batch mixing ASR and TTS rows, from one forward pass.
+
+TTS rows: rectified flow (``x_t = (1 - t) noise + t mel``, t ~ U(t_min, 1)) with one contiguous
+infill span of 70-100% of the frames per row (F5-TTS): the condition is the mel with the span
+zeroed, the loss is the velocity MSE on the span only. Classifier-free guidance dropout per row:
+the audio condition alone (``audio_drop``) or the audio condition and the text (``text_drop``).
+ASR rows: cross-entropy (or EMO) on the transcript tokens. Total: flow MSE + lm_weight x LM loss
+(UniVoice: 0.005).
+
+Batch keys: ``tokens`` [B, L] int and ``token_mask`` [B, L] (ASR: task prompt then transcript then
+eos; TTS: the utterance's text), ``target_mask`` [B, L] (the tokens an ASR row is trained to
+predict: transcript and eos), ``mel`` [B, T, n_mels] and ``mel_mask`` [B, T] (an ASR row's audio
+features, a TTS row's target frames), ``tts`` [B] bool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxspeech.losses.emo import emo_loss, token_cross_entropy
+from jaxspeech.losses.flow_matching import flow_matching_error, path_sample
+from jaxspeech.models.univoice.model import Rows, apply
+
+Batch = Mapping[str, jax.Array]
+LM_LOSSES = ("ce", "emo")
+
+
+def infill_spans(key: jax.Array, lengths: jax.Array, capacity: int,
+                 fraction: tuple[float, float] = (0.7, 1.0)) -> jax.Array:
+    """[B, capacity] bool: per row one contiguous span of round(f x length) frames, f ~ U(fraction),
+    starting uniformly where it fits inside the row's ``lengths`` [B] frames."""
+    low, high = fraction
+    if not 0.0 < low <= high <= 1.0:
+        raise ValueError(f"infill fraction must satisfy 0 < low <= high <= 1, got {fraction}")
+    k_size, k_start = jax.random.split(key)
+    size = jnp.round(jax.random.uniform(k_size, lengths.shape, minval=low, maxval=high) * lengths).astype(jnp.int32)
+    start = jnp.floor(jax.random.uniform(k_start, lengths.shape) * (lengths - size + 1)).astype(jnp.int32)
+    frames = jnp.arange(capacity)[None, :]
+    return (frames >= start[:, None]) & (frames < (start + size)[:, None])
+
+
+def make_loss_fn(
+    graphdef: nnx.GraphDef,
+    *,
+    lm_weight: float = 0.005,
+    lm_loss: str = "ce",
+    infill_fraction: tuple[float, float] = (0.7, 1.0),
+    audio_drop: float = 0.3,
+    text_drop: float = 0.2,
+    t_min: float = 1e-3,
+    train: bool = True,
+) -> Callable[[nnx.State, Batch, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]:
+    """loss_fn(params, batch, key) -> (loss, metrics); see the module docstring.
+
+    train=False: no dropout and no CFG dropout (the key still draws spans, times and noise, so an
+    evaluation with a fixed key is comparable between checkpoints). Metrics: loss, flow_mse, lm_loss,
+    token_accuracy (ASR targets predicted by argmax), tts_rows, asr_rows.
+    """
+    if lm_loss not in LM_LOSSES:
+        raise ValueError(f"lm_loss must be one of {LM_LOSSES}, got {lm_loss!r}")
+    if not (0.0 <= audio_drop and 0.0 <= text_drop and audio_drop + text_drop <= 1.0):
+        raise ValueError(f"need audio_drop, text_drop >= 0 with a sum <= 1, got {audio_drop}, {text_drop}")
+
+    def loss_fn(params: nnx.State, batch: Batch, key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        tokens, mel, mel_mask, tts = batch["tokens"], batch["mel"], batch["mel_mask"], batch["tts"]
+        k_span, k_drop, k_path, k_dropout = jax.random.split(key, 4)
+        mel_lengths = jnp.sum(mel_mask, axis=1, dtype=jnp.int32)
+        text_lengths = jnp.sum(batch["token_mask"], axis=1, dtype=jnp.int32)
+        span = infill_spans(k_span, mel_lengths, mel.shape[1], infill_fraction) & tts[:, None]
+        drop = jax.random.uniform(k_drop, tts.shape)
+        drop_text = tts & (drop < text_drop) if train else jnp.zeros_like(tts)
+        drop_audio = tts & (drop < text_drop + audio_drop) if train else jnp.zeros_like(tts)
+        cond = jnp.where(span[..., None] | ~mel_mask[..., None] | drop_audio[:, None, None], 0.0, mel)
+        x_t, t, target = path_sample(mel, k_path, sigma_min=0.0, t_min=t_min)
+        rows = Rows(text=tokens, text_lengths=jnp.where(drop_text, 0, text_lengths), features=mel,
+                    feature_lengths=jnp.where(tts, 0, mel_lengths), x_t=x_t, cond=cond,
+                    frame_lengths=jnp.where(tts, mel_lengths, 0), t=t)  # fmt: skip
+        out = apply(graphdef, params, rows, key=k_dropout if train else None)
+        flow_mse = flow_matching_error(out.velocity, target, span)
+        # Text position i predicts token i + 1; only ASR rows' targets count.
+        logits, targets = out.text_logits[:, :-1], tokens[:, 1:]
+        target_mask = batch["target_mask"][:, 1:] & batch["token_mask"][:, 1:] & ~tts[:, None]
+        if lm_loss == "emo":
+            table = jax.lax.stop_gradient(nnx.merge(graphdef, params).llm.output_embeddings())
+            lm, _ = emo_loss(logits, targets, target_mask, table)
+        else:
+            count = jnp.maximum(jnp.sum(target_mask), 1)
+            lm = jnp.sum(jnp.where(target_mask, token_cross_entropy(logits, targets), 0.0)) / count
+        correct = (jnp.argmax(logits, axis=-1) == targets) & target_mask
+        loss = flow_mse + lm_weight * lm
+        return loss, {
+            "loss": loss,
+            "flow_mse": flow_mse,
+            "lm_loss": lm,
+            "token_accuracy": jnp.sum(correct) / jnp.maximum(jnp.sum(target_mask), 1),
+            "tts_rows": jnp.sum(tts).astype(jnp.int32),
+            "asr_rows": jnp.sum(~tts & jnp.any(batch["token_mask"], axis=1)).astype(jnp.int32),
+        }
+
+    return loss_fn

@@ -1,0 +1,83 @@
+"""UniVoice's loss: infill spans, both tasks' terms from one forward pass, batches with one task only, and a
+few optimizer steps on a fixed mixed batch lowering both terms."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxspeech.models import llm
+from jaxspeech.models.univoice.config import UniVoiceConfig
+from jaxspeech.models.univoice.loss import infill_spans, make_loss_fn
+from jaxspeech.models.univoice.model import init
+
+F, T, L = 16, 24, 9
+CONFIG = UniVoiceConfig(llm=llm.llm_config("tiny", vocab_size=30, num_layers=2), n_mels=F, encoder_dim=32,
+                        encoder_layers=1, encoder_heads=2, encoder_conv_kernel=5, encoder_subsampling_channels=4)
+
+
+def test_infill_spans_are_one_contiguous_run_of_the_drawn_fraction_inside_the_row():
+    lengths = jnp.array([24, 10, 17, 1] * 50)
+    spans = np.asarray(infill_spans(jax.random.key(0), lengths, T, (0.7, 1.0)))
+    for span, length in zip(spans, np.asarray(lengths), strict=True):
+        where = np.flatnonzero(span)
+        assert where.size and np.all(np.diff(where) == 1) and where[-1] < length  # one run, inside the row
+        assert round(0.7 * length) <= where.size <= length
+    assert len({tuple(np.flatnonzero(s)) for s in spans[::4]}) > 10  # sizes and starts vary
+    with pytest.raises(ValueError, match="infill fraction"):
+        infill_spans(jax.random.key(0), lengths, T, (0.0, 1.0))
+
+
+def _batch(tts):
+    rng = np.random.default_rng(0)
+    batch = len(tts)
+    tokens = rng.integers(3, 30, (batch, L))
+    tokens[:, 0] = 1  # a task token
+    token_mask = np.arange(L)[None] < rng.integers(5, L + 1, (batch, 1))
+    mel_mask = np.arange(T)[None] < rng.integers(12, T + 1, (batch, 1))
+    return dict(tokens=jnp.asarray(tokens), token_mask=jnp.asarray(token_mask),
+                target_mask=jnp.asarray(token_mask & (np.arange(L)[None] >= 1)),
+                mel=jnp.asarray(rng.normal(size=(batch, T, F)), jnp.float32), mel_mask=jnp.asarray(mel_mask),
+                tts=jnp.asarray(tts))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def model():
+    return init(CONFIG, jax.random.key(0))
+
+
+def test_each_term_comes_from_its_own_rows(model):
+    graphdef, params = model
+    loss_fn = jax.jit(make_loss_fn(graphdef, lm_weight=0.5))
+    asr_only = loss_fn(params, _batch([False, False]), jax.random.key(1))[1]
+    tts_only = loss_fn(params, _batch([True, True]), jax.random.key(1))[1]
+    assert asr_only["flow_mse"] == 0 and asr_only["lm_loss"] > 2.0 and asr_only["tts_rows"] == 0
+    assert tts_only["lm_loss"] == 0 and tts_only["flow_mse"] > 0.5 and tts_only["asr_rows"] == 0
+    mixed = loss_fn(params, _batch([False, True]), jax.random.key(1))[1]
+    np.testing.assert_allclose(mixed["loss"], mixed["flow_mse"] + 0.5 * mixed["lm_loss"], rtol=1e-6)
+    assert (mixed["asr_rows"], mixed["tts_rows"]) == (1, 1)
+
+
+@pytest.mark.parametrize("lm_loss", ["ce", "emo"])
+def test_a_few_steps_on_a_fixed_mixed_batch_lower_both_terms(model, lm_loss):
+    graphdef, params = model
+    batch = _batch([False, True, False, True])
+    loss_fn = make_loss_fn(graphdef, lm_weight=1.0, lm_loss=lm_loss, audio_drop=0.0, text_drop=0.0)
+    optimizer = optax.adam(3e-3)
+    key = jax.random.key(2)  # one key: the same spans, times and noise every step
+
+    @jax.jit
+    def step(params, opt_state):
+        (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, key)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, metrics
+
+    opt_state = optimizer.init(params)
+    first = None
+    for _ in range(40):
+        params, opt_state, metrics = step(params, opt_state)
+        first = first or {k: float(v) for k, v in metrics.items()}
+    assert float(metrics["flow_mse"]) < 0.7 * first["flow_mse"]
+    assert float(metrics["lm_loss"]) < 0.5 * first["lm_loss"]
+    assert float(metrics["token_accuracy"]) > first["token_accuracy"]
