@@ -1,11 +1,13 @@
 """UniVoice: one decoder-only LLM for autoregressive ASR and flow-matching TTS (dual attention mask, speech
 infilling). config (architecture), layout (row segments and the dual mask), model (the forward pass over a
-batch mixing both tasks), loss (flow matching on infill spans + LM loss, CFG dropout)."""
+batch mixing both tasks), loss (flow matching on infill spans + LM loss, CFG dropout),
+sampling (infilling TTS with guided sway Euler, cached ASR decoding)."""
 
 from jaxspeech.models.univoice.config import UniVoiceConfig
 from jaxspeech.models.univoice.layout import RowLayout, assemble, row_layout
 from jaxspeech.models.univoice.loss import infill_spans, make_loss_fn
 from jaxspeech.models.univoice.model import Outputs, Rows, UniVoice, apply, init, speech_length
+from jaxspeech.models.univoice.sampling import frames_for_text, infill, transcribe
 
-__all__ = ["Outputs", "RowLayout", "Rows", "UniVoice", "UniVoiceConfig", "apply", "assemble", "infill_spans", "init",
-           "make_loss_fn", "row_layout", "speech_length"]
+__all__ = ["Outputs", "RowLayout", "Rows", "UniVoice", "UniVoiceConfig", "apply", "assemble", "frames_for_text",
+           "infill", "infill_spans", "init", "make_loss_fn", "row_layout", "speech_length", "transcribe"]
