@@ -15,6 +15,7 @@ Batch layout (``B`` rows of this process, ``T``/``L`` fixed per bucket)::
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 
 import grain
@@ -86,6 +87,19 @@ class SpeechDataset:
         self.records = [self.records[i] for i in kept]
         self.labels = [self.labels[i] for i in kept]
         self.lengths = self.lengths[kept]
+
+    def mel_statistics(self) -> tuple[float, float]:
+        """Mean and standard deviation of every log-mel value of the dataset (Matcha's data statistics)."""
+        total, total_sq, count = 0.0, 0.0, 0
+        for i in range(len(self)):
+            mel = self.features(i)
+            if mel is not None:
+                total, total_sq = total + float(mel.sum()), total_sq + float(np.square(mel).sum())
+                count += mel.size
+        if not count:
+            raise ValueError(f"no audio could be decoded ({self.skips.summary()})")
+        mean = total / count
+        return mean, math.sqrt(max(total_sq / count - mean * mean, 1e-12))
 
     def features(self, index: int) -> np.ndarray | None:
         """Log-mel ``[T,F]`` of example ``index``, or None (counted) if its audio cannot be decoded."""

@@ -20,6 +20,8 @@ class UniVoiceConfig:
       encoder_subsampling_channels: its sizes; encoder_dropout inside its blocks.
     pool: the adapter's average-pooling stride over encoder frames (UniVoice: Whisper's 1500 -> 250).
     time_sinusoid_dim: sinusoid width of the flow-time embedding (t scaled by 1000 inside).
+    mel_mean, mel_std: the training data's log-mel statistics; the flow runs on normalised frames
+      (``normalise``), the ASR encoder reads raw log-mels (its input LayerNorm normalises per frame).
     """
 
     llm: LlmConfig
@@ -34,6 +36,8 @@ class UniVoiceConfig:
     encoder_dropout: float = 0.0
     pool: int = 2
     time_sinusoid_dim: int = 256
+    mel_mean: float = 0.0
+    mel_std: float = 1.0
 
     def __post_init__(self):
         if self.audio_encoder not in AUDIO_ENCODERS:
@@ -42,3 +46,13 @@ class UniVoiceConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"UniVoiceConfig.{name} must be a positive int, got {value!r}")
+        if not self.mel_std > 0:
+            raise ValueError(f"mel_std must be > 0, got {self.mel_std}")
+
+    def normalise(self, mel):
+        """Log-mel -> the flow's frames: (mel - mel_mean) / mel_std."""
+        return (mel - self.mel_mean) / self.mel_std
+
+    def denormalise(self, frames):
+        """The flow's frames -> log-mel."""
+        return frames * self.mel_std + self.mel_mean

@@ -1,6 +1,6 @@
 """UniVoice's training loss over a batch mixing ASR and TTS rows, from one forward pass.
 
-TTS rows: rectified flow (``x_t = (1 - t) noise + t mel``, t ~ U(t_min, 1)) with one contiguous
+TTS rows: rectified flow (``x_t = (1 - t) noise + t x1``, x1 the normalised mel, t ~ U(t_min, 1)) with one contiguous
 infill span of 70-100% of the frames per row (F5-TTS): the condition is the mel with the span
 zeroed, the loss is the velocity MSE on the span only. Classifier-free guidance dropout per row:
 the audio condition alone (``audio_drop``) or the audio condition and the text (``text_drop``).
@@ -74,8 +74,9 @@ def make_loss_fn(
         drop = jax.random.uniform(k_drop, tts.shape)
         drop_text = tts & (drop < text_drop) if train else jnp.zeros_like(tts)
         drop_audio = tts & (drop < text_drop + audio_drop) if train else jnp.zeros_like(tts)
-        cond = jnp.where(span[..., None] | ~mel_mask[..., None] | drop_audio[:, None, None], 0.0, mel)
-        x_t, t, target = path_sample(mel, k_path, sigma_min=0.0, t_min=t_min)
+        frames = nnx.merge(graphdef, params).config.normalise(mel)
+        cond = jnp.where(span[..., None] | ~mel_mask[..., None] | drop_audio[:, None, None], 0.0, frames)
+        x_t, t, target = path_sample(frames, k_path, sigma_min=0.0, t_min=t_min)
         rows = Rows(text=tokens, text_lengths=jnp.where(drop_text, 0, text_lengths), features=mel,
                     feature_lengths=jnp.where(tts, 0, mel_lengths), x_t=x_t, cond=cond,
                     frame_lengths=jnp.where(tts, mel_lengths, 0), t=t)  # fmt: skip

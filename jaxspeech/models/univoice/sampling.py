@@ -57,6 +57,8 @@ def infill(
     0 runs no unconditional pass.
     """
     batch, capacity, _ = prompt.shape
+    config = nnx.merge(graphdef, params).config
+    prompt = config.normalise(prompt)
     frames = jnp.arange(capacity)[None, :]
     known = frames < prompt_lengths[:, None]
     valid = frames < frame_lengths[:, None]
@@ -74,7 +76,7 @@ def infill(
     guided = dict(uncond=uncond, guidance_scale=guidance_scale, guidance_norm_cap=True) if guidance_scale else {}
     generated = sample_ode(velocity, key, (batch, capacity, prompt.shape[2]), cond=cond, steps=steps, method="euler",
                            sway=sway, **guided)  # fmt: skip
-    mel = jnp.where(known[..., None], prompt, generated)
+    mel = config.denormalise(jnp.where(known[..., None], prompt, generated))
     return jnp.where(valid[..., None], mel, 0.0)
 
 

@@ -25,7 +25,7 @@ from jaxspeech.train.config import read_saved_config
 
 CAPABILITIES = ("train", "evaluate", "transcribe", "synthesize")
 ENTRY_POINT_GROUP = "jaxspeech.recipes"
-_BUILTIN_MODULES = ("ctc_asr", "tts_fm", "vocoder", "whisper_asr")
+_BUILTIN_MODULES = ("ctc_asr", "tts_fm", "univoice", "vocoder", "whisper_asr")
 AddArguments = Callable[[argparse.ArgumentParser | argparse._ArgumentGroup], None]
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
 
@@ -77,19 +76,6 @@ def phoneme_labeler(tokenizer: Tokenizer):
     return lambda record: tokenizer.encode(phrased_record(record).text)
 
 
-def _mel_statistics(dataset: SpeechDataset) -> tuple[float, float]:
-    """Mean and standard deviation of every log-mel value of ``dataset`` (Matcha's data statistics)."""
-    total, total_sq, count = 0.0, 0.0, 0
-    for i in range(len(dataset)):
-        mel = dataset.features(i)
-        if mel is not None:
-            total, total_sq, count = total + float(mel.sum()), total_sq + float(np.square(mel).sum()), count + mel.size
-    if not count:
-        raise ValueError(f"no training audio could be decoded ({dataset.skips.summary()})")
-    mean = total / count
-    return mean, math.sqrt(max(total_sq / count - mean * mean, 1e-12))
-
-
 def batch_collate(config, speakers: Sequence[str]) -> TTSCollate:
     """The batch builder of a run: speakers, boundaries and contours as the model's batch contract."""
     return TTSCollate({name: i for i, name in enumerate(speakers)}, max_boundaries=config.data.max_boundaries,
@@ -124,7 +110,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     m = config.model
     m.vocab_size, m.num_speakers, m.break_token = tokenizer.vocab_size, len(speakers), tokenizer.symbols.index(BREAK)
     if teacher is None:  # a student keeps its teacher's statistics
-        m.mel_mean, m.mel_std = _mel_statistics(dataset)
+        m.mel_mean, m.mel_std = dataset.mel_statistics()
     save_config(config, workdir)
 
     mesh = mesh_from_config(config)

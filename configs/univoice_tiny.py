@@ -1,0 +1,108 @@
+"""Tiny UniVoice on the embedded eSpeak corpus (2 CPU cores): one decoder-only LLM that transcribes (speech
+embeddings from a small Conformer, pooled, prefix the text) and speaks (flow matching on mel frames inside the
+LLM under the dual attention mask, infilling for zero-shot voice cloning). Every utterance is trained as an ASR
+row and as a TTS row, in mixed batches.
+
+    jaxspeech train --config configs/univoice_tiny.py --workdir runs/univoice_tiny
+    jaxspeech evaluate --workdir runs/univoice_tiny --split test-unseen --asr-workdir runs/asr_ctc_tiny --json
+    jaxspeech transcribe --workdir runs/univoice_tiny clip.wav
+    jaxspeech synthesize --workdir runs/univoice_tiny --prompt-audio P.wav --prompt-text "..." --text "..." --out o.wav
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.recipe = "univoice"
+    c.seed = 0
+
+    c.data = ml_collections.ConfigDict()
+    c.data.dir = "data/espeak"  # built by `jaxspeech corpus build` if absent
+    c.data.train_split = "train"
+    c.data.eval_split = "valid"
+    c.data.preset = "tts_22k"  # the ASR encoder's features and the TTS frames
+    c.data.max_frames = 4096  # mel frames per batch, padding included (ASR and TTS rows together)
+    c.data.num_buckets = 3
+    c.data.max_seconds = 20.0
+    c.data.cache_features = True
+    c.data.num_threads = 2
+    c.data.row_multiple = 1  # rows of every batch are a multiple of this (the mesh's batch devices)
+
+    c.model = ml_collections.ConfigDict()
+    c.model.llm = ml_collections.ConfigDict()
+    c.model.llm.vocab_size = 0  # set from the vocabulary built on the training split
+    c.model.llm.hidden_size = 128
+    c.model.llm.intermediate_size = 344
+    c.model.llm.num_layers = 4
+    c.model.llm.num_heads = 4
+    c.model.llm.num_kv_heads = 2
+    c.model.llm.rope_theta = 10000.0
+    c.model.llm.rms_norm_eps = 1e-5
+    c.model.llm.tie_embeddings = True
+    c.model.llm.max_position_embeddings = 2048
+    c.model.llm.attention_impl = "auto"
+    c.model.llm.dropout = 0.0
+    c.model.n_mels = 80
+    c.model.audio_encoder = "conformer"
+    c.model.encoder_dim = 96
+    c.model.encoder_layers = 2
+    c.model.encoder_heads = 4
+    c.model.encoder_ff_mult = 4
+    c.model.encoder_conv_kernel = 15
+    c.model.encoder_subsampling_channels = 16
+    c.model.encoder_dropout = 0.05
+    c.model.pool = 2  # speech embeddings at 86 / 4 / 2 = 10.8 per second
+    c.model.time_sinusoid_dim = 256
+    c.model.mel_mean = 0.0  # measured on the training split: the flow runs on normalised log-mels
+    c.model.mel_std = 1.0
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.lm_weight = 0.005  # UniVoice's weight of the LM loss beside the flow-matching MSE
+    c.loss.lm_loss = "ce"  # or "emo"
+    c.loss.infill_fraction = (0.7, 1.0)
+    c.loss.audio_drop = 0.3  # CFG dropout of the audio condition alone
+    c.loss.text_drop = 0.2  # ... of the audio condition and the text
+    c.loss.t_min = 1e-3
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.lr = 1e-3  # UniVoice's
+    c.optim.warmup_steps = 200
+    c.optim.weight_decay = 1e-2
+    c.optim.clip_norm = 1.0
+    c.optim.b1 = 0.9
+    c.optim.b2 = 0.99
+
+    c.train = ml_collections.ConfigDict()
+    c.train.steps = 4000
+    c.train.accum_steps = 1
+    c.train.compute_dtype = "float32"
+    c.train.log_every = 25
+    c.train.eval_every = 500
+    c.train.eval_batches = 2
+    c.train.eval_asr_utterances = 24
+    c.train.checkpoint_every = 250
+    c.train.keep_checkpoints = 3
+    c.train.max_nonfinite_streak = 20
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1
+    c.mesh.fsdp = 1
+    c.mesh.rules = (("llm/layers/.*/kernel", ("fsdp",)),)  # regex over param paths -> leading-dim spec
+
+    c.decode = ml_collections.ConfigDict()
+    c.decode.beam_size = 0  # 0 = greedy
+    c.decode.max_new_tokens = 160
+
+    c.synth = ml_collections.ConfigDict()
+    c.synth.steps = 32  # UniVoice: Euler, 32 steps, sway -1, CFG 2 with the norm cap
+    c.synth.guidance = 2.0
+    c.synth.sway = -1.0
+    c.synth.frames_per_char = 0.0  # measured on the training split (the speaking rate without a prompt)
+    c.synth.max_frames = 1600  # prompt + generated frames of one row (18.6 s)
+    c.synth.griffin_lim_iterations = 32
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.asr_workdir = "runs/asr_ctc_tiny"  # the recognizer that scores synthesized speech
+    c.eval.batch_size = 16
+    return c

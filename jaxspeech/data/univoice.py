@@ -1,0 +1,87 @@
+"""UniVoice rows: every utterance as an ASR row and as a TTS row, in batches that mix both tasks.
+
+The vocabulary is characters plus three task symbols: ``<eos>`` ends a transcript, ``<asr>`` and
+``<tts>`` open a row. An ASR row's tokens are ``<asr>`` + the transcript (``normalize_for_asr``:
+lower case over ``[a-z' ]``) + ``<eos>``, with the transcript and ``<eos>`` as targets; a TTS row's
+tokens are ``<tts>`` + the text as spoken (lower case, numbers spelled out, the punctuation that
+shapes prosody kept: ``,.?!``) and its mel is the target.
+
+Batch layout: ``pipeline.collate``'s (``mel``, ``mel_mask``, ``tokens``, ``token_mask``, ``index``)
+plus ``tts`` [B] bool and ``target_mask`` [B, L] bool (see ``models.univoice.loss``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from jaxspeech.data.pipeline import SpeechDataset, collate
+from jaxspeech.text import Tokenizer, normalize_for_asr
+from jaxspeech.text.tokenizer import BLANK
+
+EOS, ASR, TTS = "<eos>", "<asr>", "<tts>"
+TASK_SYMBOLS = (EOS, ASR, TTS)
+TASKS = ("asr", "tts")
+_SPOKEN_PUNCTUATION = re.compile(r"\s*([,.?!])\s*")
+
+
+def spoken_text(text: str) -> str:
+    """The text a TTS row reads: ``normalize_for_asr``'s words with , . ? ! kept where they were.
+
+    >>> spoken_text("Did you see 42 red boats?")
+    'did you see forty two red boats?'
+    """
+    pieces = _SPOKEN_PUNCTUATION.split(text.replace("-", " "))
+    out = ""
+    for i, piece in enumerate(pieces):
+        if i % 2:  # a punctuation mark
+            out = out.rstrip() + piece + " "
+        elif words := normalize_for_asr(piece):
+            out += words + " "
+    return out.strip()
+
+
+def univoice_tokenizer(texts: Iterable[str]) -> Tokenizer:
+    """Characters of the transcripts and spoken texts of ``texts``, after the blank and the task symbols."""
+    texts = list(texts)
+    chars = sorted({c for t in texts for c in normalize_for_asr(t) + spoken_text(t)})
+    return Tokenizer("chars", (BLANK, *TASK_SYMBOLS, *chars))
+
+
+def symbol_id(tokenizer: Tokenizer, symbol: str) -> int:
+    """The id of a task symbol (ValueError if the vocabulary lacks it: not a UniVoice vocabulary)."""
+    if symbol not in tokenizer.symbols:
+        raise ValueError(f"the vocabulary has no {symbol!r}: it is not a UniVoice vocabulary")
+    return tokenizer.symbols.index(symbol)
+
+
+def task_records(records: Sequence[dict], tasks: Sequence[str] = TASKS) -> list[dict]:
+    """Each record once per task (a copy with ``"task"`` set)."""
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown:
+        raise ValueError(f"unknown tasks {unknown}; known: {TASKS}")
+    return [{**record, "task": task} for record in records for task in tasks]
+
+
+def univoice_labeler(tokenizer: Tokenizer):
+    """A task record's tokens [L] (see the module docstring)."""
+    asr, tts, eos = (symbol_id(tokenizer, s) for s in (ASR, TTS, EOS))
+
+    def label(record: dict) -> np.ndarray:
+        if record["task"] == "asr":
+            return np.concatenate([[asr], tokenizer.encode(normalize_for_asr(record["text"])), [eos]]).astype(np.int32)
+        return np.concatenate([[tts], tokenizer.encode(spoken_text(record["text"]))]).astype(np.int32)
+
+    return label
+
+
+def univoice_collate(dataset: SpeechDataset, rows: np.ndarray, frames: int, label_len: int) -> dict[str, np.ndarray]:
+    """``collate`` plus the task of each row and its LM targets (an ASR row's tokens after ``<asr>``)."""
+    batch = collate(dataset, rows, frames, label_len)
+    tts = np.array([i >= 0 and dataset.records[int(i)]["task"] == "tts" for i in rows], bool)
+    after_prompt = np.arange(label_len)[None, :] >= 1
+    batch["tts"] = tts & (batch["index"] >= 0)
+    batch["target_mask"] = batch["token_mask"] & after_prompt & ~tts[:, None]
+    return batch

@@ -1,0 +1,236 @@
+"""UniVoice (``jaxspeech.models.univoice``): one model for ASR and TTS; train, evaluate, transcribe and
+synthesize (zero-shot, from a prompt clip and its text) from a workdir.
+
+A workdir holds ``config.json`` (resolved config, with the vocabulary size and the training data's
+frames per character), ``vocab.json``, ``checkpoints/``, ``metrics.jsonl`` + TensorBoard events
+(valid losses, valid ASR CER, a cloned valid sentence's mel), ``data_stats.json`` and
+``eval_<split>.json`` (+ ``eval_<split>/`` audio).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxspeech import audio
+from jaxspeech.data.bucketing import make_buckets
+from jaxspeech.data.manifest import SkipCounter
+from jaxspeech.data.pipeline import SpeechBatches, SpeechDataset
+from jaxspeech.data.readers import load_records
+from jaxspeech.data.tts import speaker_of
+from jaxspeech.data.univoice import spoken_text, task_records, univoice_collate, univoice_labeler, univoice_tokenizer
+from jaxspeech.eval import error_rates
+from jaxspeech.models import univoice
+from jaxspeech.models.llm.config import LlmConfig
+from jaxspeech.models.univoice.inference import UniVoiceSpeech
+from jaxspeech.text import Tokenizer
+from jaxspeech.train import recipes
+from jaxspeech.train.config import read_saved_config, save_config
+from jaxspeech.train.loop import train_in_workdir
+from jaxspeech.train.metrics import MetricWriter, plot_mel, write_data_stats
+from jaxspeech.train.run_setup import (
+    bucketed_batches,
+    initial_state,
+    mesh_from_config,
+    optimizer_from_config,
+    restore_state,
+    workdir_file,
+)
+from jaxspeech.train.step import compile_recipe_step
+
+log = logging.getLogger(__name__)
+_VOCAB = "vocab.json"
+_MODEL_FIELDS = ("n_mels", "audio_encoder", "encoder_dim", "encoder_layers", "encoder_heads", "encoder_ff_mult",
+                 "encoder_conv_kernel", "encoder_subsampling_channels", "encoder_dropout", "pool",
+                 "time_sinusoid_dim", "mel_mean", "mel_std")  # fmt: skip
+
+
+def model_config(model: ml_collections.ConfigDict) -> univoice.UniVoiceConfig:
+    """The UniVoiceConfig of a run config's ``model`` section."""
+    return univoice.UniVoiceConfig(llm=LlmConfig(**model.llm.to_dict()),
+                                   **{name: model[name] for name in _MODEL_FIELDS})  # fmt: skip
+
+
+def loss_options(config: ml_collections.ConfigDict) -> dict:
+    loss = config.loss
+    return dict(lm_weight=loss.lm_weight, lm_loss=loss.lm_loss, infill_fraction=tuple(loss.infill_fraction),
+                audio_drop=loss.audio_drop, text_drop=loss.text_drop, t_min=loss.t_min)  # fmt: skip
+
+
+def _dataset(records, config, tokenizer, skips=None) -> SpeechDataset:
+    d = config.data
+    return SpeechDataset(task_records(records), preset=d.preset, labeler=univoice_labeler(tokenizer), skips=skips,
+                         cache=d.cache_features, max_seconds=d.max_seconds)  # fmt: skip
+
+
+def _frames_per_char(dataset: SpeechDataset) -> float:
+    chars = sum(len(spoken_text(r["text"])) for r in dataset.records)
+    return float(dataset.lengths.sum()) / max(chars, 1)
+
+
+def speech_from(config: ml_collections.ConfigDict, tokenizer: Tokenizer, graphdef, params) -> UniVoiceSpeech:
+    s = config.synth
+    return UniVoiceSpeech(model_config(config.model), tokenizer, graphdef, params, preset=config.data.preset,
+                          max_new_tokens=config.decode.max_new_tokens, steps=s.steps, guidance=s.guidance,
+                          sway=s.sway, frames_per_char=s.frames_per_char, max_frames=s.max_frames)  # fmt: skip
+
+
+def _load_wave(record: dict, preset: audio.MelPreset) -> np.ndarray:
+    return audio.load_audio(record["audio"], sample_rate=preset.sample_rate)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Trains (or resumes) a UniVoice model in ``workdir``."""
+    os.makedirs(workdir, exist_ok=True)
+    skips = SkipCounter()
+    d = config.data
+    records = load_records(d.dir, split=d.train_split, skips=skips)
+    tokenizer = workdir_file(workdir, _VOCAB, lambda: univoice_tokenizer(r["text"] for r in records),
+                             load=Tokenizer.load, save=lambda t, p: t.save(p))  # fmt: skip
+    dataset = _dataset(records, config, tokenizer, skips)
+    config.model.llm.vocab_size = tokenizer.vocab_size
+    config.synth.frames_per_char = _frames_per_char(dataset)
+    config.model.mel_mean, config.model.mel_std = dataset.mel_statistics()
+    save_config(config, workdir)
+    mesh = mesh_from_config(config)
+    batches = bucketed_batches(config, dataset, collate=univoice_collate)
+    write_data_stats(workdir, {**batches.describe(), "vocab_size": tokenizer.vocab_size,
+                               "frames_per_char": config.synth.frames_per_char, "mel_mean": config.model.mel_mean,
+                               "mel_std": config.model.mel_std, "skips": dict(skips.counts)})  # fmt: skip
+
+    optimizer = optimizer_from_config(config)
+    graphdef, params = univoice.init(model_config(config.model), jax.random.key(config.seed))
+    loss_fn = univoice.make_loss_fn(graphdef, **loss_options(config))
+    step_fn, state = compile_recipe_step(loss_fn, optimizer, initial_state(config, params, optimizer), mesh, config)
+
+    valid_records = load_records(d.dir, split=d.eval_split)
+    valid = _dataset(valid_records, config, tokenizer)
+    valid_loader = SpeechBatches(valid, make_buckets(valid.lengths, max_frames=d.max_frames, num_buckets=1),
+                                 shuffle=False, num_threads=d.num_threads, collate=univoice_collate)  # fmt: skip
+    valid_batches = [next(valid_loader) for _ in range(min(config.train.eval_batches, valid_loader.batches_per_epoch))]
+    eval_loss = jax.jit(univoice.make_loss_fn(graphdef, **loss_options(config), train=False))
+    writer = MetricWriter(workdir)
+    preset = audio.get_preset(d.preset)
+    asr_records = valid_records[: config.train.eval_asr_utterances]
+    asr_waves = [_load_wave(r, preset) for r in asr_records]
+    prompt = valid_records[0]
+    target = next(r for r in valid_records[1:] if speaker_of(r) == speaker_of(prompt))
+
+    def evaluate_valid(state) -> dict[str, float]:
+        key = jax.random.key(config.seed)
+        metrics = [jax.device_get(eval_loss(state.params, batch, key)[1]) for batch in valid_batches]
+        result = {name: float(np.mean([m[name] for m in metrics]))
+                  for name in ("flow_mse", "lm_loss", "token_accuracy")}  # fmt: skip
+        speech = speech_from(config, tokenizer, graphdef, state.params)
+        hyps = speech.transcribe(asr_waves)
+        result["asr_cer"] = error_rates([r["text"] for r in asr_records], hyps)["cer"]
+        [mel] = speech.synthesize([target["text"]], key=key, prompt_audio=_load_wave(prompt, preset),
+                                  prompt_text=prompt["text"])  # fmt: skip
+        writer.image(int(state.step), "valid/cloned_mel", plot_mel(mel, title=target["text"]))
+        return result
+
+    train_in_workdir(config, workdir, state=state, step_fn=step_fn, batches=batches, mesh=mesh, writer=writer,
+                     eval_fn=evaluate_valid, skips=skips)
+
+
+def load_speech(workdir: str) -> tuple[UniVoiceSpeech, ml_collections.ConfigDict, int]:
+    """(speech, config, step) of the latest readable checkpoint of ``workdir``."""
+    config = read_saved_config(workdir)
+    graphdef, params = univoice.init(model_config(config.model), jax.random.key(0))
+    state = restore_state(workdir, config, params, optimizer_from_config(config))
+    tokenizer = Tokenizer.load(os.path.join(workdir, _VOCAB))
+    return speech_from(config, tokenizer, graphdef, state.params), config, int(state.step)
+
+
+def transcribe(workdir: str, files: list[str], *, beam_size: int | None = None) -> list[str]:
+    """One transcript per file, in order (files at any sample rate are resampled)."""
+    speech, config, _ = load_speech(workdir)
+    beam = config.decode.beam_size if beam_size is None else beam_size
+    waves = [audio.load_audio(path, sample_rate=speech.preset.sample_rate) for path in files]
+    return speech.transcribe(waves, beam_size=beam or None)
+
+
+def _vocode(mel: np.ndarray, config: ml_collections.ConfigDict) -> np.ndarray:
+    waveform = audio.log_mel_to_audio(mel[None], config.data.preset, n_iter=config.synth.griffin_lim_iterations)
+    return np.asarray(waveform[0])
+
+
+def synthesize(workdir: str, texts: list[str], *, prompt_audio: str | None = None, prompt_text: str | None = None,
+               seed: int | None = None) -> tuple[list[np.ndarray], int]:
+    """(waveforms, sample rate) of ``texts`` in the voice of the ``prompt_audio`` file (with its
+    transcript ``prompt_text``), Griffin-Lim on the model's mel."""
+    speech, config, _ = load_speech(workdir)
+    prompt = None if prompt_audio is None else audio.load_audio(prompt_audio, sample_rate=speech.preset.sample_rate)
+    mels = speech.synthesize(texts, key=jax.random.key(seed or 0), prompt_audio=prompt, prompt_text=prompt_text)
+    return [_vocode(mel, config) for mel in mels], speech.preset.sample_rate
+
+
+def evaluate(workdir: str, *, split: str, asr_workdir: str | None = None, limit: int | None = None) -> dict:
+    """ASR CER of ``split``, and TTS: every utterance of ``split`` cloned from another utterance of its
+    speaker (prompt audio and text), scored by the recognizer of ``asr_workdir`` (default
+    ``config.eval.asr_workdir``). Written to ``eval_<split>.json``, audio to ``eval_<split>/``."""
+    speech, config, step = load_speech(workdir)
+    preset = speech.preset
+    records = load_records(config.data.dir, split=split)[: limit or None]
+    waves = [_load_wave(r, preset) for r in records]
+    started = time.time()
+    hyps = [h for b in range(0, len(waves), config.eval.batch_size)
+            for h in speech.transcribe(waves[b:b + config.eval.batch_size])]  # fmt: skip
+    asr = error_rates([r["text"] for r in records], hyps)
+    result = {"split": split, "step": step, "utterances": len(records), "asr_cer": asr["cer"], "asr_wer": asr["wer"],
+              "asr_seconds": time.time() - started}
+    out_dir = os.path.join(workdir, f"eval_{split}")
+    os.makedirs(out_dir, exist_ok=True)
+    by_speaker: dict[str, list[int]] = {}
+    for i, record in enumerate(records):
+        by_speaker.setdefault(speaker_of(record), []).append(i)
+    files, texts = [], []
+    key = jax.random.key(config.seed)
+    for i, record in enumerate(records):
+        same = by_speaker[speaker_of(record)]
+        prompt = same[(same.index(i) + 1) % len(same)]
+        if prompt == i:
+            continue  # a speaker with one utterance has no other clip to prompt with
+        [mel] = speech.synthesize([record["text"]], key=jax.random.fold_in(key, i), prompt_audio=waves[prompt],
+                                  prompt_text=records[prompt]["text"])  # fmt: skip
+        path = os.path.join(out_dir, f"{record['id']}.wav")
+        audio.save_audio(path, _vocode(mel, config), preset.sample_rate)
+        files.append(path)
+        texts.append(record["text"])
+    result["tts_utterances"] = len(files)
+    asr_workdir = asr_workdir or config.eval.asr_workdir
+    if files and asr_workdir and os.path.isfile(os.path.join(asr_workdir, "config.json")):
+        recognizer = recipes.for_workdir(asr_workdir).require("transcribe")
+        result["tts_asr_cer"] = error_rates(texts, recognizer(asr_workdir, files, beam_size=0))["cer"]
+        result["asr_workdir"] = asr_workdir
+    else:
+        log.warning("no recognizer at %r: tts_asr_cer not measured", asr_workdir)
+    with open(os.path.join(workdir, f"eval_{split}.json"), "w") as f:
+        json.dump(result, f, indent=2, sort_keys=True)
+    return result
+
+
+def _beam_size(parser) -> None:
+    parser.add_argument("--beam-size", type=int, default=None, help="0 = greedy (default: the config's)")
+
+
+def _evaluate_options(parser) -> None:
+    parser.add_argument("--asr-workdir", default=None, help="recognizer for the TTS CER (default: the config's)")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate the first N utterances only")
+
+
+def _synthesize_options(parser) -> None:
+    parser.add_argument("--prompt-audio", default=None, help="a clip of the voice to clone (any sample rate)")
+    parser.add_argument("--prompt-text", default=None, help="what the prompt clip says")
+    parser.add_argument("--seed", type=int, default=None, help="noise seed (default: 0)")
+
+
+RECIPE = recipes.register(recipes.Recipe(
+    "univoice", train, evaluate=evaluate, transcribe=transcribe, synthesize=synthesize,
+    options={"evaluate": _evaluate_options, "transcribe": _beam_size, "synthesize": _synthesize_options}))
