@@ -85,6 +85,16 @@ def _load_wave(record: dict, preset: audio.MelPreset) -> np.ndarray:
     return audio.load_audio(record["audio"], sample_rate=preset.sample_rate)
 
 
+def _prompt_and_target(records: list[dict]) -> tuple[dict | None, dict]:
+    """Two utterances of one speaker (the first such pair), or (None, the first utterance) if none."""
+    seen: dict[str, dict] = {}
+    for record in records:
+        if (speaker := speaker_of(record)) in seen:
+            return seen[speaker], record
+        seen[speaker] = record
+    return None, records[0]
+
+
 def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     """Trains (or resumes) a UniVoice model in ``workdir``."""
     os.makedirs(workdir, exist_ok=True)
@@ -119,8 +129,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     preset = audio.get_preset(d.preset)
     asr_records = valid_records[: config.train.eval_asr_utterances]
     asr_waves = [_load_wave(r, preset) for r in asr_records]
-    prompt = valid_records[0]
-    target = next(r for r in valid_records[1:] if speaker_of(r) == speaker_of(prompt))
+    prompt, target = _prompt_and_target(valid_records)
 
     def evaluate_valid(state) -> dict[str, float]:
         key = jax.random.key(config.seed)
@@ -130,8 +139,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
         speech = speech_from(config, tokenizer, graphdef, state.params)
         hyps = speech.transcribe(asr_waves)
         result["asr_cer"] = error_rates([r["text"] for r in asr_records], hyps)["cer"]
-        [mel] = speech.synthesize([target["text"]], key=key, prompt_audio=_load_wave(prompt, preset),
-                                  prompt_text=prompt["text"])  # fmt: skip
+        prompt_options = {} if prompt is None else dict(prompt_audio=_load_wave(prompt, preset),
+                                                        prompt_text=prompt["text"])  # fmt: skip
+        [mel] = speech.synthesize([target["text"]], key=key, **prompt_options)
         writer.image(int(state.step), "valid/cloned_mel", plot_mel(mel, title=target["text"]))
         return result
 
@@ -172,12 +182,14 @@ def synthesize(workdir: str, texts: list[str], *, prompt_audio: str | None = Non
 
 
 def evaluate(workdir: str, *, split: str, asr_workdir: str | None = None, limit: int | None = None) -> dict:
-    """ASR CER of ``split``, and TTS: every utterance of ``split`` cloned from another utterance of its
-    speaker (prompt audio and text), scored by the recognizer of ``asr_workdir`` (default
-    ``config.eval.asr_workdir``). Written to ``eval_<split>.json``, audio to ``eval_<split>/``."""
+    """ASR CER of ``split`` (its first ``limit`` utterances), and TTS: each of them cloned from the next
+    utterance of its speaker in the split (prompt audio and text; speakers with one utterance are
+    left out), scored by the recognizer of ``asr_workdir`` (default ``config.eval.asr_workdir``).
+    Written to ``eval_<split>.json``, audio to ``eval_<split>/``."""
     speech, config, step = load_speech(workdir)
     preset = speech.preset
-    records = load_records(config.data.dir, split=split)[: limit or None]
+    split_records = load_records(config.data.dir, split=split)
+    records = split_records[: limit or None]
     waves = [_load_wave(r, preset) for r in records]
     started = time.time()
     hyps = [h for b in range(0, len(waves), config.eval.batch_size)
@@ -188,17 +200,17 @@ def evaluate(workdir: str, *, split: str, asr_workdir: str | None = None, limit:
     out_dir = os.path.join(workdir, f"eval_{split}")
     os.makedirs(out_dir, exist_ok=True)
     by_speaker: dict[str, list[int]] = {}
-    for i, record in enumerate(records):
+    for i, record in enumerate(split_records):
         by_speaker.setdefault(speaker_of(record), []).append(i)
     files, texts = [], []
     key = jax.random.key(config.seed)
     for i, record in enumerate(records):
         same = by_speaker[speaker_of(record)]
-        prompt = same[(same.index(i) + 1) % len(same)]
-        if prompt == i:
-            continue  # a speaker with one utterance has no other clip to prompt with
-        [mel] = speech.synthesize([record["text"]], key=jax.random.fold_in(key, i), prompt_audio=waves[prompt],
-                                  prompt_text=records[prompt]["text"])  # fmt: skip
+        if len(same) < 2:
+            continue  # no other clip of this speaker to prompt with
+        prompt = split_records[same[(same.index(i) + 1) % len(same)]]
+        [mel] = speech.synthesize([record["text"]], key=jax.random.fold_in(key, i),
+                                  prompt_audio=_load_wave(prompt, preset), prompt_text=prompt["text"])  # fmt: skip
         path = os.path.join(out_dir, f"{record['id']}.wav")
         audio.save_audio(path, _vocode(mel, config), preset.sample_rate)
         files.append(path)

@@ -1,0 +1,102 @@
+"""The UniVoice recipe on the tiny eSpeak corpus: train and resume exactly, transcribe, clone a voice from a
+prompt clip (any sample rate), evaluate, and bad input named."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+
+from jaxspeech import audio
+from jaxspeech.cli import main
+from jaxspeech.data.readers import load_records
+from jaxspeech.data.tts import speaker_of
+from jaxspeech.train.metrics import read_metrics
+from jaxspeech.train.recipes import univoice as recipe
+
+from recipe_runs import losses, recipe_config
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "--config.model.llm.hidden_size=32", "--config.model.llm.intermediate_size=64", "--config.model.llm.num_layers=1",
+    "--config.model.llm.num_heads=2", "--config.model.llm.num_kv_heads=1", "--config.model.encoder_dim=16",
+    "--config.model.encoder_layers=1", "--config.model.encoder_heads=2", "--config.model.encoder_conv_kernel=3",
+    "--config.model.encoder_subsampling_channels=4", "--config.model.time_sinusoid_dim=16",
+    "--config.data.max_frames=2048", "--config.data.num_buckets=2", "--config.data.num_threads=1",
+    "--config.train.log_every=1", "--config.train.checkpoint_every=0", "--config.train.eval_batches=1",
+    "--config.train.eval_asr_utterances=2", "--config.decode.max_new_tokens=8", "--config.synth.steps=2",
+    "--config.synth.griffin_lim_iterations=2", "--config.eval.asr_workdir=", "--config.eval.batch_size=4",
+]
+
+
+def config(corpus, steps, eval_every=0):
+    return recipe_config("configs/univoice_tiny.py", corpus, steps, TINY, eval_every)
+
+
+@pytest.fixture(scope="module")
+def resumed(tiny_corpus, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("univoice")
+    recipe.train(config(tiny_corpus, 3, eval_every=3), str(workdir))
+    recipe.train(config(tiny_corpus, 5), str(workdir))  # the same workdir: resumes at step 3
+    return workdir
+
+
+def test_train_resumes_where_an_uninterrupted_run_would_be(resumed, tiny_corpus, tmp_path):
+    straight = tmp_path / "straight"
+    recipe.train(config(tiny_corpus, 5), str(straight))
+    got, expected = losses(resumed), losses(straight)
+    assert sorted(got) == [1, 2, 3, 4, 5] and all(np.isfinite(list(got.values())))
+    np.testing.assert_allclose([got[s] for s in (4, 5)], [expected[s] for s in (4, 5)], rtol=1e-5)
+    logged = read_metrics(resumed / "metrics.jsonl")
+    assert all(m["asr_rows"] + m["tts_rows"] >= 1 for m in logged if "asr_rows" in m)
+    evals = [m for m in logged if "eval/asr_cer" in m]
+    assert evals and {"eval/flow_mse", "eval/lm_loss", "eval/token_accuracy"} <= set(evals[0])
+    saved = json.loads((resumed / "config.json").read_text())
+    assert saved["model"]["llm"]["vocab_size"] > 30 and saved["synth"]["frames_per_char"] > 1
+    assert saved["model"]["mel_std"] > 0.5
+
+
+def test_transcribe_and_clone_a_voice_through_the_cli(resumed, tiny_corpus, tmp_path, capsys):
+    records = load_records(tiny_corpus, split="test-unseen")
+    clip = records[0]["audio"]
+    assert main(["transcribe", "--workdir", str(resumed), "--json", clip]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["file"] == clip
+    # a prompt at 16 kHz is resampled to the model's 22.05 kHz
+    waveform, rate = soundfile.read(clip)
+    prompt = tmp_path / "prompt16k.wav"
+    soundfile.write(prompt, audio.resample(waveform, rate, 16000), 16000)
+    out = tmp_path / "cloned.wav"
+    assert main(["synthesize", "--workdir", str(resumed), "--prompt-audio", str(prompt), "--prompt-text",
+                 records[0]["text"], "--text", "Was the clock too shiny?", "--out", str(out)]) == 0
+    cloned, cloned_rate = soundfile.read(out)
+    assert cloned_rate == 22050 and cloned.size > 0.3 * cloned_rate and np.isfinite(cloned).all()
+
+
+def test_evaluate_scores_both_tasks(resumed, tiny_corpus):
+    speakers = [speaker_of(r) for r in load_records(tiny_corpus, split="train")]
+    result = recipe.evaluate(str(resumed), split="train", limit=3)
+    assert result["utterances"] == 3 and 0 <= result["asr_cer"]
+    # each utterance whose speaker has another clip in the split is cloned from it
+    assert result["tts_utterances"] == sum(speakers.count(s) > 1 for s in speakers[:3]) > 0
+    assert len(list((resumed / "eval_train").glob("*.wav"))) == result["tts_utterances"]
+    assert json.loads((resumed / "eval_train.json").read_text())["step"] == 5
+
+
+def test_bad_prompts_and_texts_are_named(resumed, tiny_corpus, tmp_path):
+    clip = load_records(tiny_corpus, split="valid")[0]
+    text = "Was the clock too shiny?"
+    short = tmp_path / "short.wav"
+    soundfile.write(short, np.zeros(2000), 22050)
+    cases = [
+        (dict(prompt_audio=str(short), prompt_text="a cat"), "at least 0.5 s"),
+        (dict(prompt_audio=clip["audio"]), "both its audio and its text"),
+        (dict(prompt_audio=clip["audio"], prompt_text="?!"), "no words"),
+    ]
+    for options, match in cases:
+        with pytest.raises(ValueError, match=match):
+            recipe.synthesize(str(resumed), [text], **options)
+    with pytest.raises(ValueError, match="no words"):
+        recipe.synthesize(str(resumed), ["  "])
+    with pytest.raises(SystemExit, match="more than this model's"):
+        main(["synthesize", "--workdir", str(resumed), "--text", "a cat " * 400, "--out", str(tmp_path / "x.wav")])
