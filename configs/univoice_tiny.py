@@ -105,4 +105,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict()
     c.eval.asr_workdir = "runs/asr_ctc_tiny"  # the recognizer that scores synthesized speech
     c.eval.batch_size = 16
+    c.eval.speaker_similarity = True  # Resemblyzer (pip install 'jaxspeech[speaker]')
+    c.eval.reference_utterances = 4  # real utterances per voice for the voice centroids
     return c

@@ -80,6 +80,8 @@ def test_evaluate_scores_both_tasks(resumed, tiny_corpus):
     # each utterance whose speaker has another clip in the split is cloned from it
     assert result["tts_utterances"] == sum(speakers.count(s) > 1 for s in speakers[:3]) > 0
     assert len(list((resumed / "eval_train").glob("*.wav"))) == result["tts_utterances"]
+    assert result["trials"] == result["tts_utterances"] and result["voices"] == len(set(speakers))
+    assert -1 <= result["sim_floor"] < result["sim_ceiling"] <= 1 and 0 <= result["nearest_clone"] <= 1
     assert json.loads((resumed / "eval_train.json").read_text())["step"] == 5
 
 

@@ -184,8 +184,8 @@ def synthesize(workdir: str, texts: list[str], *, prompt_audio: str | None = Non
 def evaluate(workdir: str, *, split: str, asr_workdir: str | None = None, limit: int | None = None) -> dict:
     """ASR CER of ``split`` (its first ``limit`` utterances), and TTS: each of them cloned from the next
     utterance of its speaker in the split (prompt audio and text; speakers with one utterance are
-    left out), scored by the recognizer of ``asr_workdir`` (default ``config.eval.asr_workdir``).
-    Written to ``eval_<split>.json``, audio to ``eval_<split>/``."""
+    left out), scored by the recognizer of ``asr_workdir`` (default ``config.eval.asr_workdir``) and
+    by speaker similarity to the prompt (``_speaker_scores``, when ``eval.speaker_similarity``). Written to ``eval_<split>.json``, audio to ``eval_<split>/``."""
     speech, config, step = load_speech(workdir)
     preset = speech.preset
     split_records = load_records(config.data.dir, split=split)
@@ -202,7 +202,7 @@ def evaluate(workdir: str, *, split: str, asr_workdir: str | None = None, limit:
     by_speaker: dict[str, list[int]] = {}
     for i, record in enumerate(split_records):
         by_speaker.setdefault(speaker_of(record), []).append(i)
-    files, texts = [], []
+    files, texts, trials = [], [], []
     key = jax.random.key(config.seed)
     for i, record in enumerate(records):
         same = by_speaker[speaker_of(record)]
@@ -215,6 +215,7 @@ def evaluate(workdir: str, *, split: str, asr_workdir: str | None = None, limit:
         audio.save_audio(path, _vocode(mel, config), preset.sample_rate)
         files.append(path)
         texts.append(record["text"])
+        trials.append((record, prompt))
     result["tts_utterances"] = len(files)
     asr_workdir = asr_workdir or config.eval.asr_workdir
     if files and asr_workdir and os.path.isfile(os.path.join(asr_workdir, "config.json")):
@@ -223,9 +224,38 @@ def evaluate(workdir: str, *, split: str, asr_workdir: str | None = None, limit:
         result["asr_workdir"] = asr_workdir
     else:
         log.warning("no recognizer at %r: tts_asr_cer not measured", asr_workdir)
+    if files and config.eval.speaker_similarity:
+        result.update(_speaker_scores(config, trials, files, split_records, preset))
     with open(os.path.join(workdir, f"eval_{split}.json"), "w") as f:
         json.dump(result, f, indent=2, sort_keys=True)
     return result
+
+
+def _speaker_scores(config, trials: list[tuple[dict, dict]], files: list[str], split_records: list[dict],
+                    preset: audio.MelPreset) -> dict:
+    """``eval.speaker.cloning_scores`` of the cloned files: each against its prompt, with the target's own
+    recording as the ceiling and an utterance of the split's next voice as the floor, identified among
+    every voice of the training split and of ``split_records`` (``eval.reference_utterances`` each)."""
+    from jaxspeech.eval.speaker import cloning_scores
+
+    references: dict[str, list[dict]] = {}
+    for record in [*load_records(config.data.dir, split=config.data.train_split), *split_records]:
+        chosen = references.setdefault(speaker_of(record), [])
+        if len(chosen) < config.eval.reference_utterances:
+            chosen.append(record)
+    voices = sorted({speaker_of(r) for r in split_records})
+    if len(voices) < 2:
+        log.warning("speaker similarity needs two voices in the split for its floor: not measured")
+        return {}
+    others = {v: next(r for r in split_records if speaker_of(r) == voices[(voices.index(v) + 1) % len(voices)])
+              for v in voices}  # fmt: skip
+    load = lambda record: _load_wave(record, preset)  # noqa: E731
+    return cloning_scores(
+        cloned=[audio.load_audio(f, sample_rate=preset.sample_rate) for f in files],
+        prompts=[load(prompt) for _, prompt in trials], same_voice=[load(record) for record, _ in trials],
+        other_voice=[load(others[speaker_of(record)]) for record, _ in trials],
+        voices=[speaker_of(record) for record, _ in trials],
+        references={v: [load(r) for r in rs] for v, rs in references.items()}, sample_rate=preset.sample_rate)
 
 
 def _beam_size(parser) -> None:
