@@ -185,7 +185,8 @@ def evaluate(workdir: str, *, split: str, asr_workdir: str | None = None, limit:
     """ASR CER of ``split`` (its first ``limit`` utterances), and TTS: each of them cloned from the next
     utterance of its speaker in the split (prompt audio and text; speakers with one utterance are
     left out), scored by the recognizer of ``asr_workdir`` (default ``config.eval.asr_workdir``) and
-    by speaker similarity to the prompt (``_speaker_scores``, when ``eval.speaker_similarity``). Written to ``eval_<split>.json``, audio to ``eval_<split>/``."""
+    by speaker similarity to the prompt (``_speaker_scores``, when ``eval.speaker_similarity``).
+    Written to ``eval_<split>.json``, audio to ``eval_<split>/``."""
     speech, config, step = load_speech(workdir)
     preset = speech.preset
     split_records = load_records(config.data.dir, split=split)
