@@ -54,6 +54,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.encoder_dropout = 0.05
     c.model.pool = 2  # speech embeddings at 86 / 4 / 2 = 10.8 per second
     c.model.time_sinusoid_dim = 256
+    c.model.tts_head = "infill"  # UniVoice; "flow_omni": frames one by one (configs/flow_omni_tiny.py)
+    c.model.flow_head_width = 256  # Flow-Omni's per-frame flow head
+    c.model.flow_head_blocks = 3
     c.model.mel_mean = 0.0  # measured on the training split: the flow runs on normalised log-mels
     c.model.mel_std = 1.0
 
@@ -64,6 +67,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.loss.audio_drop = 0.3  # CFG dropout of the audio condition alone
     c.loss.text_drop = 0.2  # ... of the audio condition and the text
     c.loss.t_min = 1e-3
+    c.loss.stop_weight = 0.1  # Flow-Omni: the stop head's BCE weight
+    c.loss.flow_repeats = 4  # Flow-Omni: (t, noise) draws per frame (MAR)
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 1e-3  # UniVoice's
@@ -101,6 +106,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.synth.frames_per_char = 0.0  # measured on the training split (the speaking rate without a prompt)
     c.synth.max_frames = 1600  # prompt + generated frames of one row (18.6 s)
     c.synth.griffin_lim_iterations = 32
+    c.synth.head_steps = 16  # Flow-Omni: Euler steps of the per-frame head
+    c.synth.temperature = 1.0  # Flow-Omni: scale of the head's start noise
 
     c.eval = ml_collections.ConfigDict()
     c.eval.asr_workdir = "runs/asr_ctc_tiny"  # the recognizer that scores synthesized speech

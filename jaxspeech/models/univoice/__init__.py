@@ -1,7 +1,8 @@
 """UniVoice: one decoder-only LLM for autoregressive ASR and flow-matching TTS (dual attention mask, speech
 infilling). config (architecture), layout (row segments and the dual mask), model (the forward pass over a
 batch mixing both tasks), loss (flow matching on infill spans + LM loss, CFG dropout),
-sampling (infilling TTS with guided sway Euler, cached ASR decoding)."""
+sampling (infilling TTS with guided sway Euler, cached ASR decoding), flow_omni (the Flow-Omni variant: frames
+generated one by one by a per-frame flow head, with a stop head), inference (waveforms and text in)."""
 
 from jaxspeech.models.univoice.config import UniVoiceConfig
 from jaxspeech.models.univoice.layout import RowLayout, assemble, row_layout

@@ -7,6 +7,7 @@ import dataclasses
 from jaxspeech.models.llm.config import LlmConfig
 
 AUDIO_ENCODERS = ("conformer",)
+TTS_HEADS = ("infill", "flow_omni")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,6 +21,9 @@ class UniVoiceConfig:
       encoder_subsampling_channels: its sizes; encoder_dropout inside its blocks.
     pool: the adapter's average-pooling stride over encoder frames (UniVoice: Whisper's 1500 -> 250).
     time_sinusoid_dim: sinusoid width of the flow-time embedding (t scaled by 1000 inside).
+    tts_head: "infill" (UniVoice: flow matching on the frames inside the LLM, bidirectional span) or
+      "flow_omni" (Flow-Omni: frames generated one by one, each by a per-frame flow head on the LLM's
+      causal state, with a stop head); flow_head_width / flow_head_blocks: that head's MLP.
     mel_mean, mel_std: the training data's log-mel statistics; the flow runs on normalised frames
       (``normalise``), the ASR encoder reads raw log-mels (its input LayerNorm normalises per frame).
     """
@@ -36,12 +40,17 @@ class UniVoiceConfig:
     encoder_dropout: float = 0.0
     pool: int = 2
     time_sinusoid_dim: int = 256
+    tts_head: str = "infill"
+    flow_head_width: int = 256
+    flow_head_blocks: int = 3
     mel_mean: float = 0.0
     mel_std: float = 1.0
 
     def __post_init__(self):
         if self.audio_encoder not in AUDIO_ENCODERS:
             raise ValueError(f"audio_encoder must be one of {AUDIO_ENCODERS}, got {self.audio_encoder!r}")
+        if self.tts_head not in TTS_HEADS:
+            raise ValueError(f"tts_head must be one of {TTS_HEADS}, got {self.tts_head!r}")
         for name in ("n_mels", "encoder_dim", "encoder_layers", "encoder_heads", "pool", "time_sinusoid_dim"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

@@ -16,6 +16,7 @@ from flax import nnx
 
 from jaxspeech import audio
 from jaxspeech.data.univoice import ASR, EOS, TTS, spoken_text, symbol_id
+from jaxspeech.models.univoice import flow_omni
 from jaxspeech.models.univoice.config import UniVoiceConfig
 from jaxspeech.models.univoice.sampling import frames_for_text, infill, transcribe
 from jaxspeech.text import Tokenizer, normalize_for_asr
@@ -32,18 +33,20 @@ class UniVoiceSpeech:
     """Transcribe and synthesize with a UniVoice model.
 
     preset: the mel preset the model was trained on; max_new_tokens: transcript length cap;
-    steps, guidance, sway: the infilling sampler's settings; frames_per_char: the speaking rate
-    used when there is no prompt (measured on the training data); max_frames: the longest row
-    (prompt and generated frames together) the model may be given.
+    steps, guidance, sway: the infilling sampler's settings; head_steps, temperature: Flow-Omni's
+    per-frame sampler (it stops by its stop head, at most twice the estimated frames);
+    frames_per_char: the speaking rate used when there is no prompt (measured on the training data);
+    max_frames: the longest row (prompt and generated frames together) the model may be given.
     """
 
     def __init__(self, config: UniVoiceConfig, tokenizer: Tokenizer, graphdef: nnx.GraphDef, params: nnx.State, *,
                  preset: str, max_new_tokens: int, steps: int, guidance: float, sway: float, frames_per_char: float,
-                 max_frames: int):  # fmt: skip
+                 max_frames: int, head_steps: int = 16, temperature: float = 1.0):  # fmt: skip
         self.config, self.tokenizer, self.graphdef, self.params = config, tokenizer, graphdef, params
         self.preset = audio.get_preset(preset)
         self.max_new_tokens, self.steps, self.guidance, self.sway = max_new_tokens, steps, guidance, sway
         self.frames_per_char, self.max_frames = frames_per_char, max_frames
+        self.head_steps, self.temperature = head_steps, temperature
         self._ids = {symbol: symbol_id(tokenizer, symbol) for symbol in (ASR, TTS, EOS)}
         self._log_mel = jax.jit(lambda w: audio.log_mel(w, self.preset))
 
@@ -107,6 +110,8 @@ class UniVoiceSpeech:
         text = np.zeros((len(targets), max(len(e) for e in encoded)), np.int32)
         for row, ids in enumerate(encoded):
             text[row, : len(ids)] = ids
+        if self.config.tts_head == "flow_omni":
+            return self._continue(prompt, text, [len(e) for e in encoded], new_frames, key)
         capacity = _padded(int(lengths.max()))
         prompts = np.zeros((len(targets), capacity, self.config.n_mels), np.float32)
         prompts[:, : len(prompt)] = prompt
@@ -115,3 +120,16 @@ class UniVoiceSpeech:
                      steps=self.steps, guidance_scale=float(self.guidance), sway=float(self.sway))  # fmt: skip
         mel = np.asarray(mel)
         return [mel[row, len(prompt): lengths[row]] for row in range(len(targets))]
+
+    def _continue(self, prompt: np.ndarray, text: np.ndarray, text_lengths: list[int], estimated: np.ndarray,
+                  key: jax.Array) -> list[np.ndarray]:
+        """Flow-Omni: frames after the prompt until the stop head fires (at most twice the estimate)."""
+        rows = len(text_lengths)
+        limit = min(_padded(2 * int(estimated.max())), self.max_frames - len(prompt))
+        prompts = np.zeros((rows, _padded(max(len(prompt), 1)), self.config.n_mels), np.float32)
+        prompts[:, : len(prompt)] = prompt
+        mel, lengths = flow_omni.generate(self.graphdef, self.params, key, jnp.asarray(text), jnp.asarray(text_lengths),
+                                          jnp.asarray(prompts), jnp.full((rows,), len(prompt)), max_frames=limit,
+                                          head_steps=self.head_steps, temperature=float(self.temperature))
+        mel, lengths = jax.device_get((mel, lengths))
+        return [mel[row, : lengths[row]] for row in range(rows)]

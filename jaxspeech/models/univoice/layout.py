@@ -43,6 +43,10 @@ class RowLayout(NamedTuple):
         """[B, S] True on the row's tokens."""
         return jnp.arange(self.length)[None, :] < self.total[:, None]
 
+    def causal_mask(self) -> MaskSpec:
+        """Causal with the padding masked (Flow-Omni: frames are generated one by one)."""
+        return MaskSpec(key_mask=self.key_mask(), causal=True)
+
     def mask(self) -> MaskSpec:
         """The dual mask: causal, padding masked, every (q, k) inside the frames segment allowed."""
         return MaskSpec(key_mask=self.key_mask(), causal=True, span_start=self.offsets[:, 3],
@@ -58,9 +62,10 @@ class RowLayout(NamedTuple):
         k = SEGMENTS.index(segment)
         return self.offsets[:, k:k + 1] + jnp.arange(self.capacities[k], dtype=jnp.int32)[None, :]
 
-    def gather(self, sequence: jax.Array, segment: str) -> jax.Array:
-        """sequence [B, S, ...] -> [B, capacity, ...]: ``segment``'s elements back in source order."""
-        index = jnp.minimum(self.destinations(segment), self.length - 1)
+    def gather(self, sequence: jax.Array, segment: str, shift: int = 0) -> jax.Array:
+        """sequence [B, S, ...] -> [B, capacity, ...]: ``segment``'s elements back in source order (with
+        ``shift`` -1: the element before each, whose state predicts it in a causal model)."""
+        index = jnp.clip(self.destinations(segment) + shift, 0, self.length - 1)
         return jnp.take_along_axis(sequence, index.reshape(index.shape + (1,) * (sequence.ndim - 2)), axis=1)
 
 

@@ -21,6 +21,7 @@ from flax import nnx
 from jaxspeech.models.llm.model import Llama
 from jaxspeech.models.univoice.config import UniVoiceConfig
 from jaxspeech.models.univoice.layout import RowLayout, assemble, row_layout
+from jaxspeech.nn.attention import MaskSpec
 from jaxspeech.nn.conformer import ConformerEncoder
 from jaxspeech.nn.subsampling import ConvSubsampling, subsampled_length
 from jaxspeech.nn.timestep import TimestepEmbedding, sinusoidal_embedding
@@ -93,29 +94,24 @@ def _modulate(x: jax.Array, shift: jax.Array, scale: jax.Array) -> jax.Array:
     return (normed * (1.0 + scale[:, None, :]) + shift[:, None, :]).astype(x.dtype)
 
 
-class UniVoice(nnx.Module):
-    """The LLM plus UniVoice's ASR front end and flow-matching input and output layers."""
+class SpeechLM(nnx.Module):
+    """The LLM and the ASR front end (audio encoder + adapter) that UniVoice and Flow-Omni share."""
 
     def __init__(self, config: UniVoiceConfig, *, rngs: nnx.Rngs):
         self.config = config
-        width, n_mels = config.llm.hidden_size, config.n_mels
         self.llm = Llama(config.llm, rngs=rngs)
-        self.input_norm = nnx.LayerNorm(n_mels, rngs=rngs)
-        self.subsampling = ConvSubsampling(n_mels, config.encoder_dim, channels=config.encoder_subsampling_channels,
-                                           rngs=rngs)  # fmt: skip
+        self.input_norm = nnx.LayerNorm(config.n_mels, rngs=rngs)
+        self.subsampling = ConvSubsampling(config.n_mels, config.encoder_dim,
+                                           channels=config.encoder_subsampling_channels, rngs=rngs)  # fmt: skip
         self.audio_encoder = ConformerEncoder(
             config.encoder_dim, config.encoder_layers, config.encoder_heads, ff_mult=config.encoder_ff_mult,
             conv_kernel=config.encoder_conv_kernel, dropout=config.encoder_dropout, rngs=rngs,
         )  # fmt: skip
-        self.adapter = SpeechAdapter(config.encoder_dim, width, config.pool, rngs=rngs)
-        self.frame_in = nnx.Linear(2 * n_mels, width, rngs=rngs)
-        self.time_embed = TimestepEmbedding(config.time_sinusoid_dim, width, rngs=rngs)
-        self.time_token_hidden = nnx.Linear(width, width, rngs=rngs)
-        self.time_token_out = nnx.Linear(width, width, rngs=rngs)
-        zeros = nnx.initializers.zeros
-        # adaLN-zero output: the untrained head is LayerNorm -> Linear, and the velocity starts at 0.
-        self.out_modulation = nnx.Linear(width, 2 * width, kernel_init=zeros, bias_init=zeros, rngs=rngs)
-        self.out = nnx.Linear(width, n_mels, kernel_init=zeros, bias_init=zeros, rngs=rngs)
+        self.adapter = SpeechAdapter(config.encoder_dim, config.llm.hidden_size, config.pool, rngs=rngs)
+
+    @property
+    def dtype(self):
+        return self.llm.embed_tokens.embedding.dtype
 
     def speech_embeddings(self, features: jax.Array, lengths: jax.Array,
                           rngs: nnx.Rngs | None = None) -> tuple[jax.Array, jax.Array]:
@@ -127,7 +123,37 @@ class UniVoice(nnx.Module):
         x, sub_mask = self.subsampling(self.input_norm(x), mask)
         x = self.audio_encoder(x, sub_mask, rngs=rngs)
         embeddings, pooled_mask = self.adapter(x, sub_mask)
-        return embeddings.astype(self.llm.embed_tokens.embedding.dtype), pooled_mask.sum(-1, dtype=jnp.int32)
+        return embeddings.astype(self.dtype), pooled_mask.sum(-1, dtype=jnp.int32)
+
+    def speech_segment(self, rows: Rows, rngs: nnx.Rngs | None) -> tuple[jax.Array, jax.Array]:
+        """The speech segment's source [B, A, D] and lengths [B] (empty without features)."""
+        batch = rows.text.shape[0]
+        if rows.features is None:
+            return jnp.zeros((batch, 0, self.config.llm.hidden_size), self.dtype), jnp.zeros((batch,), jnp.int32)
+        return self.speech_embeddings(rows.features, rows.feature_lengths, rngs)
+
+    def run(self, layout: RowLayout, pieces: tuple[jax.Array, ...], mask: MaskSpec,
+            rngs: nnx.Rngs | None) -> tuple[jax.Array, jax.Array]:
+        """(final-normed LLM states [B, S, D], text logits [B, L, V]) of the rows ``layout`` assembles."""
+        hidden, _ = self.llm.hidden_states(assemble(layout, pieces), mask=mask, positions=layout.positions(),
+                                           rngs=rngs)  # fmt: skip
+        return hidden, self.llm.logits(layout.gather(hidden, "text"))
+
+
+class UniVoice(SpeechLM):
+    """UniVoice: the shared LLM and ASR front end, with flow matching on the frames inside the LLM."""
+
+    def __init__(self, config: UniVoiceConfig, *, rngs: nnx.Rngs):
+        super().__init__(config, rngs=rngs)
+        width, n_mels = config.llm.hidden_size, config.n_mels
+        self.frame_in = nnx.Linear(2 * n_mels, width, rngs=rngs)
+        self.time_embed = TimestepEmbedding(config.time_sinusoid_dim, width, rngs=rngs)
+        self.time_token_hidden = nnx.Linear(width, width, rngs=rngs)
+        self.time_token_out = nnx.Linear(width, width, rngs=rngs)
+        zeros = nnx.initializers.zeros
+        # adaLN-zero output: the untrained head is LayerNorm -> Linear, and the velocity starts at 0.
+        self.out_modulation = nnx.Linear(width, 2 * width, kernel_init=zeros, bias_init=zeros, rngs=rngs)
+        self.out = nnx.Linear(width, n_mels, kernel_init=zeros, bias_init=zeros, rngs=rngs)
 
     def frame_embeddings(self, x_t: jax.Array, cond: jax.Array) -> jax.Array:
         """x_t, cond [B, T, n_mels] -> Linear([x_t, cond]) + sinusoidal frame positions, [B, T, D]."""
@@ -141,24 +167,18 @@ class UniVoice(nnx.Module):
         return self.time_token_out(jax.nn.gelu(self.time_token_hidden(t_embedding)))[:, None, :]
 
     def __call__(self, rows: Rows, *, rngs: nnx.Rngs | None = None) -> Outputs:
-        batch, width = rows.text.shape[0], self.config.llm.hidden_size
-        dtype = self.llm.embed_tokens.embedding.dtype
-        empty = jnp.zeros((batch, 0, width), dtype)
-        speech, speech_lengths = empty, jnp.zeros((batch,), jnp.int32)
-        if rows.features is not None:
-            speech, speech_lengths = self.speech_embeddings(rows.features, rows.feature_lengths, rngs)
+        speech, speech_lengths = self.speech_segment(rows, rngs)
         t_embedding = self.time_embed(rows.t)
-        frames = empty if rows.x_t is None else self.frame_embeddings(rows.x_t, rows.cond).astype(dtype)
+        frames = (jnp.zeros((rows.text.shape[0], 0, speech.shape[2]), self.dtype) if rows.x_t is None
+                  else self.frame_embeddings(rows.x_t, rows.cond).astype(self.dtype))  # fmt: skip
         is_tts = (rows.frame_lengths > 0).astype(jnp.int32)
         lengths = jnp.stack([speech_lengths, rows.text_lengths, is_tts, rows.frame_lengths], axis=1)
         capacities = (speech.shape[1], rows.text.shape[1], 1, frames.shape[1])
         # A row is ASR (speech + text) or TTS (text + time + frames): the longer of the two fits any row.
         length = max(capacities[0] + capacities[1], capacities[1] + (1 + capacities[3] if rows.x_t is not None else 0))
         layout = row_layout(lengths, capacities, length)
-        pieces = (speech, self.llm.embed(rows.text), self.time_token(t_embedding).astype(dtype), frames)
-        hidden, _ = self.llm.hidden_states(assemble(layout, pieces), mask=layout.mask(),
-                                           positions=layout.positions(), rngs=rngs)  # fmt: skip
-        text_logits = self.llm.logits(layout.gather(hidden, "text"))
+        pieces = (speech, self.llm.embed(rows.text), self.time_token(t_embedding).astype(self.dtype), frames)
+        hidden, text_logits = self.run(layout, pieces, layout.mask(), rngs)
         velocity = None
         if rows.x_t is not None:
             shift, scale = jnp.split(self.out_modulation(jax.nn.silu(t_embedding)), 2, axis=-1)
@@ -167,7 +187,12 @@ class UniVoice(nnx.Module):
 
 
 def init(config: UniVoiceConfig, key: jax.Array) -> tuple[nnx.GraphDef, nnx.State]:
-    """A randomly initialised UniVoice split into (graphdef, params)."""
+    """A randomly initialised UniVoice (or, with ``config.tts_head == "flow_omni"``, Flow-Omni) split into
+    (graphdef, params)."""
+    if config.tts_head == "flow_omni":
+        from jaxspeech.models.univoice.flow_omni import FlowOmni  # it builds on this module
+
+        return nnx.split(FlowOmni(config, rngs=nnx.Rngs(params=key)), nnx.Param)
     return nnx.split(UniVoice(config, rngs=nnx.Rngs(params=key)), nnx.Param)
 
 

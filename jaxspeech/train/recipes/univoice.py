@@ -28,6 +28,7 @@ from jaxspeech.data.univoice import spoken_text, task_records, univoice_collate,
 from jaxspeech.eval import error_rates
 from jaxspeech.models import univoice
 from jaxspeech.models.llm.config import LlmConfig
+from jaxspeech.models.univoice import flow_omni
 from jaxspeech.models.univoice.inference import UniVoiceSpeech
 from jaxspeech.text import Tokenizer
 from jaxspeech.train import recipes
@@ -48,7 +49,8 @@ log = logging.getLogger(__name__)
 _VOCAB = "vocab.json"
 _MODEL_FIELDS = ("n_mels", "audio_encoder", "encoder_dim", "encoder_layers", "encoder_heads", "encoder_ff_mult",
                  "encoder_conv_kernel", "encoder_subsampling_channels", "encoder_dropout", "pool",
-                 "time_sinusoid_dim", "mel_mean", "mel_std")  # fmt: skip
+                 "time_sinusoid_dim", "tts_head", "flow_head_width", "flow_head_blocks", "mel_mean",
+                 "mel_std")  # fmt: skip
 
 
 def model_config(model: ml_collections.ConfigDict) -> univoice.UniVoiceConfig:
@@ -57,10 +59,15 @@ def model_config(model: ml_collections.ConfigDict) -> univoice.UniVoiceConfig:
                                    **{name: model[name] for name in _MODEL_FIELDS})  # fmt: skip
 
 
-def loss_options(config: ml_collections.ConfigDict) -> dict:
+def make_loss_fn(config: ml_collections.ConfigDict, graphdef, *, train: bool = True):
+    """The run's loss: UniVoice's infilling loss, or Flow-Omni's per-frame one (``model.tts_head``)."""
     loss = config.loss
-    return dict(lm_weight=loss.lm_weight, lm_loss=loss.lm_loss, infill_fraction=tuple(loss.infill_fraction),
-                audio_drop=loss.audio_drop, text_drop=loss.text_drop, t_min=loss.t_min)  # fmt: skip
+    if config.model.tts_head == "flow_omni":
+        return flow_omni.make_loss_fn(graphdef, lm_weight=loss.lm_weight, stop_weight=loss.stop_weight,
+                                      flow_repeats=loss.flow_repeats, t_min=loss.t_min, train=train)  # fmt: skip
+    return univoice.make_loss_fn(graphdef, lm_weight=loss.lm_weight, lm_loss=loss.lm_loss,
+                                 infill_fraction=tuple(loss.infill_fraction), audio_drop=loss.audio_drop,
+                                 text_drop=loss.text_drop, t_min=loss.t_min, train=train)  # fmt: skip
 
 
 def _dataset(records, config, tokenizer, skips=None) -> SpeechDataset:
@@ -78,7 +85,8 @@ def speech_from(config: ml_collections.ConfigDict, tokenizer: Tokenizer, graphde
     s = config.synth
     return UniVoiceSpeech(model_config(config.model), tokenizer, graphdef, params, preset=config.data.preset,
                           max_new_tokens=config.decode.max_new_tokens, steps=s.steps, guidance=s.guidance,
-                          sway=s.sway, frames_per_char=s.frames_per_char, max_frames=s.max_frames)  # fmt: skip
+                          sway=s.sway, frames_per_char=s.frames_per_char, max_frames=s.max_frames,
+                          head_steps=s.head_steps, temperature=s.temperature)  # fmt: skip
 
 
 def _load_wave(record: dict, preset: audio.MelPreset) -> np.ndarray:
@@ -116,15 +124,15 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
 
     optimizer = optimizer_from_config(config)
     graphdef, params = univoice.init(model_config(config.model), jax.random.key(config.seed))
-    loss_fn = univoice.make_loss_fn(graphdef, **loss_options(config))
-    step_fn, state = compile_recipe_step(loss_fn, optimizer, initial_state(config, params, optimizer), mesh, config)
+    step_fn, state = compile_recipe_step(make_loss_fn(config, graphdef), optimizer,
+                                         initial_state(config, params, optimizer), mesh, config)
 
     valid_records = load_records(d.dir, split=d.eval_split)
     valid = _dataset(valid_records, config, tokenizer)
     valid_loader = SpeechBatches(valid, make_buckets(valid.lengths, max_frames=d.max_frames, num_buckets=1),
                                  shuffle=False, num_threads=d.num_threads, collate=univoice_collate)  # fmt: skip
     valid_batches = [next(valid_loader) for _ in range(min(config.train.eval_batches, valid_loader.batches_per_epoch))]
-    eval_loss = jax.jit(univoice.make_loss_fn(graphdef, **loss_options(config), train=False))
+    eval_loss = jax.jit(make_loss_fn(config, graphdef, train=False))
     writer = MetricWriter(workdir)
     preset = audio.get_preset(d.preset)
     asr_records = valid_records[: config.train.eval_asr_utterances]
