@@ -15,7 +15,7 @@ DEFAULT_DATA_DIR = os.path.join("data", "espeak")
 def _corpus_build(args) -> int:
     from jaxspeech.data.corpus import build_corpus
 
-    summary = build_corpus(args.out, size=args.size, seed=args.seed)
+    summary = build_corpus(args.out, size=args.size, seed=args.seed, voices=args.voices)
     print(json.dumps(summary, indent=2, sort_keys=True))
     return 0
 
@@ -201,6 +201,9 @@ def build_parser(recipe=None) -> argparse.ArgumentParser:
     build.add_argument("--out", required=True)
     build.add_argument("--size", type=int, default=None, help="utterances (default: about one hour of audio)")
     build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--voices", choices=("default", "many"), default="default",
+                       help="default: 12 training voices, 3 held out; many: every eSpeak NG voice variant with two "
+                            "English accents, whole variants held out (zero-shot voice cloning)")
 
     train = sub.add_parser("train", help="train from a config; override fields with --config.a.b=value")
     train.add_argument("--config", required=True)

@@ -7,8 +7,11 @@ Layout of a built corpus directory::
     wavs/<id>.wav               16-bit PCM mono at 22050 Hz
 
 Splits (about 85/5/5/5 %): ``train``, ``valid`` and ``test-seen`` use the training voices;
-``test-unseen`` uses held-out voices. Every split has its own sentences, so a test sentence is
-never heard in training. Manifest records (see :mod:`jaxspeech.data.manifest`)::
+``test-unseen`` uses held-out voices. Voice sets: ``"default"`` is 12 American voices for training and
+3 held out; ``"many"`` (for zero-shot voice cloning, which needs many training voices) pairs every
+usable eSpeak NG voice variant with two English accents, each pair with its own prosody ranges, and
+holds out whole variants (the default's held-out ones among them) for ``test-unseen``. Every split
+has its own sentences, so a test sentence is never heard in training. Manifest records (see :mod:`jaxspeech.data.manifest`)::
 
     {"id": "train-000123", "audio": "wavs/train-000123.wav", "sample_rate": 22050,
      "duration": 2.345, "text": "Did you see 42 red boats?", "phonemes": "dˈɪd juː ...",
@@ -79,6 +82,37 @@ UNSEEN_SPEAKERS = (
     Speaker("en-us+m7", rate=(145, 175), pitch=(40, 55), pitch_range=(45, 65)),
     Speaker("en-us+f3", rate=(155, 185), pitch=(45, 60), pitch_range=(45, 70)),
 )
+VOICE_SETS = ("default", "many")
+ACCENTS = ("en-us", "en", "en-gb-scotland", "en-029", "en-us-nyc", "en-gb-x-rp")
+# Variants that are not a human speaking voice (robots, whispering, effects) stay out of the "many" set.
+_NOT_SPEECH = ("robo", "Robot", "whisper", "Demonic", "croak", "UniRobot")
+HELD_OUT_VARIANTS = 0.15  # of the "many" set's variants, for test-unseen
+
+
+def _many_voices(seed: int) -> tuple[tuple[Speaker, ...], tuple[Speaker, ...]]:
+    """(training voices, held-out voices) of the "many" set: a pure function of the seed and the
+    installed eSpeak NG voice variants."""
+    variants = [v for v in espeak.list_variants() if not any(word in v for word in _NOT_SPEECH)]
+    default_unseen = [s.name.split("+")[1] for s in UNSEEN_SPEAKERS]
+    rng = random.Random(f"{seed}/many-voices")
+    others = [v for v in variants if v not in default_unseen]
+    rng.shuffle(others)
+    held_out = set(default_unseen) | set(others[: max(0, round(HELD_OUT_VARIANTS * len(variants)) - 3)])
+    train, unseen = [], []
+    for variant in variants:
+        for accent in rng.sample(ACCENTS, 2):
+            rate, pitch, spread = rng.randint(135, 190), rng.randint(25, 70), rng.randint(30, 75)
+            speaker = Speaker(f"{accent}+{variant}", rate=(rate - 15, rate + 15), pitch=(pitch - 8, pitch + 8),
+                              pitch_range=(spread - 10, spread + 10))  # fmt: skip
+            (unseen if variant in held_out else train).append(speaker)
+    return tuple(train), tuple(unseen)
+
+
+def voice_set(name: str, seed: int = 0) -> tuple[tuple[Speaker, ...], tuple[Speaker, ...]]:
+    """(training voices, held-out voices) of the voice set ``name`` (see the module docstring)."""
+    if name not in VOICE_SETS:
+        raise ValueError(f"unknown voice set {name!r}; choose one of {VOICE_SETS}")
+    return (TRAIN_SPEAKERS, UNSEEN_SPEAKERS) if name == "default" else _many_voices(seed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,18 +138,19 @@ def split_sizes(size: int) -> dict[str, int]:
     return {"train": size - 3 * held_out, "valid": held_out, "test-seen": held_out, "test-unseen": held_out}
 
 
-def plan_corpus(size: int, seed: int) -> list[Utterance]:
-    """The utterances of a corpus, in split order then id order; a pure function of (size, seed)."""
+def plan_corpus(size: int, seed: int, voices: str = "default") -> list[Utterance]:
+    """The utterances of a corpus, in split order then id order; a pure function of (size, seed, voices)."""
     counts = split_sizes(size)
     texts = sentences.generate_sentences(size, seed)
+    train_voices, unseen_voices = voice_set(voices, seed)
     plan, offset = [], 0
     for split in SPLITS:
-        voices = list(UNSEEN_SPEAKERS if split == "test-unseen" else TRAIN_SPEAKERS)
+        voices_of_split = list(unseen_voices if split == "test-unseen" else train_voices)
         # Cycling through a shuffled voice order balances speakers within every split.
-        random.Random(f"{seed}/{split}/voices").shuffle(voices)
+        random.Random(f"{seed}/{split}/voices").shuffle(voices_of_split)
         for index in range(counts[split]):
             sentence = texts[offset + index]
-            speaker = voices[index % len(voices)]
+            speaker = voices_of_split[index % len(voices_of_split)]
             uid = f"{split}-{index:06d}"
             rng = random.Random(f"{seed}/{uid}")
             plan.append(Utterance(
@@ -206,14 +241,14 @@ def _prepare_directory(out_dir: str) -> None:
 
 
 def build_corpus(out_dir: str | os.PathLike, *, size: int | None = None, seed: int = 0,
-                 workers: int | None = None) -> dict:
+                 workers: int | None = None, voices: str = "default") -> dict:
     """Builds the embedded eSpeak corpus into ``out_dir`` and returns its summary.
 
     size: number of utterances (default ``DEFAULT_SIZE``, about one hour of audio; at least 8).
     seed: selects sentences, speaker assignment and prosody; the same seed gives byte-identical
     manifests and wav files. workers: synthesis processes (default: CPU count); results do
-    not depend on it. An ``out_dir`` holding a previous corpus is rebuilt; a non-empty directory
-    without ``corpus.json`` is refused.
+    not depend on it. voices: the voice set (``VOICE_SETS``). An ``out_dir`` holding a previous
+    corpus is rebuilt; a non-empty directory without ``corpus.json`` is refused.
 
     Returns the dict also written to ``out_dir/corpus.json``: ``version``, ``seed``, ``size``,
     ``sample_rate``, ``speakers`` (voice -> prosody ranges), ``splits`` (split -> manifest,
@@ -227,7 +262,8 @@ def build_corpus(out_dir: str | os.PathLike, *, size: int | None = None, seed: i
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     if not hasattr(os, "fork"):
         raise RuntimeError("building the corpus needs os.fork (Linux or macOS)")
-    plan = plan_corpus(size, seed)
+    plan = plan_corpus(size, seed, voices)
+    train_voices, unseen_voices = voice_set(voices, seed)
     _prepare_directory(out_dir)
     # Fresh spawned workers: the calling process may already have used eSpeak (or run threads),
     # so forking from it would not give every utterance the same starting state.
@@ -251,8 +287,9 @@ def build_corpus(out_dir: str | os.PathLike, *, size: int | None = None, seed: i
         "seed": seed,
         "size": size,
         "sample_rate": records[0]["sample_rate"],
+        "voices": voices,
         "speakers": {s.name: {"rate": list(s.rate), "pitch": list(s.pitch), "pitch_range": list(s.pitch_range),
-                              "held_out": s in UNSEEN_SPEAKERS} for s in TRAIN_SPEAKERS + UNSEEN_SPEAKERS},
+                              "held_out": s in unseen_voices} for s in train_voices + unseen_voices},
         "splits": splits,
         "hours": round(sum(r["duration"] for r in records) / 3600, 4),
         "build_seconds": round(time.time() - started, 2),

@@ -91,6 +91,26 @@ def test_plan_splits_are_disjoint_and_speakers_held_out():
         assert s.pitch_range[0] <= u.pitch_range <= s.pitch_range[1]
 
 
+def test_the_many_voice_set_holds_out_whole_variants_and_every_voice_speaks(tmp_path):
+    train, unseen = corpus.voice_set("many", seed=0)
+    assert (train, unseen) == corpus.voice_set("many", seed=0)
+    variant = lambda speaker: speaker.name.split("+")[1]  # noqa: E731
+    assert len(train) >= 100 and len({variant(s) for s in unseen}) >= 10
+    assert not {variant(s) for s in train} & {variant(s) for s in unseen}  # unseen timbres, not only accents
+    assert {s.name.split("+")[1] for s in corpus.UNSEEN_SPEAKERS} <= {variant(s) for s in unseen}
+    assert not any("robo" in variant(s) or "whisper" in variant(s) for s in train + unseen)
+    for s in train + unseen:
+        assert 80 <= s.rate[0] < s.rate[1] <= 450 and 0 <= s.pitch[0] < s.pitch[1] <= 100
+        assert 0 <= s.pitch_range[0] < s.pitch_range[1] <= 100
+    plan = corpus.plan_corpus(400, seed=0, voices="many")
+    assert {u.speaker for u in plan if u.split == "test-unseen"} <= {s.name for s in unseen}
+    assert len({u.speaker for u in plan if u.split == "train"}) >= 100
+    summary = corpus.build_corpus(tmp_path, size=16, seed=0, workers=2, voices="many")
+    assert summary["voices"] == "many" and summary["splits"]["train"]["utterances"] == corpus.split_sizes(16)["train"]
+    with pytest.raises(ValueError, match="unknown voice set"):
+        corpus.voice_set("all")
+
+
 # --- building ---------------------------------------------------------------------------------------
 
 def test_build_is_reproducible_across_workers_and_seed_dependent(built, tmp_path):
