@@ -11,7 +11,8 @@ Splits (about 85/5/5/5 %): ``train``, ``valid`` and ``test-seen`` use the traini
 3 held out; ``"many"`` (for zero-shot voice cloning, which needs many training voices) pairs every
 usable eSpeak NG voice variant with two English accents, each pair with its own prosody ranges, and
 holds out whole variants (the default's held-out ones among them) for ``test-unseen``. Every split
-has its own sentences, so a test sentence is never heard in training. Manifest records (see :mod:`jaxspeech.data.manifest`)::
+has its own sentences, so a test sentence is never heard in training. Manifest records (see
+:mod:`jaxspeech.data.manifest`)::
 
     {"id": "train-000123", "audio": "wavs/train-000123.wav", "sample_rate": 22050,
      "duration": 2.345, "text": "Did you see 42 red boats?", "phonemes": "dˈɪd juː ...",
