@@ -1,10 +1,12 @@
 """UniVoice rows: every utterance as an ASR row and as a TTS row, in batches that mix both tasks.
 
-The vocabulary is characters plus three task symbols: ``<eos>`` ends a transcript, ``<asr>`` and
-``<tts>`` open a row. An ASR row's tokens are ``<asr>`` + the transcript (``normalize_for_asr``:
-lower case over ``[a-z' ]``) + ``<eos>``, with the transcript and ``<eos>`` as targets; a TTS row's
-tokens are ``<tts>`` + the text as spoken (lower case, numbers spelled out, the punctuation that
-shapes prosody kept: ``,.?!``) and its mel is the target.
+The vocabulary is characters plus three task symbols (``univoice_tokenizer``: ``<eos>`` ends a
+transcript, ``<asr>`` and ``<tts>`` open a row), or a pretrained LLM's own tokenizer with ``<asr>`` and
+``<tts>`` added and its eos token as ``<eos>`` (``PretrainedVocabulary``; e.g. SmolLM2's, with the
+model's embedding grown by ``models.llm.resize_vocabulary``). An ASR row's tokens are ``<asr>`` + the
+transcript (``normalize_for_asr``: lower case over ``[a-z' ]``) + ``<eos>``, with the transcript and
+``<eos>`` as targets; a TTS row's tokens are ``<tts>`` + the text as spoken (lower case, numbers spelled
+out, the punctuation that shapes prosody kept: ``,.?!``) and its mel is the target.
 
 Batch layout: ``pipeline.collate``'s (``mel``, ``mel_mask``, ``tokens``, ``token_mask``, ``index``)
 plus ``tts`` [B] bool and ``target_mask`` [B, L] bool (see ``models.univoice.loss``).
@@ -12,8 +14,10 @@ plus ``tts`` [B] bool and ``target_mask`` [B, L] bool (see ``models.univoice.los
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -50,11 +54,49 @@ def univoice_tokenizer(texts: Iterable[str]) -> Tokenizer:
     return Tokenizer("chars", (BLANK, *TASK_SYMBOLS, *chars))
 
 
-def symbol_id(tokenizer: Tokenizer, symbol: str) -> int:
+class PretrainedVocabulary:
+    """A ``transformers`` tokenizer with UniVoice's task symbols: ``<asr>`` and ``<tts>`` added as special
+    tokens (after its vocabulary), ``<eos>`` its own eos token. ``encode``/``decode`` text without
+    special tokens; ``save``/``load`` a directory (``save_pretrained``'s files)."""
+
+    def __init__(self, tokenizer: Any):
+        if tokenizer.eos_token_id is None:
+            raise ValueError("the pretrained tokenizer has no eos token to end transcripts with")
+        missing = [s for s in (ASR, TTS) if s not in tokenizer.get_vocab()]
+        if missing:
+            tokenizer.add_special_tokens({"additional_special_tokens": missing})
+        self.tokenizer = tokenizer
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokenizer)
+
+    def encode(self, text: str) -> np.ndarray:
+        return np.asarray(self.tokenizer.encode(text, add_special_tokens=False), np.int32)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=True)
+
+    def id_of(self, symbol: str) -> int:
+        return int(self.tokenizer.eos_token_id if symbol == EOS else self.tokenizer.convert_tokens_to_ids(symbol))
+
+    def save(self, path: str | os.PathLike) -> None:
+        self.tokenizer.save_pretrained(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> PretrainedVocabulary:
+        from jaxspeech.models.llm.convert import load_tokenizer
+
+        return cls(load_tokenizer(path))
+
+
+def symbol_id(vocabulary: Tokenizer | PretrainedVocabulary, symbol: str) -> int:
     """The id of a task symbol (ValueError if the vocabulary lacks it: not a UniVoice vocabulary)."""
-    if symbol not in tokenizer.symbols:
+    if isinstance(vocabulary, PretrainedVocabulary):
+        return vocabulary.id_of(symbol)
+    if symbol not in vocabulary.symbols:
         raise ValueError(f"the vocabulary has no {symbol!r}: it is not a UniVoice vocabulary")
-    return tokenizer.symbols.index(symbol)
+    return vocabulary.symbols.index(symbol)
 
 
 def task_records(records: Sequence[dict], tasks: Sequence[str] = TASKS) -> list[dict]:

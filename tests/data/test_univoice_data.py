@@ -9,6 +9,7 @@ from jaxspeech.data.univoice import (
     ASR,
     EOS,
     TTS,
+    PretrainedVocabulary,
     spoken_text,
     symbol_id,
     task_records,
@@ -51,3 +52,28 @@ def test_mixed_batches_mark_tasks_and_targets(tiny_corpus):
     lengths = batch["token_mask"].sum(1)
     np.testing.assert_array_equal(batch["target_mask"].sum(1), [lengths[0] - 1, 0, lengths[2] - 1, 0])
     assert not batch["target_mask"][:, 0].any()  # the task symbol is never a target
+
+
+def test_a_pretrained_tokenizer_gets_the_task_symbols(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer as Fast
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    bpe = Fast(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(["did you see the red boats"] * 5, trainers.BpeTrainer(
+        vocab_size=80, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    base = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>")
+    size = len(base)
+    vocabulary = PretrainedVocabulary(base)
+    assert vocabulary.vocab_size == size + 2 and symbol_id(vocabulary, EOS) == base.eos_token_id
+    assert {symbol_id(vocabulary, ASR), symbol_id(vocabulary, TTS)} == {size, size + 1}
+    label = univoice_labeler(vocabulary)
+    asr_row, tts_row = (label(r) for r in task_records([{"text": "Did you see the red boats?"}]))
+    assert asr_row[0] == symbol_id(vocabulary, ASR) and asr_row[-1] == base.eos_token_id
+    assert vocabulary.decode(asr_row) == "did you see the red boats"  # the task symbols are special tokens
+    assert vocabulary.decode(tts_row[1:]) == "did you see the red boats?"
+    vocabulary.save(tmp_path)
+    again = PretrainedVocabulary.load(tmp_path)
+    assert again.vocab_size == vocabulary.vocab_size and symbol_id(again, TTS) == symbol_id(vocabulary, TTS)

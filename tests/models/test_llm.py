@@ -190,3 +190,19 @@ def test_a_tied_config_with_a_different_lm_head_is_refused(tmp_path):
     (tmp_path / "tied" / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": True}))
     with pytest.raises(CheckpointError, match="lm_head.weight differs"):
         llm.import_transformers_checkpoint(tmp_path / "tied")
+
+
+def test_resize_vocabulary_keeps_old_tokens_and_starts_new_ones_at_the_mean():
+    for tie in (True, False):
+        config = llm.llm_config("tiny", tie_embeddings=tie)
+        graphdef, params = llm.init(config, jax.random.key(0))
+        grown_config, grown = llm.resize_vocabulary(config, params, config.vocab_size + 3)
+        grown_graphdef, _ = llm.init(grown_config, jax.random.key(1))
+        tokens = jnp.asarray(_tokens(length=6) % config.vocab_size)
+        before = llm.apply(graphdef, params, tokens)
+        after = llm.apply(grown_graphdef, grown, tokens)
+        np.testing.assert_allclose(after[..., :config.vocab_size], before, atol=1e-5)
+        table = np.asarray(grown["embed_tokens"]["embedding"][...])
+        np.testing.assert_allclose(table[-1], table[:config.vocab_size].mean(0), atol=1e-6)
+    with pytest.raises(ValueError, match="shrinking"):
+        llm.resize_vocabulary(config, params, 10)

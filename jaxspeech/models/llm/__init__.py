@@ -11,10 +11,10 @@ from jaxspeech.models.llm.convert import (
     read_transformers_config,
     save_transformers_checkpoint,
 )
-from jaxspeech.models.llm.model import Llama, abstract_init, apply, init, init_cache, make_step
+from jaxspeech.models.llm.model import Llama, abstract_init, apply, init, init_cache, make_step, resize_vocabulary
 
 __all__ = [
     "PRESETS", "Llama", "LlmConfig", "abstract_init", "apply", "import_transformers_checkpoint", "init",
     "init_cache", "llm_config", "load_tokenizer", "make_step", "params_from_state_dict", "params_to_state_dict",
-    "read_transformers_config", "save_transformers_checkpoint",
+    "read_transformers_config", "resize_vocabulary", "save_transformers_checkpoint",
 ]

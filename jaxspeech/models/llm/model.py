@@ -164,3 +164,23 @@ def make_step(graphdef: nnx.GraphDef, params: nnx.State):
         return nnx.merge(graphdef, params)(tokens, cache=cache)
 
     return step
+
+
+def resize_vocabulary(config: LlmConfig, params: nnx.State, vocab_size: int) -> tuple[LlmConfig, nnx.State]:
+    """(config, params) with the token embedding (and an untied output projection) grown to
+    ``vocab_size`` rows: new tokens (e.g. task symbols added to a pretrained tokenizer) start at the
+    mean of the existing rows, so they perturb nothing until trained; existing ids keep their rows."""
+    if vocab_size < config.vocab_size:
+        raise ValueError(f"vocab_size {vocab_size} is smaller than the model's {config.vocab_size}: shrinking "
+                         "would drop trained tokens")  # fmt: skip
+    grown = jax.tree.map(lambda x: x, params)  # a new tree; leaves are replaced below
+    extra = vocab_size - config.vocab_size
+
+    def grow(rows: jax.Array, axis: int) -> jax.Array:
+        mean = jnp.mean(rows, axis=axis, keepdims=True)
+        return jnp.concatenate([rows, jnp.repeat(mean, extra, axis=axis)], axis=axis)
+
+    grown["embed_tokens"]["embedding"] = nnx.Param(grow(params["embed_tokens"]["embedding"][...], 0))
+    if "lm_head" in params:
+        grown["lm_head"]["kernel"] = nnx.Param(grow(params["lm_head"]["kernel"][...], 1))
+    return dataclasses.replace(config, vocab_size=vocab_size), grown
