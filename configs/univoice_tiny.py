@@ -10,6 +10,7 @@ row and as a TTS row, in mixed batches.
 """
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -41,6 +42,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.llm.rms_norm_eps = 1e-5
     c.model.llm.tie_embeddings = True
     c.model.llm.max_position_embeddings = 2048
+    c.model.llm.head_dim = placeholder(int)  # None: hidden_size / num_heads
+    c.model.llm.attention_bias = False
+    c.model.llm.mlp_bias = False
+    c.model.llm.bos_token_id = placeholder(int)  # a pretrained LLM's (init.llm_checkpoint) fill these
+    c.model.llm.eos_token_id = placeholder(int)
+    c.model.llm.pad_token_id = placeholder(int)
+    c.model.llm.initializer_range = 0.02
     c.model.llm.attention_impl = "auto"
     c.model.llm.dropout = 0.0
     c.model.n_mels = 80
@@ -59,6 +67,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.flow_head_blocks = 3
     c.model.mel_mean = 0.0  # measured on the training split: the flow runs on normalised log-mels
     c.model.mel_std = 1.0
+
+    c.init = ml_collections.ConfigDict()
+    # A transformers LLaMA-family checkpoint directory (e.g. SmolLM2) to start the LLM from: its architecture
+    # replaces model.llm's, its tokenizer (with <asr> and <tts> added) the character vocabulary.
+    c.init.llm_checkpoint = ""
 
     c.loss = ml_collections.ConfigDict()
     c.loss.lm_weight = 0.005  # UniVoice's weight of the LM loss beside the flow-matching MSE

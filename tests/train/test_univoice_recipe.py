@@ -118,3 +118,39 @@ def test_flow_omni_trains_resumes_and_clones_with_the_same_commands(tiny_corpus,
     waves, rate = recipe.synthesize(str(tmp_path / "a"), ["Was the clock too shiny?"], prompt_audio=clip["audio"],
                                     prompt_text=clip["text"])  # fmt: skip
     assert rate == 22050 and waves[0].size > 0 and np.isfinite(waves[0]).all()
+
+
+def test_the_llm_starts_from_a_transformers_checkpoint_with_its_tokenizer(tiny_corpus, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    import torch
+    from tokenizers import Tokenizer as Fast, decoders, models, pre_tokenizers, trainers
+
+    from jaxspeech.models import llm
+
+    texts = [r["text"] for r in load_records(tiny_corpus, split="train")]
+    bpe = Fast(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator([t.lower() for t in texts], trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>")
+    torch.manual_seed(0)
+    reference = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=48, intermediate_size=96, num_hidden_layers=1, num_attention_heads=4,
+        num_key_value_heads=2, tie_word_embeddings=True, eos_token_id=0, bos_token_id=0))
+    reference.save_pretrained(tmp_path / "smol")
+    tokenizer.save_pretrained(tmp_path / "smol")
+    workdir = tmp_path / "run"
+    run = recipe_config("configs/univoice_tiny.py", tiny_corpus, 1,
+                        [*TINY, f"--config.init.llm_checkpoint={tmp_path / 'smol'}"])
+    recipe.train(run, str(workdir))  # one step at the warmup's zero learning rate: the params stay imported
+    saved = json.loads((workdir / "config.json").read_text())["model"]["llm"]
+    assert (saved["hidden_size"], saved["num_layers"], saved["vocab_size"]) == (48, 1, len(tokenizer) + 2)
+    speech, _, step = recipe.load_speech(str(workdir))
+    table = np.asarray(speech.params["llm"]["embed_tokens"]["embedding"][...])
+    _, _, imported = llm.import_transformers_checkpoint(tmp_path / "smol")
+    np.testing.assert_array_equal(table[: len(tokenizer)], imported["embed_tokens"]["embedding"][...])
+    assert step == 1 and (workdir / "tokenizer").is_dir() and not (workdir / "vocab.json").exists()
+    [text] = speech.transcribe([audio.load_audio(load_records(tiny_corpus, split="valid")[0]["audio"],
+                                                 sample_rate=22050)])  # fmt: skip
+    assert isinstance(text, str)

@@ -9,6 +9,7 @@ frames per character), ``vocab.json``, ``checkpoints/``, ``metrics.jsonl`` + Ten
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -24,9 +25,17 @@ from jaxspeech.data.manifest import SkipCounter
 from jaxspeech.data.pipeline import SpeechBatches, SpeechDataset
 from jaxspeech.data.readers import load_records
 from jaxspeech.data.tts import speaker_of
-from jaxspeech.data.univoice import spoken_text, task_records, univoice_collate, univoice_labeler, univoice_tokenizer
+from jaxspeech.data.univoice import (
+    PretrainedVocabulary,
+    spoken_text,
+    task_records,
+    univoice_collate,
+    univoice_labeler,
+    univoice_tokenizer,
+)
 from jaxspeech.eval import error_rates
-from jaxspeech.models import univoice
+from jaxspeech.models import llm, univoice
+from jaxspeech.models.checkpoint_import import CheckpointError
 from jaxspeech.models.llm.config import LlmConfig
 from jaxspeech.models.univoice import flow_omni
 from jaxspeech.models.univoice.inference import UniVoiceSpeech
@@ -46,7 +55,9 @@ from jaxspeech.train.run_setup import (
 from jaxspeech.train.step import compile_recipe_step
 
 log = logging.getLogger(__name__)
-_VOCAB = "vocab.json"
+_VOCAB = "vocab.json"  # the character vocabulary
+_PRETRAINED_VOCAB = "tokenizer"  # or the pretrained LLM's tokenizer with the task symbols (a directory)
+_LLM_FIELDS = tuple(f.name for f in dataclasses.fields(LlmConfig))
 _MODEL_FIELDS = ("n_mels", "audio_encoder", "encoder_dim", "encoder_layers", "encoder_heads", "encoder_ff_mult",
                  "encoder_conv_kernel", "encoder_subsampling_channels", "encoder_dropout", "pool",
                  "time_sinusoid_dim", "tts_head", "flow_head_width", "flow_head_blocks", "mel_mean",
@@ -103,15 +114,54 @@ def _prompt_and_target(records: list[dict]) -> tuple[dict | None, dict]:
     return None, records[0]
 
 
+def _vocabulary(config: ml_collections.ConfigDict, records: list[dict], workdir: str):
+    """The run's vocabulary, read back when resuming: the pretrained LLM's tokenizer with the task symbols
+    (``init.llm_checkpoint``), else characters of the training texts."""
+    if config.init.llm_checkpoint:
+        return workdir_file(workdir, _PRETRAINED_VOCAB,
+                            lambda: PretrainedVocabulary(llm.load_tokenizer(config.init.llm_checkpoint)),
+                            load=PretrainedVocabulary.load, save=lambda v, p: v.save(p))  # fmt: skip
+    return workdir_file(workdir, _VOCAB, lambda: univoice_tokenizer(r["text"] for r in records),
+                        load=Tokenizer.load, save=lambda t, p: t.save(p))  # fmt: skip
+
+
+def _load_vocabulary(workdir: str):
+    if os.path.isdir(os.path.join(workdir, _PRETRAINED_VOCAB)):
+        return PretrainedVocabulary.load(os.path.join(workdir, _PRETRAINED_VOCAB))
+    return Tokenizer.load(os.path.join(workdir, _VOCAB))
+
+
+def _pretrained_llm(config: ml_collections.ConfigDict, vocab_size: int):
+    """The params of ``init.llm_checkpoint`` (a transformers LLaMA-family directory) grown to ``vocab_size``
+    tokens, with its architecture written into ``config.model.llm`` (None without a checkpoint)."""
+    if not config.init.llm_checkpoint:
+        return None
+    llm_config, _, params = llm.import_transformers_checkpoint(config.init.llm_checkpoint)
+    llm_config, params = llm.resize_vocabulary(llm_config, params, vocab_size)
+    for name in _LLM_FIELDS:
+        if name not in ("attention_impl", "dropout"):  # run settings, not architecture
+            config.model.llm[name] = getattr(llm_config, name)
+    return params
+
+
+def _with_llm(params, llm_params, source: str):
+    """``params`` with the LLM's replaced by ``llm_params`` (CheckpointError if their shapes differ)."""
+    shapes = lambda tree: jax.tree.map(lambda x: x.shape, tree)  # noqa: E731
+    if shapes(params["llm"]) != shapes(llm_params):
+        raise CheckpointError(f"{source}: the LLM's parameters do not fit this UniVoice model")
+    params["llm"] = llm_params
+    return params
+
+
 def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     """Trains (or resumes) a UniVoice model in ``workdir``."""
     os.makedirs(workdir, exist_ok=True)
     skips = SkipCounter()
     d = config.data
     records = load_records(d.dir, split=d.train_split, skips=skips)
-    tokenizer = workdir_file(workdir, _VOCAB, lambda: univoice_tokenizer(r["text"] for r in records),
-                             load=Tokenizer.load, save=lambda t, p: t.save(p))  # fmt: skip
+    tokenizer = _vocabulary(config, records, workdir)
     dataset = _dataset(records, config, tokenizer, skips)
+    pretrained = _pretrained_llm(config, tokenizer.vocab_size)
     config.model.llm.vocab_size = tokenizer.vocab_size
     config.synth.frames_per_char = _frames_per_char(dataset)
     config.model.mel_mean, config.model.mel_std = dataset.mel_statistics()
@@ -124,6 +174,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
 
     optimizer = optimizer_from_config(config)
     graphdef, params = univoice.init(model_config(config.model), jax.random.key(config.seed))
+    if pretrained is not None:
+        params = _with_llm(params, pretrained, config.init.llm_checkpoint)
     step_fn, state = compile_recipe_step(make_loss_fn(config, graphdef), optimizer,
                                          initial_state(config, params, optimizer), mesh, config)
 
@@ -162,7 +214,7 @@ def load_speech(workdir: str) -> tuple[UniVoiceSpeech, ml_collections.ConfigDict
     config = read_saved_config(workdir)
     graphdef, params = univoice.init(model_config(config.model), jax.random.key(0))
     state = restore_state(workdir, config, params, optimizer_from_config(config))
-    tokenizer = Tokenizer.load(os.path.join(workdir, _VOCAB))
+    tokenizer = _load_vocabulary(workdir)
     return speech_from(config, tokenizer, graphdef, state.params), config, int(state.step)
 
 
