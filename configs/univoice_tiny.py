@@ -52,7 +52,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.llm.attention_impl = "auto"
     c.model.llm.dropout = 0.0
     c.model.n_mels = 80
-    c.model.audio_encoder = "conformer"
+    c.model.audio_encoder = "conformer"  # or "whisper": the encoder of model.whisper_checkpoint
+    c.model.whisper_checkpoint = ""  # a transformers Whisper directory (audio_encoder="whisper")
+    c.model.whisper_config = ""  # its architecture (config.json text), written when training starts
+    c.model.freeze_audio_encoder = False  # UniVoice freezes Whisper's encoder
     c.model.encoder_dim = 96
     c.model.encoder_layers = 2
     c.model.encoder_heads = 4

@@ -9,7 +9,9 @@ transcript (``normalize_for_asr``: lower case over ``[a-z' ]``) + ``<eos>``, wit
 out, the punctuation that shapes prosody kept: ``,.?!``) and its mel is the target.
 
 Batch layout: ``pipeline.collate``'s (``mel``, ``mel_mask``, ``tokens``, ``token_mask``, ``index``)
-plus ``tts`` [B] bool and ``target_mask`` [B, L] bool (see ``models.univoice.loss``).
+plus ``tts`` [B] bool and ``target_mask`` [B, L] bool (see ``models.univoice.loss``); for a Whisper
+audio encoder (``WhisperFeatures``) also ``asr_features`` [B, 3000, mels] (each ASR row's 30 s window,
+Whisper's log-mel at 16 kHz) and ``asr_feature_lengths`` [B] (3000 for ASR rows, else 0).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
+from jaxspeech import audio
 from jaxspeech.data.pipeline import SpeechDataset, collate
 from jaxspeech.text import Tokenizer, normalize_for_asr
 from jaxspeech.text.tokenizer import BLANK
@@ -117,6 +121,30 @@ def univoice_labeler(tokenizer: Tokenizer):
         return np.concatenate([[tts], tokenizer.encode(spoken_text(record["text"]))]).astype(np.int32)
 
     return label
+
+
+class WhisperFeatures:
+    """``univoice_collate`` plus the Whisper encoder's input for the ASR rows (see the module docstring);
+    preset: ``"whisper_80"`` or ``"whisper_128"``."""
+
+    def __init__(self, preset: str):
+        self.preset = audio.get_preset(preset)
+        self.window = audio.num_frames(self.preset.pad_or_trim_samples, self.preset)
+        self._log_mel = jax.jit(lambda w: audio.log_mel(w, self.preset, pad_or_trim=True))
+
+    def features(self, waveform: np.ndarray) -> np.ndarray:
+        """[window, mels] of a waveform at the preset's rate (zero-padded or trimmed to 30 s)."""
+        return np.asarray(self._log_mel(np.asarray(waveform, np.float32)))
+
+    def __call__(self, dataset: SpeechDataset, rows: np.ndarray, frames: int, label_len: int) -> dict[str, np.ndarray]:
+        batch = univoice_collate(dataset, rows, frames, label_len)
+        asr = (batch["index"] >= 0) & ~batch["tts"]
+        features = np.zeros((len(rows), self.window, self.preset.n_mels), np.float32)
+        for r in np.flatnonzero(asr):
+            record = dataset.records[int(batch["index"][r])]
+            features[r] = self.features(audio.load_audio(record["audio"], sample_rate=self.preset.sample_rate))
+        batch["asr_features"], batch["asr_feature_lengths"] = features, np.where(asr, self.window, 0).astype(np.int32)
+        return batch
 
 
 def univoice_collate(dataset: SpeechDataset, rows: np.ndarray, frames: int, label_len: int) -> dict[str, np.ndarray]:

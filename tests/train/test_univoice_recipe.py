@@ -3,6 +3,7 @@ prompt clip (any sample rate), evaluate, and bad input named."""
 
 import json
 
+import jax
 import numpy as np
 import pytest
 import soundfile
@@ -154,3 +155,31 @@ def test_the_llm_starts_from_a_transformers_checkpoint_with_its_tokenizer(tiny_c
     [text] = speech.transcribe([audio.load_audio(load_records(tiny_corpus, split="valid")[0]["audio"],
                                                  sample_rate=22050)])  # fmt: skip
     assert isinstance(text, str)
+
+
+def test_a_frozen_whisper_encoder_from_a_checkpoint_reads_its_30_s_window(tiny_corpus, tmp_path):
+    pytest.importorskip("transformers")
+    from tests.whisper_tiny_checkpoint import build_checkpoint
+
+    from jaxspeech.models import whisper
+
+    checkpoint = build_checkpoint(tmp_path / "whisper")
+    workdir = tmp_path / "run"
+    overrides = [*TINY, "--config.model.audio_encoder=whisper", f"--config.model.whisper_checkpoint={checkpoint}",
+                 "--config.model.freeze_audio_encoder=true", "--config.model.pool=25",
+                 "--config.optim.warmup_steps=0", "--config.train.eval_asr_utterances=1"]  # fmt: skip
+    recipe.train(recipe_config("configs/univoice_tiny.py", tiny_corpus, 2, overrides, eval_every=2), str(workdir))
+    speech, config, step = recipe.load_speech(str(workdir))
+    assert step == 2 and speech.config.whisper.d_model == 32
+    _, _, imported = whisper.import_transformers_checkpoint(checkpoint)
+    trained = speech.params["audio_encoder"]
+    for (path, ours), (_, theirs) in zip(jax.tree_util.tree_leaves_with_path(trained),
+                                         jax.tree_util.tree_leaves_with_path(imported["encoder"]), strict=True):
+        np.testing.assert_array_equal(ours, theirs, err_msg=str(path))  # frozen: not even weight decay moved it
+    assert any(m.get("asr_rows", 0) > 0 for m in read_metrics(workdir / "metrics.jsonl"))
+    clip = load_records(tiny_corpus, split="valid")[0]
+    features, lengths = speech.asr_features([audio.load_audio(clip["audio"], sample_rate=22050)])
+    assert features.shape == (1, 3000, 80) and lengths.tolist() == [3000]
+    assert isinstance(speech.transcribe([audio.load_audio(clip["audio"], sample_rate=22050)])[0], str)
+    with pytest.raises(ValueError, match="30 s"):
+        speech.asr_features([np.zeros(31 * 22050, np.float32)])

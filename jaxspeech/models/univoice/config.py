@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 from jaxspeech.models.llm.config import LlmConfig
+from jaxspeech.models.whisper.config import WhisperConfig
 
-AUDIO_ENCODERS = ("conformer",)
+AUDIO_ENCODERS = ("conformer", "whisper")
 TTS_HEADS = ("infill", "flow_omni")
 
 
@@ -16,9 +17,12 @@ class UniVoiceConfig:
 
     llm: the decoder-only LLM (its vocabulary holds the text tokens and the task tokens).
     n_mels: mel bins of the TTS frames and of the ASR encoder's input features.
-    audio_encoder: "conformer" (LayerNorm -> 4x conv subsampling -> Conformer blocks, trained with
-      the LLM). encoder_dim / encoder_layers / encoder_heads / encoder_ff_mult / encoder_conv_kernel /
-      encoder_subsampling_channels: its sizes; encoder_dropout inside its blocks.
+    audio_encoder: "conformer" (LayerNorm -> 4x conv subsampling -> Conformer blocks on ``n_mels``
+      log-mels, trained with the LLM; encoder_dim / encoder_layers / encoder_heads / encoder_ff_mult /
+      encoder_conv_kernel / encoder_subsampling_channels: its sizes, encoder_dropout inside its blocks)
+      or "whisper" (the encoder of ``whisper``, a Whisper architecture, on its own 30 s log-mel window
+      at 16 kHz, as UniVoice uses Whisper-large-v3-turbo's).
+    freeze_audio_encoder: no gradient reaches the audio encoder (UniVoice freezes Whisper's).
     pool: the adapter's average-pooling stride over encoder frames (UniVoice: Whisper's 1500 -> 250).
     time_sinusoid_dim: sinusoid width of the flow-time embedding (t scaled by 1000 inside).
     tts_head: "infill" (UniVoice: flow matching on the frames inside the LLM, bidirectional span) or
@@ -31,6 +35,8 @@ class UniVoiceConfig:
     llm: LlmConfig
     n_mels: int = 80
     audio_encoder: str = "conformer"
+    whisper: WhisperConfig | None = None
+    freeze_audio_encoder: bool = False
     encoder_dim: int = 96
     encoder_layers: int = 2
     encoder_heads: int = 4
@@ -49,6 +55,8 @@ class UniVoiceConfig:
     def __post_init__(self):
         if self.audio_encoder not in AUDIO_ENCODERS:
             raise ValueError(f"audio_encoder must be one of {AUDIO_ENCODERS}, got {self.audio_encoder!r}")
+        if (self.audio_encoder == "whisper") != (self.whisper is not None):
+            raise ValueError("audio_encoder='whisper' needs a whisper architecture, and only it takes one")
         if self.tts_head not in TTS_HEADS:
             raise ValueError(f"tts_head must be one of {TTS_HEADS}, got {self.tts_head!r}")
         for name in ("n_mels", "encoder_dim", "encoder_layers", "encoder_heads", "pool", "time_sinusoid_dim"):
@@ -57,6 +65,11 @@ class UniVoiceConfig:
                 raise ValueError(f"UniVoiceConfig.{name} must be a positive int, got {value!r}")
         if not self.mel_std > 0:
             raise ValueError(f"mel_std must be > 0, got {self.mel_std}")
+
+    @property
+    def encoder_width(self) -> int:
+        """Width of the audio encoder's states (the adapter's input)."""
+        return self.whisper.d_model if self.whisper is not None else self.encoder_dim
 
     def normalise(self, mel):
         """Log-mel -> the flow's frames: (mel - mel_mean) / mel_std."""

@@ -26,6 +26,7 @@ from jaxspeech.losses.flow_matching import flow_matching_error, path_sample
 from jaxspeech.models.llm.model import init_cache
 from jaxspeech.models.univoice.config import UniVoiceConfig
 from jaxspeech.models.univoice.layout import RowLayout, assemble, row_layout
+from jaxspeech.models.univoice.loss import asr_inputs
 from jaxspeech.models.univoice.model import Rows, SpeechLM
 from jaxspeech.nn.flow_head import FlowHead
 
@@ -105,8 +106,9 @@ def make_loss_fn(
         k_path, k_dropout = jax.random.split(key)
         mel_lengths = jnp.sum(mel_mask, axis=1, dtype=jnp.int32)
         frames = model.config.normalise(mel)
-        rows = Rows(text=tokens, text_lengths=jnp.sum(batch["token_mask"], axis=1, dtype=jnp.int32), features=mel,
-                    feature_lengths=jnp.where(tts, 0, mel_lengths), x_t=frames, cond=None,
+        features, feature_lengths = asr_inputs(batch)
+        rows = Rows(text=tokens, text_lengths=jnp.sum(batch["token_mask"], axis=1, dtype=jnp.int32), features=features,
+                    feature_lengths=jnp.where(tts, 0, feature_lengths), x_t=frames, cond=None,
                     frame_lengths=jnp.where(tts, mel_lengths, 0), t=jnp.zeros(tts.shape))  # fmt: skip
         out = model(rows, rngs=nnx.Rngs(dropout=k_dropout) if train else None)
         frame_mask = mel_mask & tts[:, None]

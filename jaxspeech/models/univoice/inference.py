@@ -15,7 +15,7 @@ import numpy as np
 from flax import nnx
 
 from jaxspeech import audio
-from jaxspeech.data.univoice import ASR, EOS, TTS, spoken_text, symbol_id
+from jaxspeech.data.univoice import ASR, EOS, TTS, WhisperFeatures, spoken_text, symbol_id
 from jaxspeech.models.univoice import flow_omni
 from jaxspeech.models.univoice.config import UniVoiceConfig
 from jaxspeech.models.univoice.sampling import frames_for_text, infill, transcribe
@@ -49,6 +49,8 @@ class UniVoiceSpeech:
         self.head_steps, self.temperature = head_steps, temperature
         self._ids = {symbol: symbol_id(tokenizer, symbol) for symbol in (ASR, TTS, EOS)}
         self._log_mel = jax.jit(lambda w: audio.log_mel(w, self.preset))
+        if config.whisper is not None:
+            self._whisper_features = WhisperFeatures(f"whisper_{config.whisper.n_mels}")
 
     def mel(self, waveform: np.ndarray) -> np.ndarray:
         """Log-mel [T, n_mels] of a mono waveform at the preset's rate."""
@@ -59,14 +61,26 @@ class UniVoiceSpeech:
         padded = np.pad(waveform, (0, -len(waveform) % chunk))
         return np.asarray(self._log_mel(padded))[: audio.num_frames(len(waveform), self.preset)]
 
-    def transcribe(self, waveforms: Sequence[np.ndarray], *, beam_size: int | None = None) -> list[str]:
-        """One transcript per waveform (greedy, or beam search of ``beam_size``), decoded as one batch."""
+    def asr_features(self, waveforms: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The audio encoder's input [B, frames, mels] and lengths [B] for waveforms at the preset's rate:
+        the log-mels (padded to a multiple of 64 frames), or Whisper's 30 s window at 16 kHz."""
+        if self.config.whisper is not None:
+            whisper = self._whisper_features
+            if any(len(w) > whisper.preset.pad_or_trim_samples * self.preset.sample_rate / whisper.preset.sample_rate
+                   for w in waveforms):
+                raise ValueError("Whisper's encoder reads 30 s: split longer audio")
+            features = np.stack([whisper.features(audio.resample(np.asarray(w, np.float32), self.preset.sample_rate,
+                                                                 whisper.preset.sample_rate)) for w in waveforms])
+            return features, np.full((len(waveforms),), whisper.window, np.int32)
         mels = [self.mel(w) for w in waveforms]
-        capacity = _padded(max(len(m) for m in mels))
-        features = np.zeros((len(mels), capacity, self.config.n_mels), np.float32)
+        features = np.zeros((len(mels), _padded(max(len(m) for m in mels)), self.config.n_mels), np.float32)
         for row, mel in enumerate(mels):
             features[row, : len(mel)] = mel
-        lengths = np.array([len(m) for m in mels], np.int32)
+        return features, np.array([len(m) for m in mels], np.int32)
+
+    def transcribe(self, waveforms: Sequence[np.ndarray], *, beam_size: int | None = None) -> list[str]:
+        """One transcript per waveform (greedy, or beam search of ``beam_size``), decoded as one batch."""
+        features, lengths = self.asr_features(waveforms)
         decoded = transcribe(self.graphdef, self.params, jnp.asarray(features), lengths, [self._ids[ASR]],
                              max_new_tokens=self.max_new_tokens, eos_id=self._ids[EOS], beam_size=beam_size)
         tokens, counts = jax.device_get((decoded.tokens, decoded.lengths))

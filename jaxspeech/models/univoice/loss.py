@@ -10,7 +10,8 @@ ASR rows: cross-entropy (or EMO) on the transcript tokens. Total: flow MSE + lm_
 Batch keys: ``tokens`` [B, L] int and ``token_mask`` [B, L] (ASR: task prompt then transcript then
 eos; TTS: the utterance's text), ``target_mask`` [B, L] (the tokens an ASR row is trained to
 predict: transcript and eos), ``mel`` [B, T, n_mels] and ``mel_mask`` [B, T] (an ASR row's audio
-features, a TTS row's target frames), ``tts`` [B] bool.
+features, a TTS row's target frames), ``tts`` [B] bool; with a Whisper audio encoder ``asr_features``
+and ``asr_feature_lengths`` (``data.univoice.WhisperFeatures``) are the ASR rows' audio instead.
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ from jaxspeech.models.univoice.model import Rows, apply
 
 Batch = Mapping[str, jax.Array]
 LM_LOSSES = ("ce", "emo")
+
+
+def asr_inputs(batch: Batch) -> tuple[jax.Array, jax.Array]:
+    """The audio encoder's input and lengths [B]: ``asr_features`` (Whisper's window) when the batch has
+    them, else the log-mels."""
+    if "asr_features" in batch:
+        return batch["asr_features"], batch["asr_feature_lengths"]
+    return batch["mel"], jnp.sum(batch["mel_mask"], axis=1, dtype=jnp.int32)
 
 
 def infill_spans(key: jax.Array, lengths: jax.Array, capacity: int,
@@ -77,8 +86,9 @@ def make_loss_fn(
         frames = nnx.merge(graphdef, params).config.normalise(mel)
         cond = jnp.where(span[..., None] | ~mel_mask[..., None] | drop_audio[:, None, None], 0.0, frames)
         x_t, t, target = path_sample(frames, k_path, sigma_min=0.0, t_min=t_min)
-        rows = Rows(text=tokens, text_lengths=jnp.where(drop_text, 0, text_lengths), features=mel,
-                    feature_lengths=jnp.where(tts, 0, mel_lengths), x_t=x_t, cond=cond,
+        features, feature_lengths = asr_inputs(batch)
+        rows = Rows(text=tokens, text_lengths=jnp.where(drop_text, 0, text_lengths), features=features,
+                    feature_lengths=jnp.where(tts, 0, feature_lengths), x_t=x_t, cond=cond,
                     frame_lengths=jnp.where(tts, mel_lengths, 0), t=t)  # fmt: skip
         out = apply(graphdef, params, rows, key=k_dropout if train else None)
         flow_mse = flow_matching_error(out.velocity, target, span)

@@ -21,6 +21,7 @@ from flax import nnx
 from jaxspeech.models.llm.model import Llama
 from jaxspeech.models.univoice.config import UniVoiceConfig
 from jaxspeech.models.univoice.layout import RowLayout, assemble, row_layout
+from jaxspeech.models.whisper.model import WhisperEncoder
 from jaxspeech.nn.attention import MaskSpec
 from jaxspeech.nn.conformer import ConformerEncoder
 from jaxspeech.nn.subsampling import ConvSubsampling, subsampled_length
@@ -58,10 +59,11 @@ class Outputs(NamedTuple):
 
 
 def speech_length(config: UniVoiceConfig, feature_frames):
-    """Speech embeddings from ``feature_frames`` audio frames (int or int array): 4x conv subsampling,
-    then ceil(/pool)."""
-    frames = subsampled_length(feature_frames)
-    return -(-frames // config.pool)
+    """Speech embeddings from ``feature_frames`` audio frames (int or int array): 4x conv subsampling
+    (Whisper: its stride-2 convolution over the whole window), then ceil(/pool)."""
+    if config.whisper is not None:
+        return -(-(-(-feature_frames // 2)) // config.pool)
+    return -(-subsampled_length(feature_frames) // config.pool)
 
 
 class SpeechAdapter(nnx.Module):
@@ -100,14 +102,17 @@ class SpeechLM(nnx.Module):
     def __init__(self, config: UniVoiceConfig, *, rngs: nnx.Rngs):
         self.config = config
         self.llm = Llama(config.llm, rngs=rngs)
-        self.input_norm = nnx.LayerNorm(config.n_mels, rngs=rngs)
-        self.subsampling = ConvSubsampling(config.n_mels, config.encoder_dim,
-                                           channels=config.encoder_subsampling_channels, rngs=rngs)  # fmt: skip
-        self.audio_encoder = ConformerEncoder(
-            config.encoder_dim, config.encoder_layers, config.encoder_heads, ff_mult=config.encoder_ff_mult,
-            conv_kernel=config.encoder_conv_kernel, dropout=config.encoder_dropout, rngs=rngs,
-        )  # fmt: skip
-        self.adapter = SpeechAdapter(config.encoder_dim, config.llm.hidden_size, config.pool, rngs=rngs)
+        if config.whisper is not None:
+            self.audio_encoder = WhisperEncoder(config.whisper, rngs=rngs)
+        else:
+            self.input_norm = nnx.LayerNorm(config.n_mels, rngs=rngs)
+            self.subsampling = ConvSubsampling(config.n_mels, config.encoder_dim,
+                                               channels=config.encoder_subsampling_channels, rngs=rngs)  # fmt: skip
+            self.audio_encoder = ConformerEncoder(
+                config.encoder_dim, config.encoder_layers, config.encoder_heads, ff_mult=config.encoder_ff_mult,
+                conv_kernel=config.encoder_conv_kernel, dropout=config.encoder_dropout, rngs=rngs,
+            )  # fmt: skip
+        self.adapter = SpeechAdapter(config.encoder_width, config.llm.hidden_size, config.pool, rngs=rngs)
 
     @property
     def dtype(self):
@@ -115,13 +120,21 @@ class SpeechLM(nnx.Module):
 
     def speech_embeddings(self, features: jax.Array, lengths: jax.Array,
                           rngs: nnx.Rngs | None = None) -> tuple[jax.Array, jax.Array]:
-        """features [B, Tf, n_mels], lengths [B] -> (embeddings [B, A, D], lengths [B]),
-        A = speech_length(config, Tf). Rows of length 0 give no embeddings."""
+        """features [B, Tf, mels], lengths [B] -> (embeddings [B, A, D], lengths [B]),
+        A = speech_length(config, Tf). Rows of length 0 give no embeddings. Whisper reads its whole
+        window (its padding is the log-mel of silence, as Whisper was trained): a row's length only
+        says whether it has audio."""
         chex.assert_rank(features, 3)
         mask = jnp.arange(features.shape[1])[None, :] < lengths[:, None]
-        x = jnp.where(mask[..., None], features, 0.0)  # padding never reaches a gradient
-        x, sub_mask = self.subsampling(self.input_norm(x), mask)
-        x = self.audio_encoder(x, sub_mask, rngs=rngs)
+        if self.config.whisper is not None:
+            x, _ = self.audio_encoder(jnp.swapaxes(features, 1, 2), None, rngs)
+            sub_mask = jnp.broadcast_to(lengths[:, None] > 0, x.shape[:2])
+        else:
+            x = jnp.where(mask[..., None], features, 0.0)  # padding never reaches a gradient
+            x, sub_mask = self.subsampling(self.input_norm(x), mask)
+            x = self.audio_encoder(x, sub_mask, rngs=rngs)
+        if self.config.freeze_audio_encoder:
+            x = jax.lax.stop_gradient(x)
         embeddings, pooled_mask = self.adapter(x, sub_mask)
         return embeddings.astype(self.dtype), pooled_mask.sum(-1, dtype=jnp.int32)
 
@@ -190,7 +203,9 @@ def init(config: UniVoiceConfig, key: jax.Array) -> tuple[nnx.GraphDef, nnx.Stat
     """A randomly initialised UniVoice (or, with ``config.tts_head == "flow_omni"``, Flow-Omni) split into
     (graphdef, params)."""
     if config.tts_head == "flow_omni":
-        from jaxspeech.models.univoice.flow_omni import FlowOmni  # it builds on this module
+        from jaxspeech.models.univoice.flow_omni import (
+            FlowOmni,  # it builds on this module
+        )
 
         return nnx.split(FlowOmni(config, rngs=nnx.Rngs(params=key)), nnx.Param)
     return nnx.split(UniVoice(config, rngs=nnx.Rngs(params=key)), nnx.Param)

@@ -27,6 +27,7 @@ from jaxspeech.data.readers import load_records
 from jaxspeech.data.tts import speaker_of
 from jaxspeech.data.univoice import (
     PretrainedVocabulary,
+    WhisperFeatures,
     spoken_text,
     task_records,
     univoice_collate,
@@ -34,11 +35,12 @@ from jaxspeech.data.univoice import (
     univoice_tokenizer,
 )
 from jaxspeech.eval import error_rates
-from jaxspeech.models import llm, univoice
+from jaxspeech.models import llm, univoice, whisper
 from jaxspeech.models.checkpoint_import import CheckpointError
 from jaxspeech.models.llm.config import LlmConfig
 from jaxspeech.models.univoice import flow_omni
 from jaxspeech.models.univoice.inference import UniVoiceSpeech
+from jaxspeech.models.whisper.config import WhisperConfig
 from jaxspeech.text import Tokenizer
 from jaxspeech.train import recipes
 from jaxspeech.train.config import read_saved_config, save_config
@@ -58,16 +60,52 @@ log = logging.getLogger(__name__)
 _VOCAB = "vocab.json"  # the character vocabulary
 _PRETRAINED_VOCAB = "tokenizer"  # or the pretrained LLM's tokenizer with the task symbols (a directory)
 _LLM_FIELDS = tuple(f.name for f in dataclasses.fields(LlmConfig))
-_MODEL_FIELDS = ("n_mels", "audio_encoder", "encoder_dim", "encoder_layers", "encoder_heads", "encoder_ff_mult",
-                 "encoder_conv_kernel", "encoder_subsampling_channels", "encoder_dropout", "pool",
-                 "time_sinusoid_dim", "tts_head", "flow_head_width", "flow_head_blocks", "mel_mean",
-                 "mel_std")  # fmt: skip
+_MODEL_FIELDS = ("n_mels", "audio_encoder", "freeze_audio_encoder", "encoder_dim", "encoder_layers",
+                 "encoder_heads", "encoder_ff_mult", "encoder_conv_kernel", "encoder_subsampling_channels",
+                 "encoder_dropout", "pool", "time_sinusoid_dim", "tts_head", "flow_head_width", "flow_head_blocks",
+                 "mel_mean", "mel_std")  # fmt: skip
 
 
 def model_config(model: ml_collections.ConfigDict) -> univoice.UniVoiceConfig:
-    """The UniVoiceConfig of a run config's ``model`` section."""
-    return univoice.UniVoiceConfig(llm=LlmConfig(**model.llm.to_dict()),
+    """The UniVoiceConfig of a run config's ``model`` section (``whisper_config``: the Whisper
+    architecture as transformers' config.json text, written when training starts)."""
+    whisper = None
+    if model.audio_encoder == "whisper":
+        whisper = WhisperConfig.from_transformers(json.loads(model.whisper_config))
+    return univoice.UniVoiceConfig(llm=LlmConfig(**model.llm.to_dict()), whisper=whisper,
                                    **{name: model[name] for name in _MODEL_FIELDS})  # fmt: skip
+
+
+def _optimizer(config: ml_collections.ConfigDict):
+    """AdamW of the run; a frozen audio encoder gets no weight decay (and no gradient: it never moves)."""
+    if not config.model.freeze_audio_encoder:
+        return optimizer_from_config(config)
+
+    def decay_mask(params):
+        mask = jax.tree.map(lambda _: True, params)
+        mask["audio_encoder"] = jax.tree.map(lambda _: False, params["audio_encoder"])
+        return mask
+
+    return optimizer_from_config(config, decay_mask=decay_mask)
+
+
+def _collate(config: ml_collections.ConfigDict):
+    """The batch builder: UniVoice rows, plus Whisper's input window for a Whisper audio encoder."""
+    if config.model.audio_encoder == "whisper":
+        return WhisperFeatures(f"whisper_{model_config(config.model).whisper.n_mels}")
+    return univoice_collate
+
+
+def _whisper_encoder(config: ml_collections.ConfigDict):
+    """The encoder params of ``model.whisper_checkpoint`` (a transformers Whisper directory), its
+    architecture written into ``model.whisper_config``; None for another audio encoder."""
+    if config.model.audio_encoder != "whisper":
+        return None
+    if not config.model.whisper_checkpoint:
+        raise ValueError("audio_encoder='whisper' needs model.whisper_checkpoint (a transformers Whisper directory)")
+    whisper_config, _, params = whisper.import_transformers_checkpoint(config.model.whisper_checkpoint)
+    config.model.whisper_config = json.dumps(whisper_config.to_transformers())
+    return params["encoder"]
 
 
 def make_loss_fn(config: ml_collections.ConfigDict, graphdef, *, train: bool = True):
@@ -144,12 +182,12 @@ def _pretrained_llm(config: ml_collections.ConfigDict, vocab_size: int):
     return params
 
 
-def _with_llm(params, llm_params, source: str):
-    """``params`` with the LLM's replaced by ``llm_params`` (CheckpointError if their shapes differ)."""
+def _with_part(params, part: str, imported, source: str):
+    """``params`` with ``params[part]`` replaced by ``imported`` (CheckpointError if their shapes differ)."""
     shapes = lambda tree: jax.tree.map(lambda x: x.shape, tree)  # noqa: E731
-    if shapes(params["llm"]) != shapes(llm_params):
-        raise CheckpointError(f"{source}: the LLM's parameters do not fit this UniVoice model")
-    params["llm"] = llm_params
+    if shapes(params[part]) != shapes(imported):
+        raise CheckpointError(f"{source}: its parameters do not fit this UniVoice model's {part}")
+    params[part] = imported
     return params
 
 
@@ -162,27 +200,30 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     tokenizer = _vocabulary(config, records, workdir)
     dataset = _dataset(records, config, tokenizer, skips)
     pretrained = _pretrained_llm(config, tokenizer.vocab_size)
+    audio_encoder = _whisper_encoder(config)
     config.model.llm.vocab_size = tokenizer.vocab_size
     config.synth.frames_per_char = _frames_per_char(dataset)
     config.model.mel_mean, config.model.mel_std = dataset.mel_statistics()
     save_config(config, workdir)
     mesh = mesh_from_config(config)
-    batches = bucketed_batches(config, dataset, collate=univoice_collate)
+    batches = bucketed_batches(config, dataset, collate=_collate(config))
     write_data_stats(workdir, {**batches.describe(), "vocab_size": tokenizer.vocab_size,
                                "frames_per_char": config.synth.frames_per_char, "mel_mean": config.model.mel_mean,
                                "mel_std": config.model.mel_std, "skips": dict(skips.counts)})  # fmt: skip
 
-    optimizer = optimizer_from_config(config)
+    optimizer = _optimizer(config)
     graphdef, params = univoice.init(model_config(config.model), jax.random.key(config.seed))
     if pretrained is not None:
-        params = _with_llm(params, pretrained, config.init.llm_checkpoint)
+        params = _with_part(params, "llm", pretrained, config.init.llm_checkpoint)
+    if audio_encoder is not None:
+        params = _with_part(params, "audio_encoder", audio_encoder, config.model.whisper_checkpoint)
     step_fn, state = compile_recipe_step(make_loss_fn(config, graphdef), optimizer,
                                          initial_state(config, params, optimizer), mesh, config)
 
     valid_records = load_records(d.dir, split=d.eval_split)
     valid = _dataset(valid_records, config, tokenizer)
     valid_loader = SpeechBatches(valid, make_buckets(valid.lengths, max_frames=d.max_frames, num_buckets=1),
-                                 shuffle=False, num_threads=d.num_threads, collate=univoice_collate)  # fmt: skip
+                                 shuffle=False, num_threads=d.num_threads, collate=_collate(config))  # fmt: skip
     valid_batches = [next(valid_loader) for _ in range(min(config.train.eval_batches, valid_loader.batches_per_epoch))]
     eval_loss = jax.jit(make_loss_fn(config, graphdef, train=False))
     writer = MetricWriter(workdir)
@@ -213,7 +254,7 @@ def load_speech(workdir: str) -> tuple[UniVoiceSpeech, ml_collections.ConfigDict
     """(speech, config, step) of the latest readable checkpoint of ``workdir``."""
     config = read_saved_config(workdir)
     graphdef, params = univoice.init(model_config(config.model), jax.random.key(0))
-    state = restore_state(workdir, config, params, optimizer_from_config(config))
+    state = restore_state(workdir, config, params, _optimizer(config))
     tokenizer = _load_vocabulary(workdir)
     return speech_from(config, tokenizer, graphdef, state.params), config, int(state.step)
 
