@@ -183,3 +183,14 @@ def test_a_frozen_whisper_encoder_from_a_checkpoint_reads_its_30_s_window(tiny_c
     assert isinstance(speech.transcribe([audio.load_audio(clip["audio"], sample_rate=22050)])[0], str)
     with pytest.raises(ValueError, match="30 s"):
         speech.asr_features([np.zeros(31 * 22050, np.float32)])
+
+
+def test_the_paper_scale_config_names_its_checkpoints_and_shards_the_llm():
+    from jaxspeech.train.config import load_config
+
+    config = load_config("configs/univoice_360m.py", ["--config.mesh.fsdp=8"])
+    assert config.model.audio_encoder == "whisper" and config.model.freeze_audio_encoder
+    assert config.init.llm_checkpoint.endswith("SmolLM2-360M") and "whisper" in config.model.whisper_checkpoint
+    assert config.train.compute_dtype == "bfloat16" and config.model.pool == 6 and config.mesh.fsdp == 8
+    with pytest.raises(FileNotFoundError, match="not found"):  # no hub here: the directories must exist
+        recipe._pretrained_llm(config, 49154)
