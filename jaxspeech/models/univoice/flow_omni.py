@@ -21,12 +21,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxspeech.losses.emo import token_cross_entropy
 from jaxspeech.losses.flow_matching import flow_matching_error, path_sample
 from jaxspeech.models.llm.model import init_cache
 from jaxspeech.models.univoice.config import UniVoiceConfig
 from jaxspeech.models.univoice.layout import RowLayout, assemble, row_layout
-from jaxspeech.models.univoice.loss import asr_inputs
+from jaxspeech.models.univoice.loss import asr_inputs, asr_lm_loss
 from jaxspeech.models.univoice.model import Rows, SpeechLM
 from jaxspeech.nn.flow_head import FlowHead
 
@@ -120,16 +119,9 @@ def make_loss_fn(
         flow_mse = flow_matching_error(velocity, target, jnp.repeat(frame_mask.reshape(-1), flow_repeats))
         last = jnp.arange(capacity)[None, :] == (mel_lengths - 1)[:, None]
         stop_loss = _balanced_bce(out.stop_logits, last, frame_mask)
-        logits, targets = out.text_logits[:, :-1], tokens[:, 1:]
-        target_mask = batch["target_mask"][:, 1:] & batch["token_mask"][:, 1:] & ~tts[:, None]
-        lm = jnp.sum(jnp.where(target_mask, token_cross_entropy(logits, targets), 0.0)) / jnp.maximum(
-            jnp.sum(target_mask), 1)
-        correct = (jnp.argmax(logits, axis=-1) == targets) & target_mask
+        lm, lm_metrics = asr_lm_loss(out.text_logits, batch)
         loss = flow_mse + stop_weight * stop_loss + lm_weight * lm
-        return loss, {"loss": loss, "flow_mse": flow_mse, "stop_loss": stop_loss, "lm_loss": lm,
-                      "token_accuracy": jnp.sum(correct) / jnp.maximum(jnp.sum(target_mask), 1),
-                      "tts_rows": jnp.sum(tts).astype(jnp.int32),
-                      "asr_rows": jnp.sum(~tts & jnp.any(batch["token_mask"], axis=1)).astype(jnp.int32)}
+        return loss, {"loss": loss, "flow_mse": flow_mse, "stop_loss": stop_loss, **lm_metrics}
 
     return loss_fn
 

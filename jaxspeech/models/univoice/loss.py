@@ -38,6 +38,24 @@ def asr_inputs(batch: Batch) -> tuple[jax.Array, jax.Array]:
     return batch["mel"], jnp.sum(batch["mel_mask"], axis=1, dtype=jnp.int32)
 
 
+def asr_lm_loss(text_logits: jax.Array, batch: Batch, emo_table: jax.Array | None = None
+                ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The LM loss on the ASR rows' targets (text position i predicts token i + 1): cross-entropy, or EMO
+    over ``emo_table`` [V, D] (held constant). Returns (loss, {lm_loss, token_accuracy, tts_rows, asr_rows})."""
+    tokens, tts = batch["tokens"], batch["tts"]
+    logits, targets = text_logits[:, :-1], tokens[:, 1:]
+    target_mask = batch["target_mask"][:, 1:] & batch["token_mask"][:, 1:] & ~tts[:, None]
+    count = jnp.maximum(jnp.sum(target_mask), 1)
+    if emo_table is not None:
+        lm, _ = emo_loss(logits, targets, target_mask, jax.lax.stop_gradient(emo_table))
+    else:
+        lm = jnp.sum(jnp.where(target_mask, token_cross_entropy(logits, targets), 0.0)) / count
+    correct = (jnp.argmax(logits, axis=-1) == targets) & target_mask
+    return lm, {"lm_loss": lm, "token_accuracy": jnp.sum(correct) / count,
+                "tts_rows": jnp.sum(tts).astype(jnp.int32),
+                "asr_rows": jnp.sum(~tts & jnp.any(batch["token_mask"], axis=1)).astype(jnp.int32)}  # fmt: skip
+
+
 def infill_spans(key: jax.Array, lengths: jax.Array, capacity: int,
                  fraction: tuple[float, float] = (0.7, 1.0)) -> jax.Array:
     """[B, capacity] bool: per row one contiguous span of round(f x length) frames, f ~ U(fraction),
@@ -92,24 +110,9 @@ def make_loss_fn(
                     frame_lengths=jnp.where(tts, mel_lengths, 0), t=t)  # fmt: skip
         out = apply(graphdef, params, rows, key=k_dropout if train else None)
         flow_mse = flow_matching_error(out.velocity, target, span)
-        # Text position i predicts token i + 1; only ASR rows' targets count.
-        logits, targets = out.text_logits[:, :-1], tokens[:, 1:]
-        target_mask = batch["target_mask"][:, 1:] & batch["token_mask"][:, 1:] & ~tts[:, None]
-        if lm_loss == "emo":
-            table = jax.lax.stop_gradient(nnx.merge(graphdef, params).llm.output_embeddings())
-            lm, _ = emo_loss(logits, targets, target_mask, table)
-        else:
-            count = jnp.maximum(jnp.sum(target_mask), 1)
-            lm = jnp.sum(jnp.where(target_mask, token_cross_entropy(logits, targets), 0.0)) / count
-        correct = (jnp.argmax(logits, axis=-1) == targets) & target_mask
+        table = nnx.merge(graphdef, params).llm.output_embeddings() if lm_loss == "emo" else None
+        lm, lm_metrics = asr_lm_loss(out.text_logits, batch, table)
         loss = flow_mse + lm_weight * lm
-        return loss, {
-            "loss": loss,
-            "flow_mse": flow_mse,
-            "lm_loss": lm,
-            "token_accuracy": jnp.sum(correct) / jnp.maximum(jnp.sum(target_mask), 1),
-            "tts_rows": jnp.sum(tts).astype(jnp.int32),
-            "asr_rows": jnp.sum(~tts & jnp.any(batch["token_mask"], axis=1)).astype(jnp.int32),
-        }
+        return loss, {"loss": loss, "flow_mse": flow_mse, **lm_metrics}
 
     return loss_fn
