@@ -73,7 +73,8 @@ class SpeechDataset:
         if not self.records:
             raise ValueError(f"no usable records ({self.skips.summary()})")
         self.lengths = np.asarray(lengths, np.int32)
-        self._cache: dict[int, np.ndarray] | None = {} if cache else None
+        # Keyed by audio file: records that share one (UniVoice's ASR and TTS rows) decode it once.
+        self._cache: dict[str, np.ndarray] | None = {} if cache else None
         self._log_mel = jax.jit(lambda w: audio.log_mel(w, self.preset))
 
     def __len__(self) -> int:
@@ -103,9 +104,9 @@ class SpeechDataset:
 
     def features(self, index: int) -> np.ndarray | None:
         """Log-mel ``[T,F]`` of example ``index``, or None (counted) if its audio cannot be decoded."""
-        if self._cache is not None and index in self._cache:
-            return self._cache[index]
         record = self.records[index]
+        if self._cache is not None and record["audio"] in self._cache:
+            return self._cache[record["audio"]]
         try:
             wave = audio.load_audio(record["audio"], sample_rate=self.preset.sample_rate)
         except audio.AudioError as e:
@@ -115,7 +116,7 @@ class SpeechDataset:
         padded = np.pad(wave, (0, -len(wave) % chunk))
         mel = np.asarray(self._log_mel(padded))[: audio.num_frames(len(wave), self.preset)]
         if self._cache is not None:
-            self._cache[index] = mel
+            self._cache[record["audio"]] = mel
         return mel
 
 

@@ -62,6 +62,35 @@ def _weight_files(path: str, single: str) -> list[str] | None:
     return None
 
 
+def read_config_json(path: str | os.PathLike, family: str) -> dict:
+    """The config.json of transformers checkpoint directory ``path`` as a dict; FileNotFoundError naming
+    ``family`` (e.g. "Whisper") when there is none."""
+    config_file = os.path.join(os.fspath(path), "config.json")
+    if not os.path.isfile(config_file):
+        raise FileNotFoundError(f"{os.fspath(path)} has no config.json; is it a transformers {family} checkpoint "
+                                "directory?")  # fmt: skip
+    with open(config_file, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def write_transformers_checkpoint(path: str | os.PathLike, tensors: Mapping[str, np.ndarray],
+                                  expected: Mapping[str, tuple], config_of_dtype: Callable[[str], dict]) -> None:
+    """Writes ``tensors`` {name: array} as model.safetensors and ``config_of_dtype(dtype name)`` as
+    config.json into ``path``. Raises CheckpointError unless the tensors are exactly ``expected``
+    {name: shape}, ValueError when they mix dtypes."""
+    from safetensors.numpy import save_file
+
+    if {name: tuple(t.shape) for name, t in tensors.items()} != {name: tuple(s) for name, s in expected.items()}:
+        raise CheckpointError("params do not match the config they are saved with")
+    dtypes = {str(t.dtype) for t in tensors.values()}
+    if len(dtypes) != 1:
+        raise ValueError(f"params mix dtypes {sorted(dtypes)}; cast them to one before saving")
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(config_of_dtype(dtypes.pop()), f, indent=2, sort_keys=True)
+    save_file(dict(tensors), os.path.join(path, SAFETENSORS), metadata={"format": "pt"})
+
+
 def read_transformers_weights(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], list[str]]:
     """({tensor name: array}, files read) of a transformers checkpoint directory: model.safetensors
     (or its sharded index), else pytorch_model.bin (or its index; needs torch). Raises

@@ -9,7 +9,6 @@ weights are transposed ([out, in] -> [in, out]).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -20,12 +19,13 @@ from flax import nnx
 
 from jaxspeech.models.checkpoint_import import (
     REVERSED,
-    SAFETENSORS,
     SAME,
     CheckpointError,
     Layout,
     params_from_torch,
+    read_config_json,
     read_transformers_weights,
+    write_transformers_checkpoint,
 )
 from jaxspeech.models.llm.config import LlmConfig
 from jaxspeech.models.llm.model import abstract_init
@@ -81,16 +81,11 @@ def params_to_state_dict(params: nnx.State) -> dict[str, np.ndarray]:
 def read_transformers_config(path: str | os.PathLike) -> LlmConfig:
     """The LlmConfig of checkpoint directory ``path`` (its config.json); ValueError if it is not a
     LLaMA-family model this implementation reproduces."""
-    path = os.fspath(path)
-    config_file = os.path.join(path, "config.json")
-    if not os.path.isfile(config_file):
-        raise FileNotFoundError(f"{path} has no config.json; is it a transformers LLaMA checkpoint directory?")
-    with open(config_file, encoding="utf-8") as f:
-        config = json.load(f)
+    config = read_config_json(path, "LLaMA")
     try:
         return LlmConfig.from_transformers(config)
     except ValueError as err:
-        raise ValueError(f"{config_file}: {err}") from None
+        raise ValueError(f"{os.path.join(os.fspath(path), 'config.json')}: {err}") from None
 
 
 def import_transformers_checkpoint(
@@ -115,21 +110,13 @@ def save_transformers_checkpoint(params: nnx.State, config: LlmConfig, path: str
                                  *, tokenizer: Any = None) -> None:
     """Writes config.json + model.safetensors (and ``tokenizer``'s files when given) that
     ``LlamaForCausalLM.from_pretrained`` / ``AutoTokenizer.from_pretrained`` load."""
-    from safetensors.numpy import save_file
-
-    tensors = params_to_state_dict(params)
     _, abstract = abstract_init(config)
-    expected = {_torch_tensor(p)[0]: tuple(_torch_tensor(p)[1].torch_shape(v.get_value().shape))
-                for p, v in nnx.to_flat_state(abstract)}  # fmt: skip
-    if {n: t.shape for n, t in tensors.items()} != expected:
-        raise CheckpointError("params do not match the config they are saved with")
-    dtypes = {str(t.dtype) for t in tensors.values()}
-    if len(dtypes) != 1:
-        raise ValueError(f"params mix dtypes {sorted(dtypes)}; cast them to one before saving")
-    os.makedirs(path, exist_ok=True)
-    with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as f:
-        json.dump(config.to_transformers(dtype=dtypes.pop()), f, indent=2, sort_keys=True)
-    save_file(tensors, os.path.join(path, SAFETENSORS), metadata={"format": "pt"})
+    expected = {}
+    for path_in_tree, variable in nnx.to_flat_state(abstract):
+        name, layout = _torch_tensor(path_in_tree)
+        expected[name] = layout.torch_shape(variable.get_value().shape)
+    write_transformers_checkpoint(path, params_to_state_dict(params), expected,
+                                  lambda dtype: config.to_transformers(dtype=dtype))
     if tokenizer is not None:
         tokenizer.save_pretrained(path)
 

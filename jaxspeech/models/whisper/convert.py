@@ -10,7 +10,6 @@ embedding (tied), so it is accepted only if equal to it and never written.
 from __future__ import annotations
 
 import functools
-import json
 import os
 from collections.abc import Callable, Mapping
 
@@ -20,11 +19,12 @@ import numpy as np
 from flax import nnx
 
 from jaxspeech.models.checkpoint_import import (
-    SAFETENSORS,
     CheckpointError,
     filled,
+    read_config_json,
     read_transformers_weights,
     tensor_problems,
+    write_transformers_checkpoint,
 )
 from jaxspeech.models.whisper.config import WhisperConfig
 from jaxspeech.models.whisper.model import abstract_init, apply
@@ -95,11 +95,7 @@ def params_to_state_dict(params: nnx.State) -> dict[str, np.ndarray]:
 
 def read_transformers_config(path: str | os.PathLike) -> WhisperConfig:
     """The WhisperConfig of checkpoint directory ``path`` (its config.json)."""
-    config_file = os.path.join(path, "config.json")
-    if not os.path.exists(config_file):
-        raise FileNotFoundError(f"{path} has no config.json; is it a transformers Whisper checkpoint directory?")
-    with open(config_file) as f:
-        return WhisperConfig.from_transformers(json.load(f))
+    return WhisperConfig.from_transformers(read_config_json(path, "Whisper"))
 
 
 def import_transformers_checkpoint(
@@ -133,16 +129,6 @@ def load_transformers_checkpoint(
 
 def save_transformers_checkpoint(params: nnx.State, config: WhisperConfig, path: str | os.PathLike) -> None:
     """Writes config.json + model.safetensors that ``WhisperForConditionalGeneration.from_pretrained`` loads."""
-    from safetensors.numpy import save_file
-
-    tensors = params_to_state_dict(params)
     _, _, expected = _expected_tensors(config)
-    if set(tensors) != set(expected) or any(tensors[n].shape != expected[n][1] for n in expected):
-        raise CheckpointError("params do not match the config they are saved with")
-    dtypes = {str(t.dtype) for t in tensors.values()}
-    if len(dtypes) != 1:
-        raise ValueError(f"params mix dtypes {sorted(dtypes)}; cast them to one before saving")
-    os.makedirs(path, exist_ok=True)
-    with open(os.path.join(path, "config.json"), "w") as f:
-        json.dump(config.to_transformers(dtype=dtypes.pop()), f, indent=2, sort_keys=True)
-    save_file(tensors, os.path.join(path, SAFETENSORS), metadata={"format": "pt"})
+    write_transformers_checkpoint(path, params_to_state_dict(params), {n: shape for n, (_, shape) in expected.items()},
+                                  lambda dtype: config.to_transformers(dtype=dtype))  # fmt: skip

@@ -78,6 +78,11 @@ class Recipe:
             self.options[capability](parser)
 
 
+def add_beam_size(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--beam-size`` for a recognizer's evaluate and transcribe (dest ``beam_size``; 0 = greedy)."""
+    parser.add_argument("--beam-size", type=int, default=None, help="0 = greedy (default: the config's)")
+
+
 _REGISTRY: Registry[Recipe] = Registry("recipe", RecipeError)
 
 

@@ -143,10 +143,6 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
                      eval_fn=evaluate_valid, skips=skips)
 
 
-def _beam_size(parser) -> None:
-    parser.add_argument("--beam-size", type=int, default=None, help="0 = greedy (default: the config's)")
-
-
 def evaluate(workdir: str, *, split: str, beam_size: int | None = None) -> dict:
     """CER/WER of the latest checkpoint on ``split`` of the training corpus; also written to eval_<split>.json."""
     recognizer, params, step = _Recognizer.from_workdir(workdir)
@@ -182,4 +178,5 @@ def transcribe(workdir: str, files: list[str], *, beam_size: int | None = None) 
 
 
 RECIPE = recipes.register(recipes.Recipe("ctc_asr", train, evaluate=evaluate, transcribe=transcribe,
-                                         options={"evaluate": _beam_size, "transcribe": _beam_size}))
+                                         options={"evaluate": recipes.add_beam_size,
+                                                  "transcribe": recipes.add_beam_size}))
