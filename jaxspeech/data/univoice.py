@@ -61,7 +61,8 @@ def univoice_tokenizer(texts: Iterable[str]) -> Tokenizer:
 class PretrainedVocabulary:
     """A ``transformers`` tokenizer with UniVoice's task symbols: ``<asr>`` and ``<tts>`` added as special
     tokens (after its vocabulary), ``<eos>`` its own eos token. ``encode``/``decode`` text without
-    special tokens; ``save``/``load`` a directory (``save_pretrained``'s files)."""
+    special tokens; ``save`` writes ``save_pretrained``'s files (read them back with
+    ``models.llm.load_tokenizer``)."""
 
     def __init__(self, tokenizer: Any):
         if tokenizer.eos_token_id is None:
@@ -86,12 +87,6 @@ class PretrainedVocabulary:
 
     def save(self, path: str | os.PathLike) -> None:
         self.tokenizer.save_pretrained(path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> PretrainedVocabulary:
-        from jaxspeech.models.llm.convert import load_tokenizer
-
-        return cls(load_tokenizer(path))
 
 
 def symbol_id(vocabulary: Tokenizer | PretrainedVocabulary, symbol: str) -> int:

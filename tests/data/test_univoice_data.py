@@ -75,5 +75,7 @@ def test_a_pretrained_tokenizer_gets_the_task_symbols(tmp_path):
     assert vocabulary.decode(asr_row) == "did you see the red boats"  # the task symbols are special tokens
     assert vocabulary.decode(tts_row[1:]) == "did you see the red boats?"
     vocabulary.save(tmp_path)
-    again = PretrainedVocabulary.load(tmp_path)
+    from jaxspeech.models.llm import load_tokenizer
+
+    again = PretrainedVocabulary(load_tokenizer(tmp_path))
     assert again.vocab_size == vocabulary.vocab_size and symbol_id(again, TTS) == symbol_id(vocabulary, TTS)

@@ -130,6 +130,17 @@ def init_cache(config: LlmConfig, batch: int, capacity: int, dtype=jnp.float32) 
     return tuple(empty for _ in range(config.num_layers))
 
 
+def prefill(model: Llama, config: LlmConfig, embeddings: jax.Array, lengths: jax.Array,
+            capacity: int) -> tuple[jax.Array, Cache]:
+    """Right-padded embeddings [B, T, D] with ``lengths`` [B] real ones, run into a fresh cache of
+    ``capacity`` slots: (final-normed states [B, T, D], the cache with each row's length its own). The
+    padding's slots are overwritten by the next inputs and never attended (causal: no real input reads
+    a later slot)."""
+    hidden, cache = model.hidden_states(embeddings, cache=init_cache(config, embeddings.shape[0], capacity,
+                                                                     embeddings.dtype))  # fmt: skip
+    return hidden, tuple(layer._replace(length=lengths) for layer in cache)
+
+
 def _check_tokens(tokens: jax.Array) -> None:
     chex.assert_rank(tokens, 2)
     if not jnp.issubdtype(tokens.dtype, jnp.integer):

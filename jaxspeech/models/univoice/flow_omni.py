@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxspeech.losses.flow_matching import flow_matching_error, path_sample
-from jaxspeech.models.llm.model import init_cache
+from jaxspeech.models.llm.model import prefill
 from jaxspeech.models.univoice.config import UniVoiceConfig
 from jaxspeech.models.univoice.layout import RowLayout, assemble, row_layout
 from jaxspeech.models.univoice.loss import asr_inputs, asr_lm_loss
@@ -154,10 +154,8 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, key: jax.Array, text: ja
     empty = jnp.zeros((batch, 0, config.llm.hidden_size), model.dtype)
     prompt_frames = model.frame_in(config.normalise(prompt)).astype(model.dtype)
     sequence = assemble(layout, (empty, model.llm.embed(text), empty, prompt_frames))
-    cache = init_cache(config.llm, batch, layout.length + max_frames, model.dtype)
-    hidden, cache = model.llm.hidden_states(sequence, cache=cache)
     total = layout.total
-    cache = tuple(c._replace(length=total) for c in cache)
+    hidden, cache = prefill(model.llm, config.llm, sequence, total, layout.length + max_frames)
     state = jnp.take_along_axis(hidden, (total - 1)[:, None, None], axis=1)[:, 0]
 
     def body(carry):

@@ -15,6 +15,7 @@ import numpy as np
 from flax import nnx
 
 from jaxspeech import audio
+from jaxspeech.data.bucketing import round_up
 from jaxspeech.data.univoice import ASR, EOS, TTS, WhisperFeatures, spoken_text, symbol_id
 from jaxspeech.models.univoice import flow_omni
 from jaxspeech.models.univoice.config import UniVoiceConfig
@@ -26,7 +27,7 @@ MIN_PROMPT_SECONDS = 0.5
 
 
 def _padded(length: int) -> int:
-    return -(-length // FRAME_MULTIPLE) * FRAME_MULTIPLE
+    return int(round_up(length, FRAME_MULTIPLE))
 
 
 class UniVoiceSpeech:
@@ -107,15 +108,14 @@ class UniVoiceSpeech:
             return []
         prompt = np.zeros((0, self.config.n_mels), np.float32)
         prefix = ""
+        rate = (self.frames_per_char, 1)  # (frames, characters): the training data's speaking rate
         if prompt_audio is not None:
             prompt = self.mel(prompt_audio)
             if len(prompt) < MIN_PROMPT_SECONDS * self.preset.sample_rate / self.preset.hop_length:
                 raise ValueError(f"the prompt audio is {len(prompt)} frames; give at least {MIN_PROMPT_SECONDS} s")
             prefix = self._text(prompt_text, "the prompt text") + " "
-        if len(prompt):
-            new_frames = frames_for_text(len(prompt), len(prefix), [len(t) for t in targets])
-        else:
-            new_frames = np.maximum(np.rint(self.frames_per_char * np.array([len(t) for t in targets])), 1)
+            rate = (len(prompt), len(prefix))
+        new_frames = frames_for_text(*rate, [len(t) for t in targets])
         lengths = (len(prompt) + new_frames).astype(np.int32)
         if lengths.max() > self.max_frames:
             raise ValueError(f"prompt + speech would be {lengths.max()} frames, more than this model's "

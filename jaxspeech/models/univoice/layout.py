@@ -52,10 +52,6 @@ class RowLayout(NamedTuple):
         return MaskSpec(key_mask=self.key_mask(), causal=True, span_start=self.offsets[:, 3],
                         span_end=self.offsets[:, 4])  # fmt: skip
 
-    def positions(self) -> jax.Array:
-        """[B, S] RoPE positions: 0..total-1, then continuing over the padding (never attended)."""
-        return jnp.broadcast_to(jnp.arange(self.length, dtype=jnp.int32), (self.offsets.shape[0], self.length))
-
     def destinations(self, segment: str) -> jax.Array:
         """[B, capacity] sequence index of each element of ``segment``'s source array (elements past
         the row's segment length point past the row: read them only under the segment's mask)."""

@@ -24,7 +24,7 @@ from flax import nnx
 
 from jaxspeech.losses.emo import emo_loss, token_cross_entropy
 from jaxspeech.losses.flow_matching import flow_matching_error, path_sample
-from jaxspeech.models.univoice.model import Rows, apply
+from jaxspeech.models.univoice.model import Rows
 
 Batch = Mapping[str, jax.Array]
 LM_LOSSES = ("ce", "emo")
@@ -101,16 +101,17 @@ def make_loss_fn(
         drop = jax.random.uniform(k_drop, tts.shape)
         drop_text = tts & (drop < text_drop) if train else jnp.zeros_like(tts)
         drop_audio = tts & (drop < text_drop + audio_drop) if train else jnp.zeros_like(tts)
-        frames = nnx.merge(graphdef, params).config.normalise(mel)
+        model = nnx.merge(graphdef, params)
+        frames = model.config.normalise(mel)
         cond = jnp.where(span[..., None] | ~mel_mask[..., None] | drop_audio[:, None, None], 0.0, frames)
         x_t, t, target = path_sample(frames, k_path, sigma_min=0.0, t_min=t_min)
         features, feature_lengths = asr_inputs(batch)
         rows = Rows(text=tokens, text_lengths=jnp.where(drop_text, 0, text_lengths), features=features,
                     feature_lengths=jnp.where(tts, 0, feature_lengths), x_t=x_t, cond=cond,
                     frame_lengths=jnp.where(tts, mel_lengths, 0), t=t)  # fmt: skip
-        out = apply(graphdef, params, rows, key=k_dropout if train else None)
+        out = model(rows, rngs=nnx.Rngs(dropout=k_dropout) if train else None)
         flow_mse = flow_matching_error(out.velocity, target, span)
-        table = nnx.merge(graphdef, params).llm.output_embeddings() if lm_loss == "emo" else None
+        table = model.llm.output_embeddings() if lm_loss == "emo" else None
         lm, lm_metrics = asr_lm_loss(out.text_logits, batch, table)
         loss = flow_mse + lm_weight * lm
         return loss, {"loss": loss, "flow_mse": flow_mse, **lm_metrics}

@@ -24,6 +24,7 @@ from jaxspeech.models.univoice.layout import RowLayout, assemble, row_layout
 from jaxspeech.models.whisper.model import WhisperEncoder
 from jaxspeech.nn.attention import MaskSpec
 from jaxspeech.nn.conformer import ConformerEncoder
+from jaxspeech.nn.dit import modulate
 from jaxspeech.nn.subsampling import ConvSubsampling, subsampled_length
 from jaxspeech.nn.timestep import TimestepEmbedding, sinusoidal_embedding
 
@@ -58,12 +59,15 @@ class Outputs(NamedTuple):
     layout: RowLayout
 
 
+def _ceil_div(x, divisor: int):
+    return -(-x // divisor)
+
+
 def speech_length(config: UniVoiceConfig, feature_frames):
     """Speech embeddings from ``feature_frames`` audio frames (int or int array): 4x conv subsampling
     (Whisper: its stride-2 convolution over the whole window), then ceil(/pool)."""
-    if config.whisper is not None:
-        return -(-(-(-feature_frames // 2)) // config.pool)
-    return -(-subsampled_length(feature_frames) // config.pool)
+    encoder_frames = _ceil_div(feature_frames, 2) if config.whisper is not None else subsampled_length(feature_frames)
+    return _ceil_div(encoder_frames, config.pool)
 
 
 class SpeechAdapter(nnx.Module):
@@ -77,7 +81,7 @@ class SpeechAdapter(nnx.Module):
 
     def __call__(self, x: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
         batch, frames, dim = x.shape
-        pooled_frames = -(-frames // self.pool)
+        pooled_frames = _ceil_div(frames, self.pool)
         pad = pooled_frames * self.pool - frames
         x = jnp.pad(jnp.where(mask[..., None], x, 0.0), ((0, 0), (0, pad), (0, 0)))
         weights = jnp.pad(mask, ((0, 0), (0, pad))).reshape(batch, pooled_frames, self.pool)
@@ -86,14 +90,6 @@ class SpeechAdapter(nnx.Module):
         pooled_mask = count > 0
         pooled = summed / jnp.maximum(count, 1.0)[..., None]
         return jnp.where(pooled_mask[..., None], self.proj(self.norm(pooled)), 0.0), pooled_mask
-
-
-def _modulate(x: jax.Array, shift: jax.Array, scale: jax.Array) -> jax.Array:
-    """Parameter-free LayerNorm (eps 1e-6), then x (1 + scale) + shift with shift, scale [B, D]."""
-    x32 = x.astype(jnp.float32)
-    mean = x32.mean(-1, keepdims=True)
-    normed = (x32 - mean) * jax.lax.rsqrt(jnp.square(x32 - mean).mean(-1, keepdims=True) + 1e-6)
-    return (normed * (1.0 + scale[:, None, :]) + shift[:, None, :]).astype(x.dtype)
 
 
 class SpeechLM(nnx.Module):
@@ -148,8 +144,7 @@ class SpeechLM(nnx.Module):
     def run(self, layout: RowLayout, pieces: tuple[jax.Array, ...], mask: MaskSpec,
             rngs: nnx.Rngs | None) -> tuple[jax.Array, jax.Array]:
         """(final-normed LLM states [B, S, D], text logits [B, L, V]) of the rows ``layout`` assembles."""
-        hidden, _ = self.llm.hidden_states(assemble(layout, pieces), mask=mask, positions=layout.positions(),
-                                           rngs=rngs)  # fmt: skip
+        hidden, _ = self.llm.hidden_states(assemble(layout, pieces), mask=mask, rngs=rngs)
         return hidden, self.llm.logits(layout.gather(hidden, "text"))
 
 
@@ -195,7 +190,7 @@ class UniVoice(SpeechLM):
         velocity = None
         if rows.x_t is not None:
             shift, scale = jnp.split(self.out_modulation(jax.nn.silu(t_embedding)), 2, axis=-1)
-            velocity = self.out(_modulate(layout.gather(hidden, "frames"), shift, scale)).astype(jnp.float32)
+            velocity = self.out(modulate(layout.gather(hidden, "frames"), shift, scale)).astype(jnp.float32)
         return Outputs(text_logits, velocity, layout)
 
 

@@ -19,9 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxspeech.models.llm.model import init_cache
-from jaxspeech.models.univoice.model import Rows, UniVoice
-from jaxspeech.nn.causal_block import KVCache
+from jaxspeech.models.llm.model import prefill
+from jaxspeech.models.univoice.model import Rows
 from jaxspeech.samplers.autoregressive import Decoded, check_decoding_choice, decode, raise_if_nonfinite
 from jaxspeech.samplers.ode import sample_ode
 
@@ -80,20 +79,13 @@ def infill(
     return jnp.where(valid[..., None], mel, 0.0)
 
 
-def _prefill(model: UniVoice, speech: jax.Array, lengths: jax.Array, capacity: int) -> tuple[KVCache, ...]:
-    """The LLM cache after the speech embeddings [B, A, D], each row's length its own (the padding's
-    slots are overwritten by the next tokens and never attended)."""
-    cache = init_cache(model.config.llm, speech.shape[0], capacity, speech.dtype)
-    _, cache = model.llm.hidden_states(speech, cache=cache)
-    return tuple(layer._replace(length=lengths) for layer in cache)
-
-
 @functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "eos_id", "beam_size", "temperature"))
 def _transcribe(graphdef, params, features, feature_lengths, prompt, key, *, max_new_tokens, eos_id, beam_size,
                 temperature):  # fmt: skip
     model = nnx.merge(graphdef, params)
     speech, lengths = model.speech_embeddings(features, feature_lengths)
-    cache = _prefill(model, speech, lengths, speech.shape[1] + prompt.shape[1] + max_new_tokens)
+    capacity = speech.shape[1] + prompt.shape[1] + max_new_tokens
+    _, cache = prefill(model.llm, model.config.llm, speech, lengths, capacity)
 
     def step(tokens, cache):
         return nnx.merge(graphdef, params).llm(tokens, cache=cache)

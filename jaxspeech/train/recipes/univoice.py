@@ -157,15 +157,19 @@ def _vocabulary(config: ml_collections.ConfigDict, records: list[dict], workdir:
     (``init.llm_checkpoint``), else characters of the training texts."""
     if config.init.llm_checkpoint:
         return workdir_file(workdir, _PRETRAINED_VOCAB,
-                            lambda: PretrainedVocabulary(llm.load_tokenizer(config.init.llm_checkpoint)),
-                            load=PretrainedVocabulary.load, save=lambda v, p: v.save(p))  # fmt: skip
+                            lambda: _pretrained_vocabulary(config.init.llm_checkpoint),
+                            load=_pretrained_vocabulary, save=lambda v, p: v.save(p))  # fmt: skip
     return workdir_file(workdir, _VOCAB, lambda: univoice_tokenizer(r["text"] for r in records),
                         load=Tokenizer.load, save=lambda t, p: t.save(p))  # fmt: skip
 
 
+def _pretrained_vocabulary(path: str) -> PretrainedVocabulary:
+    return PretrainedVocabulary(llm.load_tokenizer(path))
+
+
 def _load_vocabulary(workdir: str):
     if os.path.isdir(os.path.join(workdir, _PRETRAINED_VOCAB)):
-        return PretrainedVocabulary.load(os.path.join(workdir, _PRETRAINED_VOCAB))
+        return _pretrained_vocabulary(os.path.join(workdir, _PRETRAINED_VOCAB))
     return Tokenizer.load(os.path.join(workdir, _VOCAB))
 
 
@@ -231,6 +235,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     asr_records = valid_records[: config.train.eval_asr_utterances]
     asr_waves = [_load_wave(r, preset) for r in asr_records]
     prompt, target = _prompt_and_target(valid_records)
+    prompt_options = {} if prompt is None else dict(prompt_audio=_load_wave(prompt, preset), prompt_text=prompt["text"])
 
     def evaluate_valid(state) -> dict[str, float]:
         key = jax.random.key(config.seed)
@@ -240,8 +245,6 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
         speech = speech_from(config, tokenizer, graphdef, state.params)
         hyps = speech.transcribe(asr_waves)
         result["asr_cer"] = error_rates([r["text"] for r in asr_records], hyps)["cer"]
-        prompt_options = {} if prompt is None else dict(prompt_audio=_load_wave(prompt, preset),
-                                                        prompt_text=prompt["text"])  # fmt: skip
         [mel] = speech.synthesize([target["text"]], key=key, **prompt_options)
         writer.image(int(state.step), "valid/cloned_mel", plot_mel(mel, title=target["text"]))
         return result
@@ -360,10 +363,6 @@ def _speaker_scores(config, trials: list[tuple[dict, dict]], files: list[str], s
         references={v: [load(r) for r in rs] for v, rs in references.items()}, sample_rate=preset.sample_rate)
 
 
-def _beam_size(parser) -> None:
-    parser.add_argument("--beam-size", type=int, default=None, help="0 = greedy (default: the config's)")
-
-
 def _evaluate_options(parser) -> None:
     parser.add_argument("--asr-workdir", default=None, help="recognizer for the TTS CER (default: the config's)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N utterances only")
@@ -377,4 +376,4 @@ def _synthesize_options(parser) -> None:
 
 RECIPE = recipes.register(recipes.Recipe(
     "univoice", train, evaluate=evaluate, transcribe=transcribe, synthesize=synthesize,
-    options={"evaluate": _evaluate_options, "transcribe": _beam_size, "synthesize": _synthesize_options}))
+    options={"evaluate": _evaluate_options, "transcribe": recipes.add_beam_size, "synthesize": _synthesize_options}))
