@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -182,6 +183,22 @@ def test_cached_steps_match_the_full_forward(small):
         pieces.append(logits)
     np.testing.assert_allclose(jnp.concatenate(pieces, axis=1), forward(graphdef, params, x, IDS), atol=1e-4)
     np.testing.assert_array_equal(cache["length"], [IDS.shape[1]] * BATCH)
+
+
+def test_cache_encodes_windows_as_the_batched_encoder(small):
+    # On CPU init_cache runs the encoder one window at a time; each row keeps its own frame mask.
+    _, _, (_, graphdef, params) = small
+    x = features(BATCH, seed=7)
+    mask = jnp.asarray(np.arange(40)[None, :] < np.array([[40], [28], [12]]))
+    cache = jax.jit(init_cache, static_argnums=0, static_argnames="capacity")(
+        graphdef, params, jnp.asarray(x), capacity=4, frame_mask=mask
+    )
+    model = nnx.merge(graphdef, params)
+    encoded, encoder_mask = model.encode(jnp.asarray(x), mask)
+    np.testing.assert_array_equal(cache["cross_mask"], encoder_mask)
+    for (k, v), (k_stored, v_stored) in zip(model.decoder.cross_keys_values(encoded), cache["cross"]):
+        np.testing.assert_allclose(jnp.transpose(k, (0, 2, 1, 3)), k_stored, atol=1e-5)
+        np.testing.assert_allclose(jnp.transpose(v, (0, 2, 3, 1)), v_stored, atol=1e-5)
 
 
 def greedy_by_rerunning(graphdef, params, x, eos):

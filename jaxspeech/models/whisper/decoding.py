@@ -73,16 +73,37 @@ def init_cache(
     max_positions = model.decoder.embed_positions.get_value().shape[0]
     if not 1 <= capacity <= max_positions:
         raise ValueError(f"cache capacity {capacity} must be in [1, max_target_positions={max_positions}]")
-    encoded, mask = model.encode(input_features, frame_mask)
-    batch = encoded.shape[0]
-    cross = model.decoder.cross_keys_values(encoded)
-    empty = jnp.zeros((batch, capacity) + cross[0][0].shape[2:], encoded.dtype)
+    cross, mask = _encode(model, input_features, frame_mask)
+    batch, encoder_len = cross[0][0].shape[:2]
+    empty = jnp.zeros((batch, capacity) + cross[0][0].shape[2:], cross[0][0].dtype)
     return {
         "self": tuple((empty, empty) for _ in cross),
         "cross": tuple((_stored(k, _KEYS), _stored(v, _VALUES)) for k, v in cross),
-        "cross_mask": jnp.ones(encoded.shape[:2], bool) if mask is None else mask,
+        "cross_mask": jnp.ones((batch, encoder_len), bool) if mask is None else mask,
         "length": jnp.zeros(batch, jnp.int32),
     }
+
+
+def _encode(model, input_features: jax.Array, frame_mask: jax.Array | None):
+    """The decoder's cross-attention (k, v) per layer, each [B, T_enc, H, D/H], and the encoder mask.
+
+    On CPU the windows go through the encoder one at a time (``lax.map``): a batch's activations
+    (an MLP's [B * 1500, 1536] float32 for whisper-tiny) outgrow the caches that one window's
+    fit: whisper-tiny's encoder takes 0.75 s for four windows one by one against 0.88 s together, and the
+    cache 0.89 s against 0.97 s (2 cores, medians of 5).
+    """
+
+    def encode(features, mask):
+        encoded, encoder_mask = model.encode(features, mask)
+        return model.decoder.cross_keys_values(encoded), encoder_mask
+
+    if jax.default_backend() != "cpu" or input_features.shape[0] == 1:
+        return encode(input_features, frame_mask)
+    cross, mask = jax.lax.map(
+        lambda row: jax.tree.map(lambda x: x[0], encode(*jax.tree.map(lambda x: x[None], row))),
+        (input_features, frame_mask),
+    )
+    return cross, mask
 
 
 def _token_mask(vocab_size: int, tokens: Sequence[int]) -> jax.Array:
