@@ -15,7 +15,12 @@ moving average of the student (``target``, a slowly moving map to data space), a
 mean squared error where the mask holds (the paper's LPIPS is for images). These roles are those of the
 authors' code (sony/ctm: ``ctm_target_inner_type='model_sg'``, the outer maps by the EMA model). The
 auxiliary denoising loss is the EDM loss of the denoiser g(x, sigma, sigma), weighted by
-``denoising_weight`` (SoundCTM: 1).
+``denoising_weight`` (SoundCTM: 1) and, with ``adaptive_weight`` (the authors' default), also by the
+ratio of the two terms' gradient norms, ||d L_CTM|| / (||d L_DSM|| + 1e-4) clipped to [0, 1e4] and
+held constant, so that neither term's gradient swamps the other's. The authors measure the norms at
+the weight of the network's last layer; here they are measured at the network's output (the
+gradient of each term with respect to an additive zero on g's output in its own call), which any
+callable has.
 """
 
 from __future__ import annotations
@@ -76,13 +81,15 @@ def ctm_loss(
     sigma_max: float = SIGMA_MAX,
     rho: float = RHO,
     denoising_weight: float = 1.0,
+    adaptive_weight: bool = True,
     p_mean: float = -1.2,
     p_std: float = 1.2,
     sigma_data: float = SIGMA_DATA,
     noise_mean: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """CTM loss + denoising_weight x the denoising loss. Returns (loss, {"ctm_loss", "denoising_loss",
-    "jump_fraction"}) (jump_fraction: mean (t - s) / t, how far the student jumps).
+    """CTM loss + denoising_weight (x the gradient balance with ``adaptive_weight``) x the denoising loss.
+    Returns (loss, {"ctm_loss", "denoising_loss", "denoising_balance", "jump_fraction"}) (the balance is 1
+    without ``adaptive_weight``; jump_fraction: mean (t - s) / t, how far the student jumps).
 
     g: the student's two-level denoiser ``g(x, t [B], s [B], cond)`` (with gradients); frozen: the same
     function under stop-gradient of its parameters (the target's jump); target: the moving-average g
@@ -109,13 +116,31 @@ def ctm_loss(
     floor = jnp.full_like(s, sigma_min)
     x_t = x1 + leading(t, x1).astype(x1.dtype) * unit_noise(k_noise, x1.shape, noise_mean=noise_mean, dtype=x1.dtype)
 
-    jump, jump_frozen, jump_target = (trajectory_function(fn) for fn in (g, frozen, target))
-    student = jump_target(jump(x_t, t, s, cond), s, floor, cond)
+    jump_frozen, jump_target = trajectory_function(frozen), trajectory_function(target)
     x_u = jax.lax.stop_gradient(_solve_down(teacher, x_t, sigmas, t_index, u_index, teacher_steps, cond, solver))
     aimed = jax.lax.stop_gradient(jump_target(jump_frozen(x_u, u, s, cond), s, floor, cond))
-    matching = consistency_distance(student, aimed, mask)
 
-    denoising, _ = edm_loss(lambda x, sigma, c: g(x, sigma, sigma, c), x1, k_denoise, mask=mask, cond=cond,
-                            p_mean=p_mean, p_std=p_std, sigma_data=sigma_data, noise_mean=noise_mean)
-    loss = matching + denoising_weight * denoising
-    return loss, {"ctm_loss": matching, "denoising_loss": denoising, "jump_fraction": jnp.mean((t - s) / t)}
+    # Each term as a function of an additive zero on g's output in its call: its gradient there is the
+    # term's gradient with respect to the network's output.
+    def matching_term(offset):
+        jump = trajectory_function(lambda x, t_, s_, c: g(x, t_, s_, c) + offset)
+        return consistency_distance(jump_target(jump(x_t, t, s, cond), s, floor, cond), aimed, mask)
+
+    def denoising_term(offset):
+        return edm_loss(lambda x, sigma, c: g(x, sigma, sigma, c) + offset, x1, k_denoise, mask=mask, cond=cond,
+                        p_mean=p_mean, p_std=p_std, sigma_data=sigma_data, noise_mean=noise_mean)[0]
+
+    zero = jnp.zeros_like(x1)
+    if adaptive_weight:
+        matching, matching_grad = jax.value_and_grad(matching_term)(zero)
+        denoising, denoising_grad = jax.value_and_grad(denoising_term)(zero)
+        balance = jax.lax.stop_gradient(jnp.clip(_norm(matching_grad) / (_norm(denoising_grad) + 1e-4), 0.0, 1e4))
+    else:
+        matching, denoising, balance = matching_term(zero), denoising_term(zero), jnp.ones((), jnp.float32)
+    loss = matching + denoising_weight * balance * denoising
+    return loss, {"ctm_loss": matching, "denoising_loss": denoising, "denoising_balance": balance,
+                  "jump_fraction": jnp.mean((t - s) / t)}
+
+
+def _norm(x: jax.Array) -> jax.Array:
+    return jnp.sqrt(jnp.sum(jnp.square(x.astype(jnp.float32))))

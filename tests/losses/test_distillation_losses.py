@@ -121,3 +121,32 @@ def test_ctm_target_jumps_with_the_current_student_and_maps_to_data_with_the_mov
     _, lagging_average = ctm_loss(exact, x1, key, frozen=exact, target=lagging, **common)
     _, lagging_jump = ctm_loss(exact, x1, key, frozen=lagging, target=exact, **common)
     assert float(lagging_average["ctm_loss"]) < 0.02 * float(lagging_jump["ctm_loss"])  # Heun's error only
+
+
+def test_ctm_adaptive_weight_balances_the_gradient_norms_at_the_output_and_is_held_constant():
+    """With ``adaptive_weight`` the denoising term is scaled by ||dL_CTM/dg|| / (||dL_DSM/dg|| + 1e-4), each
+    gradient taken at g's output (here by an offset added to g outside the loss), and the scale carries no
+    gradient: d loss = d L_CTM + w * balance * d L_DSM."""
+    x1, key = data(jax.random.key(12), (8, 3)), jax.random.key(13)
+    exact, teacher = two_level_denoiser(), denoiser()
+
+    def student(scale, offset=0.0):
+        return lambda x, t, s, cond: scale * exact(x, t, s) + 0.05 * (t - s)[:, None] + offset
+
+    def terms(scale, offset=0.0, **options):
+        return ctm_loss(student(scale, offset), x1, key, frozen=exact, target=exact, teacher=teacher, **options)
+
+    plain = dict(adaptive_weight=False)
+    matching_grad = jax.grad(lambda o: terms(1.1, o, denoising_weight=0.0, **plain)[0])(jnp.zeros_like(x1))
+    denoising_grad = jax.grad(lambda o: terms(1.1, o, **plain)[1]["denoising_loss"])(jnp.zeros_like(x1))
+    balance = np.linalg.norm(matching_grad) / (np.linalg.norm(denoising_grad) + 1e-4)
+    loss, metrics = terms(1.1, denoising_weight=0.5)
+    np.testing.assert_allclose(float(metrics["denoising_balance"]), balance, rtol=1e-4)
+    assert balance not in (0.0, 1.0) and float(terms(1.1, **plain)[1]["denoising_balance"]) == 1.0
+    want = float(metrics["ctm_loss"]) + 0.5 * balance * float(metrics["denoising_loss"])
+    np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+    grad = jax.grad(lambda a: terms(a, denoising_weight=0.5)[0])(1.1)
+    matching_scale_grad = jax.grad(lambda a: terms(a, denoising_weight=0.0, **plain)[0])(1.1)
+    denoising_scale_grad = jax.grad(lambda a: terms(a, **plain)[1]["denoising_loss"])(1.1)
+    np.testing.assert_allclose(float(grad), float(matching_scale_grad) + 0.5 * balance * float(denoising_scale_grad),
+                               rtol=1e-4)
