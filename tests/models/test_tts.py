@@ -2,6 +2,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -386,3 +387,19 @@ def test_pitch_condition_stacks_log_f0_and_voicing_and_zeroes_padding():
     mask = jnp.array([[True, True, False]])
     out = tts.pitch_condition(jnp.array([[0.5, -1.0, 3.0]]), jnp.array([[1.0, 0.25, 1.0]]), mask)
     np.testing.assert_array_equal(out, [[[0.5, 1.0], [-1.0, 0.25], [0.0, 0.0]]])
+
+
+def test_a_saved_config_gains_the_fields_added_since_at_values_that_keep_its_behaviour():
+    # A config saved before encoder.architecture, decoder.unet.block/head_dim and ctm.adaptive_weight existed.
+    saved = tts.with_objective(tts.default_config(), "ctm").to_dict()
+    del saved["encoder"]["architecture"], saved["decoder"]["unet"]["block"], saved["decoder"]["unet"]["head_dim"]
+    del saved["decoder"]["ctm"]["adaptive_weight"]
+    saved["decoder"]["ctm"]["denoising_weight"] = 0.1
+    upgraded = tts.upgrade_saved(ml_collections.ConfigDict(saved))
+    assert upgraded.encoder.architecture == "pre_ln" and upgraded.decoder.unet.block == "rope"
+    assert upgraded.decoder.unet.head_dim is None and upgraded.decoder.ctm.adaptive_weight is False
+    assert upgraded.decoder.ctm.denoising_weight == 0.1 and "edm" not in upgraded.decoder
+    # A current config is unchanged, and fields a run holds keep their values.
+    current = tts.with_objective(tts.default_config(), "edm")
+    current.encoder.architecture = "matcha"
+    assert tts.upgrade_saved(current).to_dict() == current.to_dict()

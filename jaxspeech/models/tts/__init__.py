@@ -39,7 +39,7 @@ Pure form: ``graphdef, params = init(config, key)``; ``encode(graphdef, params, 
 ``generate(graphdef, params, config, ...)``.
 """
 
-from jaxspeech.models.tts.config import default_config, with_objective
+from jaxspeech.models.tts.config import default_config, upgrade_saved, with_objective
 from jaxspeech.models.tts.decoder import NETWORKS, DecoderNetwork, null_condition
 from jaxspeech.models.tts.encoder import DurationPredictor, TextEncoder, align
 from jaxspeech.models.tts.synthesis import FRAME_BUCKET, Synthesis, generate, sampler_options
@@ -58,5 +58,6 @@ __all__ = [
     "BOUNDARY_KEYS", "FRAME_BUCKET", "NETWORKS", "AcousticModel", "DecoderNetwork", "DurationPredictor",
     "IntonationPredictor", "PitchPredictor", "Synthesis", "TerminalIntonationEncoder", "TextEncoder", "align",
     "decoder_network", "default_config", "encode", "generate", "init", "make_loss_fn", "null_condition",
-    "objective_of", "pitch_condition", "pitch_inputs", "random_segment", "sampler_options", "with_objective",
+    "objective_of", "pitch_condition", "pitch_inputs", "random_segment", "sampler_options", "upgrade_saved",
+    "with_objective",
 ]

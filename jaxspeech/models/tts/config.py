@@ -62,3 +62,27 @@ def with_objective(config: ml_collections.ConfigDict, objective: str) -> ml_coll
     decoder.update(objective=objective, **{objective: objectives.get(objective).default_config()})
     config.decoder = ml_collections.ConfigDict(decoder)
     return config
+
+
+# Fields whose default is not what runs saved before the field existed did: their value for those runs.
+_BEFORE_THE_FIELD = {"ctm": {"adaptive_weight": False}}
+
+
+def upgrade_saved(saved: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A saved run's acoustic-model config with every field added since it was written, at the value that
+    keeps the run's behaviour: the field's default (``decoder.ctm.adaptive_weight``: False)."""
+    objective = saved.decoder.objective
+    defaults = default_config(objective).to_dict()
+    defaults["decoder"][objective].update(_BEFORE_THE_FIELD.get(objective, {}))
+    return ml_collections.ConfigDict(_with_missing(saved.to_dict(), defaults))
+
+
+def _with_missing(saved: dict, defaults: dict) -> dict:
+    """``saved`` plus the keys of ``defaults`` it lacks, recursively."""
+    merged = dict(saved)
+    for key, value in defaults.items():
+        if key not in merged:
+            merged[key] = value
+        elif isinstance(value, dict) and isinstance(merged[key], dict):
+            merged[key] = _with_missing(merged[key], value)
+    return merged

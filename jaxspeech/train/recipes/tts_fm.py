@@ -41,7 +41,7 @@ from jaxspeech.train import recipes
 from jaxspeech.train.config import read_saved_config, save_config
 from jaxspeech.train.loop import train_in_workdir
 from jaxspeech.train.metrics import MetricWriter, plot_mel, write_data_stats
-from jaxspeech.train.recipes.tts_teacher import adopt_teacher, load_teacher, params_from_teacher
+from jaxspeech.train.recipes.tts_teacher import adopt_teacher, load_teacher, params_from_teacher, read_run_config
 from jaxspeech.train.run_setup import (
     bucketed_batches,
     initial_state,
@@ -195,7 +195,7 @@ def load_synthesizer(workdir: str, vocoder: str | None = None) -> tuple[Synthesi
     config's ``synth.vocoder``)."""
     if os.path.isfile(workdir):
         return _imported_synthesizer(workdir, vocoder)
-    config = read_saved_config(workdir)
+    config = read_run_config(workdir)
     graphdef, params = tts.init(config.model, jax.random.key(0))
     state = restore_state(workdir, config, params, optimizer_from_config(config),
                           ema=_ema_decay(config.model) is not None)

@@ -46,6 +46,15 @@ def _as_plain(value: Any) -> Any:
     return json.loads(json.dumps(value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value))
 
 
+def read_run_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config a TTS run saved in ``workdir``, its model config with the fields added since
+    (``tts.upgrade_saved``), locked."""
+    config = read_saved_config(workdir)
+    with config.unlocked():
+        config.model = tts.upgrade_saved(config.model)
+    return config
+
+
 def load_teacher(config: ml_collections.ConfigDict) -> Teacher | None:
     """The teacher the student's objective names, or None when it needs none. Raises a ConfigError when
     ``decoder.<objective>.teacher_workdir`` is unset, missing, or holds a run of another objective or
@@ -60,7 +69,7 @@ def load_teacher(config: ml_collections.ConfigDict) -> Teacher | None:
                           f"--config.{key} to its workdir")
     if not os.path.isfile(os.path.join(workdir, "config.json")):
         raise ConfigError(f"{key}={workdir!r} holds no trained run (no config.json)")
-    teacher_config = read_saved_config(workdir)
+    teacher_config = read_run_config(workdir)
     teacher_objective, teacher_levels = tts.objective_of(teacher_config.model)
     if teacher_objective.name != objective.teacher:
         raise ConfigError(f"{key}={workdir!r} was trained with the {teacher_objective.name} objective; the "
