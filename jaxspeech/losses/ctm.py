@@ -130,17 +130,15 @@ def ctm_loss(
         return edm_loss(lambda x, sigma, c: g(x, sigma, sigma, c) + offset, x1, k_denoise, mask=mask, cond=cond,
                         p_mean=p_mean, p_std=p_std, sigma_data=sigma_data, noise_mean=noise_mean)[0]
 
-    zero = jnp.zeros_like(x1)
     if adaptive_weight:
+        zero = jnp.zeros_like(x1)
         matching, matching_grad = jax.value_and_grad(matching_term)(zero)
         denoising, denoising_grad = jax.value_and_grad(denoising_term)(zero)
-        balance = jax.lax.stop_gradient(jnp.clip(_norm(matching_grad) / (_norm(denoising_grad) + 1e-4), 0.0, 1e4))
+        ratio = jnp.linalg.norm(matching_grad.astype(jnp.float32)) / (
+            jnp.linalg.norm(denoising_grad.astype(jnp.float32)) + 1e-4)
+        balance = jax.lax.stop_gradient(jnp.clip(ratio, 0.0, 1e4))
     else:
-        matching, denoising, balance = matching_term(zero), denoising_term(zero), jnp.ones((), jnp.float32)
+        matching, denoising, balance = matching_term(0.0), denoising_term(0.0), jnp.ones((), jnp.float32)
     loss = matching + denoising_weight * balance * denoising
     return loss, {"ctm_loss": matching, "denoising_loss": denoising, "denoising_balance": balance,
                   "jump_fraction": jnp.mean((t - s) / t)}
-
-
-def _norm(x: jax.Array) -> jax.Array:
-    return jnp.sqrt(jnp.sum(jnp.square(x.astype(jnp.float32))))

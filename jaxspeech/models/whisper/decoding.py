@@ -99,11 +99,10 @@ def _encode(model, input_features: jax.Array, frame_mask: jax.Array | None):
 
     if jax.default_backend() != "cpu" or input_features.shape[0] == 1:
         return encode(input_features, frame_mask)
-    cross, mask = jax.lax.map(
+    return jax.lax.map(
         lambda row: jax.tree.map(lambda x: x[0], encode(*jax.tree.map(lambda x: x[None], row))),
         (input_features, frame_mask),
     )
-    return cross, mask
 
 
 def _token_mask(vocab_size: int, tokens: Sequence[int]) -> jax.Array:
