@@ -32,6 +32,11 @@ class MaskSpec:
     span_start, span_end: [B] int, the UniVoice dual mask (needs causal=True): additionally every
       (q, k) with both positions in [span_start, span_end) is allowed, so the speech span is
       bidirectional while the text before it and the rows after it stay causal.
+    q_span_ids: [B,Tq] int, kv_span_ids: [B,Tk] int: the dual mask with several spans per row (packed
+      UniVoice rows, one span per utterance; needs causal=True): additionally every (q, k) whose ids
+      are equal and non-negative is allowed (-1 outside every span). Give both or neither, and not
+      with span_start/span_end. Blocks are skipped exactly when the non-negative ids never decrease
+      along the sequence (spans laid out in order).
     key_mask_is_prefix: a promise that each key_mask row is True then False (as ``from_lengths``
       builds it), which lets cuDNN take the mask as lengths.
     """
@@ -42,6 +47,8 @@ class MaskSpec:
     kv_segment_ids: jax.Array | None = None
     span_start: jax.Array | None = None
     span_end: jax.Array | None = None
+    q_span_ids: jax.Array | None = None
+    kv_span_ids: jax.Array | None = None
     key_mask_is_prefix: bool = dataclasses.field(default=False, metadata=dict(static=True))
 
     @classmethod
@@ -56,7 +63,8 @@ class MaskSpec:
 
     @property
     def has_span(self) -> bool:
-        return self.span_start is not None
+        """A dual mask, by span bounds or by span ids."""
+        return self.span_start is not None or self.q_span_ids is not None
 
     @property
     def allows_all(self) -> bool:
@@ -83,6 +91,8 @@ def check_attention_inputs(q: jax.Array, k: jax.Array, v: jax.Array, mask: MaskS
         "kv_segment_ids": (batch, k_len),
         "span_start": (batch,),
         "span_end": (batch,),
+        "q_span_ids": (batch, q_len),
+        "kv_span_ids": (batch, k_len),
     }
     for name, shape in expected.items():
         value = getattr(mask, name)
@@ -92,12 +102,29 @@ def check_attention_inputs(q: jax.Array, k: jax.Array, v: jax.Array, mask: MaskS
         raise ValueError("give both q_segment_ids and kv_segment_ids, or neither")
     if (mask.span_start is None) != (mask.span_end is None):
         raise ValueError("give both span_start and span_end, or neither")
+    if (mask.q_span_ids is None) != (mask.kv_span_ids is None):
+        raise ValueError("give both q_span_ids and kv_span_ids, or neither")
+    if mask.span_start is not None and mask.q_span_ids is not None:
+        raise ValueError("give the dual span as span_start/span_end or as span ids, not both")
     if mask.has_span and not mask.causal:
-        raise ValueError("span_start/span_end widen a causal mask (the UniVoice dual mask): set causal=True")
+        raise ValueError("a dual span widens a causal mask (the UniVoice dual mask): set causal=True")
 
 
 def _query_positions(q_len: int, k_len: int) -> jax.Array:
     return jnp.arange(q_len) + (k_len - q_len)
+
+
+def span_ids(mask: MaskSpec, q_len: int, k_len: int) -> tuple[jax.Array, jax.Array]:
+    """The dual span(s) of a mask with ``has_span`` as ids per position: (q [B,Tq], kv [B,Tk]) int32,
+    -1 outside every span (span_start/span_end give id 0 inside the row's span)."""
+    if mask.q_span_ids is not None:
+        return mask.q_span_ids.astype(jnp.int32), mask.kv_span_ids.astype(jnp.int32)
+    start, end = mask.span_start[:, None], mask.span_end[:, None]
+
+    def ids(positions):
+        return jnp.where((positions[None, :] >= start) & (positions[None, :] < end), 0, -1).astype(jnp.int32)
+
+    return ids(_query_positions(q_len, k_len)), ids(jnp.arange(k_len))
 
 
 def dense_mask(mask: MaskSpec | None, batch: int, q_len: int, k_len: int) -> jax.Array:
@@ -112,8 +139,8 @@ def dense_mask(mask: MaskSpec | None, batch: int, q_len: int, k_len: int) -> jax
     if mask.causal:
         visible = k_pos <= q_pos
         if mask.has_span:
-            start, end = mask.span_start[:, None, None], mask.span_end[:, None, None]
-            visible = visible | ((q_pos >= start) & (q_pos < end) & (k_pos >= start) & (k_pos < end))
+            q_span, kv_span = span_ids(mask, q_len, k_len)
+            visible = visible | ((q_span[:, :, None] == kv_span[:, None, :]) & (q_span[:, :, None] >= 0))
         allowed &= visible
     if mask.has_segments:
         allowed &= mask.q_segment_ids[:, :, None] == mask.kv_segment_ids[:, None, :]
@@ -134,7 +161,7 @@ def block_visibility(
 
     Built from per-block summaries in O(B (Tq + Tk) + B nq nk) work. It never hides an allowed
     pair (it is a superset of the dense mask reduced per block) and is exact for each mask kind
-    alone and for segment ids that are sorted (packed utterances).
+    alone and for segment and span ids that are sorted (packed utterances).
     """
     num_q, num_k = -(-q_len // block_q), -(-k_len // block_k)
     visible = jnp.ones((batch, num_q, num_k), bool)
@@ -149,21 +176,32 @@ def block_visibility(
     visible &= _blocks(key_valid, block_k, False).any(-1)[:, None, :]
     if mask.causal:
         causal = (k_first[None, :] <= q_last[:, None])[None]
-        if mask.has_span:
+        if mask.span_start is not None:
             start, end = mask.span_start[:, None], mask.span_end[:, None]
             q_in = (q_first[None, :] < end) & (q_last[None, :] >= start)  # [B, nq]
             k_in = (k_first[None, :] < end) & (k_last[None, :] >= start)  # [B, nk]
             causal = causal | (q_in[:, :, None] & k_in[:, None, :])
+        elif mask.has_span:
+            q_span, kv_span = span_ids(mask, q_len, k_len)
+            causal = causal | _id_ranges_meet(q_span, kv_span, q_span >= 0, key_valid & (kv_span >= 0),
+                                              block_q, block_k)
         visible &= causal
     if mask.has_segments:
-        big = jnp.iinfo(jnp.int32).max
-        q_real = _blocks(jnp.ones((batch, q_len), bool), block_q, False)
-        q_ids = _blocks(mask.q_segment_ids.astype(jnp.int32), block_q, 0)
-        q_min = jnp.where(q_real, q_ids, big).min(-1)
-        q_max = jnp.where(q_real, q_ids, -big).max(-1)
-        k_valid = _blocks(key_valid, block_k, False)
-        k_ids = _blocks(mask.kv_segment_ids.astype(jnp.int32), block_k, 0)
-        k_min = jnp.where(k_valid, k_ids, big).min(-1)
-        k_max = jnp.where(k_valid, k_ids, -big).max(-1)
-        visible &= (q_min[:, :, None] <= k_max[:, None, :]) & (k_min[:, None, :] <= q_max[:, :, None])
+        q_real = jnp.ones((batch, q_len), bool)
+        visible &= _id_ranges_meet(mask.q_segment_ids, mask.kv_segment_ids, q_real, key_valid, block_q, block_k)
     return visible
+
+
+def _id_ranges_meet(q_ids: jax.Array, kv_ids: jax.Array, q_real: jax.Array, k_real: jax.Array, block_q: int,
+                    block_k: int) -> jax.Array:
+    """[B, nq, nk]: whether the range of ids of a query block's real rows meets that of a key block's
+    real keys (a superset of "some pair has equal ids", exact for ids that never decrease)."""
+    big = jnp.iinfo(jnp.int32).max
+
+    def ranges(ids, real, block):
+        ids, real = _blocks(ids.astype(jnp.int32), block, 0), _blocks(real, block, False)
+        return jnp.where(real, ids, big).min(-1), jnp.where(real, ids, -big).max(-1)
+
+    q_min, q_max = ranges(q_ids, q_real, block_q)
+    k_min, k_max = ranges(kv_ids, k_real, block_k)
+    return (q_min[:, :, None] <= k_max[:, None, :]) & (k_min[:, None, :] <= q_max[:, :, None])

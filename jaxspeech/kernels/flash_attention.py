@@ -11,8 +11,9 @@ Masks come as a ``MaskSpec``. Before the kernels run, ``block_visibility`` marks
 into "count, then the visible block indices". A program loops only over its visible blocks, so a
 fully masked block (above the causal diagonal, past a row's key length, in another packed
 utterance, above the diagonal outside the dual span) costs neither a load nor a matmul. Inside a
-visited block the exact mask is rebuilt from positions and int32 "codes" (segment id for real
-keys, -1 for padded keys, -2 for padded query rows).
+visited block the exact mask is rebuilt from positions, int32 "codes" (segment id for real
+keys, -1 for padded keys, -2 for padded query rows) and, for the dual mask, per-position span ids
+(``attention_mask.span_ids``: -1 outside every span), so a packed row holds any number of spans.
 
 Rows with no allowed key output zeros (their logsumexp is stored as +inf, which makes their
 backward contribution exactly zero); ``reference`` follows the same convention.
@@ -34,7 +35,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-from jaxspeech.kernels.attention_mask import MaskSpec, block_visibility, check_attention_inputs, dense_mask
+from jaxspeech.kernels.attention_mask import MaskSpec, block_visibility, check_attention_inputs, dense_mask, span_ids
 
 SUPPORTED_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
 MAX_HEAD_DIM = 256
@@ -227,7 +228,7 @@ def _visit_table(visible: jax.Array) -> jax.Array:
     return jnp.concatenate([count[..., None], order], axis=-1)
 
 
-def _block_mask(cfg: _Static, q_start, k_start, shape, q_code, kv_code, span):
+def _block_mask(cfg: _Static, q_start, k_start, shape, q_code, kv_code, q_span, kv_span):
     """[bq,bk] bool of allowed pairs inside one visited block, or None when all are allowed."""
     terms = []
     k_pos = k_start + lax.broadcasted_iota(jnp.int32, shape, 1)
@@ -235,8 +236,7 @@ def _block_mask(cfg: _Static, q_start, k_start, shape, q_code, kv_code, span):
         q_pos = q_start + cfg.q_offset + lax.broadcasted_iota(jnp.int32, shape, 0)
         visible = k_pos <= q_pos
         if cfg.has_span:
-            start, end = span
-            visible |= (q_pos >= start) & (q_pos < end) & (k_pos >= start) & (k_pos < end)
+            visible |= (q_span[:, None] == kv_span[None, :]) & (q_span[:, None] >= 0)
         terms.append(visible)
     if cfg.has_codes:
         terms.append(q_code[:, None] == kv_code[None, :])
@@ -251,18 +251,21 @@ def _log2_scores(q, k, cfg: _Static, mask):
     return s if mask is None else jnp.where(mask, s, -jnp.inf)
 
 
-def _forward_kernel(table_ref, q_code_ref, kv_code_ref, span_ref, q_ref, k_ref, v_ref, o_ref, lse_ref, *, cfg):
+def _forward_kernel(table_ref, q_code_ref, kv_code_ref, q_span_ref, kv_span_ref, q_ref, k_ref, v_ref, o_ref, lse_ref,
+                    *, cfg):
     block_q, block_k = cfg.blocks.block_q, cfg.blocks.block_k
     q_start = pl.program_id(2) * block_q
     q = q_ref[...]
     q_code = q_code_ref[...] if cfg.has_codes else None
-    span = (span_ref[0], span_ref[1]) if cfg.has_span else None
+    q_span = q_span_ref[...] if cfg.has_span else None
 
     def visit(i, carry):
         acc, row_max, row_sum = carry
         k_start = pl.multiple_of(table_ref[i + 1] * block_k, block_k)
-        kv_code = kv_code_ref[pl.ds(k_start, block_k)] if cfg.has_codes else None
-        mask = _block_mask(cfg, q_start, k_start, (block_q, block_k), q_code, kv_code, span)
+        keys = pl.ds(k_start, block_k)
+        kv_code = kv_code_ref[keys] if cfg.has_codes else None
+        kv_span = kv_span_ref[keys] if cfg.has_span else None
+        mask = _block_mask(cfg, q_start, k_start, (block_q, block_k), q_code, kv_code, q_span, kv_span)
         s = _log2_scores(q, k_ref[pl.ds(k_start, block_k), :], cfg, mask)
         new_max = jnp.maximum(row_max, s.max(axis=1))
         # Until a row has seen an allowed key its max is -inf; shifting by 0 keeps exp2 at 0.
@@ -284,19 +287,21 @@ def _forward_kernel(table_ref, q_code_ref, kv_code_ref, span_ref, q_ref, k_ref, 
     lse_ref[...] = jnp.where(empty, jnp.inf, row_max + jnp.log2(row_sum))
 
 
-def _dq_kernel(table_ref, q_code_ref, kv_code_ref, span_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref,
-               dq_ref, *, cfg):
+def _dq_kernel(table_ref, q_code_ref, kv_code_ref, q_span_ref, kv_span_ref, q_ref, k_ref, v_ref, do_ref, lse_ref,
+               delta_ref, dq_ref, *, cfg):
     block_q, block_k = cfg.blocks.block_q_bwd, cfg.blocks.block_k_bwd
     q_start = pl.program_id(2) * block_q
     q, do = q_ref[...], do_ref[...]
     lse, delta = lse_ref[...], delta_ref[...]
     q_code = q_code_ref[...] if cfg.has_codes else None
-    span = (span_ref[0], span_ref[1]) if cfg.has_span else None
+    q_span = q_span_ref[...] if cfg.has_span else None
 
     def visit(i, dq):
         k_start = pl.multiple_of(table_ref[i + 1] * block_k, block_k)
-        kv_code = kv_code_ref[pl.ds(k_start, block_k)] if cfg.has_codes else None
-        mask = _block_mask(cfg, q_start, k_start, (block_q, block_k), q_code, kv_code, span)
+        keys = pl.ds(k_start, block_k)
+        kv_code = kv_code_ref[keys] if cfg.has_codes else None
+        kv_span = kv_span_ref[keys] if cfg.has_span else None
+        mask = _block_mask(cfg, q_start, k_start, (block_q, block_k), q_code, kv_code, q_span, kv_span)
         k = k_ref[pl.ds(k_start, block_k), :]
         p = jnp.exp2(_log2_scores(q, k, cfg, mask) - lse[:, None])
         dp = lax.dot_general(do, v_ref[pl.ds(k_start, block_k), :], _NT, preferred_element_type=jnp.float32)
@@ -307,20 +312,21 @@ def _dq_kernel(table_ref, q_code_ref, kv_code_ref, span_ref, q_ref, k_ref, v_ref
     dq_ref[...] = (dq * cfg.scale).astype(dq_ref.dtype)
 
 
-def _dkdv_kernel(table_ref, q_code_ref, kv_code_ref, span_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref,
-                 dk_ref, dv_ref, *, cfg):
+def _dkdv_kernel(table_ref, q_code_ref, kv_code_ref, q_span_ref, kv_span_ref, q_ref, k_ref, v_ref, do_ref, lse_ref,
+                 delta_ref, dk_ref, dv_ref, *, cfg):
     block_q, block_k = cfg.blocks.block_q_bwd, cfg.blocks.block_k_bwd
     k_start = pl.program_id(2) * block_k
     k, v = k_ref[...], v_ref[...]
     kv_code = kv_code_ref[...] if cfg.has_codes else None
-    span = (span_ref[0], span_ref[1]) if cfg.has_span else None
+    kv_span = kv_span_ref[...] if cfg.has_span else None
 
     def visit(i, carry):
         dk, dv = carry
         q_start = pl.multiple_of(table_ref[i + 1] * block_q, block_q)
         rows = pl.ds(q_start, block_q)
         q_code = q_code_ref[rows] if cfg.has_codes else None
-        mask = _block_mask(cfg, q_start, k_start, (block_q, block_k), q_code, kv_code, span)
+        q_span = q_span_ref[rows] if cfg.has_span else None
+        mask = _block_mask(cfg, q_start, k_start, (block_q, block_k), q_code, kv_code, q_span, kv_span)
         for g in range(cfg.group):  # the query heads that read this key/value head
             q, do = q_ref[rows, g, :], do_ref[rows, g, :]
             p = jnp.exp2(_log2_scores(q, k, cfg, mask) - lse_ref[g, rows][:, None])
@@ -360,7 +366,8 @@ def _forward(cfg: _Static, q, k, v, aux):
             pl.BlockSpec((None, None, 1 + num_k), lambda b, h, i: (b, i, 0)),
             pl.BlockSpec((None, block_q), lambda b, h, i: (b, i)),
             pl.BlockSpec((None, k_len), lambda b, h, i: (b, 0)),
-            pl.BlockSpec((None, 2), lambda b, h, i: (b, 0)),
+            pl.BlockSpec((None, block_q), lambda b, h, i: (b, i)),
+            pl.BlockSpec((None, k_len), lambda b, h, i: (b, 0)),
             pl.BlockSpec((None, block_q, None, head_dim), rows),
             pl.BlockSpec((None, k_len, None, head_dim), lambda b, h, i: (b, 0, h // group, 0)),
             pl.BlockSpec((None, k_len, None, head_dim), lambda b, h, i: (b, 0, h // group, 0)),
@@ -376,7 +383,7 @@ def _forward(cfg: _Static, q, k, v, aux):
         compiler_params=_compiler_params(cfg, head_dim),
         interpret=cfg.interpret,
         name="flash_attention_forward",
-    )(aux["forward_table"], aux["q_codes"], aux["kv_codes"], aux["span"], q, k, v)
+    )(aux["forward_table"], aux["q_codes"], aux["kv_codes"], aux["q_spans"], aux["kv_spans"], q, k, v)
 
 
 def _backward(cfg: _Static, residuals, d_out):
@@ -396,7 +403,8 @@ def _backward(cfg: _Static, residuals, d_out):
             pl.BlockSpec((None, None, 1 + num_k), lambda b, h, i: (b, i, 0)),
             pl.BlockSpec((None, block_q), lambda b, h, i: (b, i)),
             pl.BlockSpec((None, k_len), lambda b, h, i: (b, 0)),
-            pl.BlockSpec((None, 2), lambda b, h, i: (b, 0)),
+            pl.BlockSpec((None, block_q), lambda b, h, i: (b, i)),
+            pl.BlockSpec((None, k_len), lambda b, h, i: (b, 0)),
             pl.BlockSpec((None, block_q, None, head_dim), q_rows),
             pl.BlockSpec((None, k_len, None, head_dim), lambda b, h, i: (b, 0, h // group, 0)),
             pl.BlockSpec((None, k_len, None, head_dim), lambda b, h, i: (b, 0, h // group, 0)),
@@ -409,7 +417,7 @@ def _backward(cfg: _Static, residuals, d_out):
         compiler_params=params,
         interpret=cfg.interpret,
         name="flash_attention_dq",
-    )(aux["dq_table"], aux["q_codes"], aux["kv_codes"], aux["span"], q, k, v, d_out, lse, delta)
+    )(aux["dq_table"], aux["q_codes"], aux["kv_codes"], aux["q_spans"], aux["kv_spans"], q, k, v, d_out, lse, delta)
 
     k_rows = lambda b, j, i: (b, i, j, 0)  # noqa: E731
     all_queries = lambda b, j, i: (b, 0, j, 0)  # noqa: E731
@@ -420,7 +428,8 @@ def _backward(cfg: _Static, residuals, d_out):
             pl.BlockSpec((None, None, 1 + num_q), lambda b, j, i: (b, i, 0)),
             pl.BlockSpec((None, q_len), lambda b, j, i: (b, 0)),
             pl.BlockSpec((None, block_k), lambda b, j, i: (b, i)),
-            pl.BlockSpec((None, 2), lambda b, j, i: (b, 0)),
+            pl.BlockSpec((None, q_len), lambda b, j, i: (b, 0)),
+            pl.BlockSpec((None, block_k), lambda b, j, i: (b, i)),
             pl.BlockSpec((None, q_len, group, head_dim), all_queries),
             pl.BlockSpec((None, block_k, None, head_dim), k_rows),
             pl.BlockSpec((None, block_k, None, head_dim), k_rows),
@@ -436,7 +445,8 @@ def _backward(cfg: _Static, residuals, d_out):
         compiler_params=params,
         interpret=cfg.interpret,
         name="flash_attention_dkdv",
-    )(aux["dkdv_table"], aux["q_codes"], aux["kv_codes"], aux["span"], q, k, v, d_out, lse, delta)
+    )(aux["dkdv_table"], aux["q_codes"], aux["kv_codes"], aux["q_spans"], aux["kv_spans"], q, k, v, d_out, lse,
+      delta)
     return dq, dk, dv, None
 
 
@@ -506,9 +516,9 @@ def flash_attention(
         q_codes, kv_codes = mask.q_segment_ids.astype(jnp.int32), mask.kv_segment_ids.astype(jnp.int32)
     if mask.key_mask is not None:
         kv_codes = jnp.where(mask.key_mask, kv_codes, _INVALID_KEY)
-    span = jnp.zeros((batch, 2), jnp.int32)
+    q_spans, kv_spans = jnp.zeros((batch, q_len), jnp.int32), jnp.zeros((batch, k_len), jnp.int32)
     if mask.has_span:
-        span = jnp.stack([mask.span_start, mask.span_end], axis=-1).astype(jnp.int32)
+        q_spans, kv_spans = span_ids(mask, q_len, k_len)
 
     def padded_visibility(block_q, block_k):
         visible = block_visibility(mask, batch, q_len, k_len, block_q, block_k)
@@ -521,7 +531,8 @@ def flash_attention(
         "dkdv_table": _visit_table(backward_visible.transpose(0, 2, 1)),
         "q_codes": _pad_to(q_codes, 1, q_pad, _PADDED_QUERY),
         "kv_codes": _pad_to(kv_codes, 1, k_pad, _INVALID_KEY),
-        "span": span,
+        "q_spans": _pad_to(q_spans, 1, q_pad, -1),
+        "kv_spans": _pad_to(kv_spans, 1, k_pad, -1),
     }
     pad = lambda x, length: _pad_to(_pad_to(x, 1, length), 3, dim_pad)  # noqa: E731
     out = _flash(cfg, pad(q, q_pad), pad(k, k_pad), pad(v, k_pad), aux)

@@ -44,11 +44,23 @@ SEGMENTS = _segments((10, 20, 10), (25, 15))
 # Queries 35..39 of row 0 belong to an utterance with no keys: fully masked rows.
 Q_SEGMENTS_WITH_ORPHANS = SEGMENTS.copy()
 Q_SEGMENTS_WITH_ORPHANS[0, 35:] = 7
+PACKED_SPANS = np.full((BATCH, LENGTH), -1)
+PACKED_SPANS[0, 4:10], PACKED_SPANS[0, 18:30], PACKED_SPANS[1, 10:25], PACKED_SPANS[1, 30:40] = 0, 1, 0, 1
 MASKS = {
     "causal": MaskSpec(causal=True),
     "padding": MaskSpec(key_mask=_lengths_mask([33, 7]), key_mask_is_prefix=True),
     "segments": MaskSpec(q_segment_ids=jnp.asarray(Q_SEGMENTS_WITH_ORPHANS), kv_segment_ids=jnp.asarray(SEGMENTS)),
     "dual": MaskSpec(causal=True, span_start=jnp.asarray([5, 20]), span_end=jnp.asarray([30, 40])),
+    "spans": MaskSpec(causal=True, q_span_ids=jnp.asarray(PACKED_SPANS), kv_span_ids=jnp.asarray(PACKED_SPANS)),
+    # Packed UniVoice rows: one span per TTS utterance as span ids (row 0's last utterance is ASR).
+    "packed": MaskSpec(
+        key_mask=_lengths_mask([40, 38]),
+        causal=True,
+        q_segment_ids=jnp.asarray(SEGMENTS),
+        kv_segment_ids=jnp.asarray(SEGMENTS),
+        q_span_ids=jnp.asarray(PACKED_SPANS),
+        kv_span_ids=jnp.asarray(PACKED_SPANS),
+    ),
     # Every kind at once; row 0 has no keys at all.
     "combined": MaskSpec(
         key_mask=_lengths_mask([0, 29]),
@@ -158,7 +170,7 @@ def test_block_visibility_matches_the_dense_mask_reduced_per_block(kind, block_q
     padded[:, :LENGTH, :LENGTH] = dense
     brute = padded.reshape(BATCH, num_q, block_q, num_k, block_k).any(axis=(2, 4))
     assert not np.any(brute & ~visible), "a block with allowed pairs would be skipped"
-    if kind != "combined":  # exact for each kind alone; a superset when kinds interact
+    if kind not in ("combined", "packed"):  # exact for each kind alone; a superset when kinds interact
         np.testing.assert_array_equal(visible, brute)
 
 
@@ -193,7 +205,8 @@ def test_bad_inputs_raise_clear_errors():
         flash_attention(q, k, v, MaskSpec(span_start=jnp.zeros(2, int), span_end=jnp.ones(2, int)), interpret=True)
 
 
-@pytest.mark.parametrize("kind, dtype", [("combined", jnp.bfloat16), ("combined", jnp.float32), (None, jnp.bfloat16)])
+@pytest.mark.parametrize("kind, dtype", [("combined", jnp.bfloat16), ("combined", jnp.float32), ("packed", jnp.bfloat16),
+                                         (None, jnp.bfloat16)])
 def test_kernels_lower_to_triton_for_cuda(monkeypatch, kind, dtype):
     """Without a GPU, lowering for the "cuda" platform still runs the Pallas Triton lowering of all
     three kernels (forward, dq, dk/dv): unsupported primitives or tile shapes would fail here."""

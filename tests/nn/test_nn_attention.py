@@ -88,8 +88,11 @@ def test_fully_masked_rows_are_zero_with_finite_gradients_and_jit_works():
     np.testing.assert_array_equal(grads[0][0], 0)
 
 
-def _numpy_allowed(batch, q_len, k_len, *, key_lengths=None, causal=False, segments=None, span=None):
-    """Dense mask built element by element from the definitions (independent of MaskSpec code)."""
+def _numpy_allowed(batch, q_len, k_len, *, key_lengths=None, causal=False, segments=None, span=None, spans=None):
+    """Dense mask built element by element from the definitions (independent of MaskSpec code).
+    span: (start [B], end [B]), one dual span per row; spans: per row a list of (start, end)."""
+    if span is not None:
+        spans = [[(span[0][b], span[1][b])] for b in range(batch)]
     allowed = np.ones((batch, q_len, k_len), bool)
     for b in range(batch):
         for i in range(q_len):
@@ -97,7 +100,7 @@ def _numpy_allowed(batch, q_len, k_len, *, key_lengths=None, causal=False, segme
             for j in range(k_len):
                 ok = key_lengths is None or j < key_lengths[b]
                 if causal:
-                    in_span = span is not None and span[0][b] <= p < span[1][b] and span[0][b] <= j < span[1][b]
+                    in_span = spans is not None and any(s <= p < e and s <= j < e for s, e in spans[b])
                     ok &= j <= p or in_span
                 if segments is not None:
                     ok &= segments[0][b][i] == segments[1][b][j]
@@ -122,6 +125,25 @@ def test_univoice_dual_mask_matches_numpy():
                     span_start=jnp.array(start), span_end=jnp.array(end))
     allowed = _numpy_allowed(2, 8, 8, key_lengths=lengths, causal=True, span=(start, end))
     assert allowed[0, 2, 5] and not allowed[0, 1, 2] and not allowed[0, 6, 7]  # span, text, after span
+    np.testing.assert_allclose(attention(q, k, v, mask), numpy_attention(q, k, v, allowed), atol=1e-5)
+
+
+def test_packed_dual_mask_with_span_ids_matches_numpy():
+    """Packed rows: several utterances per row (segment ids), each TTS utterance with its own
+    bidirectional span given as span ids (-1 outside), an ASR utterance with none, key padding."""
+    q, k, v = _qkv(11, q_len=12, k_len=12)
+    segments = np.array([[0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]])
+    spans = [[(2, 5), (8, 12)], [(1, 4), (9, 11)]]  # row 1's second utterance (4..7) is ASR
+    span_ids = np.full((2, 12), -1)
+    for b, row in enumerate(spans):
+        for n, (start, end) in enumerate(row):
+            span_ids[b, start:end] = n
+    lengths = np.array([12, 11])
+    mask = MaskSpec(key_mask=jnp.asarray(np.arange(12)[None, :] < lengths[:, None]), causal=True,
+                    q_segment_ids=jnp.asarray(segments), kv_segment_ids=jnp.asarray(segments),
+                    q_span_ids=jnp.asarray(span_ids), kv_span_ids=jnp.asarray(span_ids))
+    allowed = _numpy_allowed(2, 12, 12, key_lengths=lengths, causal=True, segments=(segments, segments), spans=spans)
+    assert allowed[0, 8, 11] and allowed[0, 2, 4] and not allowed[0, 8, 4] and not allowed[1, 5, 6]
     np.testing.assert_allclose(attention(q, k, v, mask), numpy_attention(q, k, v, allowed), atol=1e-5)
 
 
@@ -251,6 +273,14 @@ def test_bad_inputs_raise_clear_errors():
         attention(q, k, v, MaskSpec(causal=True, span_start=jnp.zeros((3,), int), span_end=jnp.zeros((2,), int)))
     with pytest.raises(ValueError, match="set causal=True"):
         attention(q, k, v, MaskSpec(span_start=jnp.zeros((2,), int), span_end=jnp.zeros((2,), int)))
+    q_ids, kv_ids = jnp.zeros((2, 5), int), jnp.zeros((2, 7), int)
+    with pytest.raises(ValueError, match="q_span_ids must be"):
+        attention(q, k, v, MaskSpec(causal=True, q_span_ids=kv_ids, kv_span_ids=kv_ids))
+    with pytest.raises(ValueError, match="both q_span_ids and kv_span_ids"):
+        attention(q, k, v, MaskSpec(causal=True, q_span_ids=q_ids))
+    with pytest.raises(ValueError, match="not both"):
+        attention(q, k, v, MaskSpec(causal=True, q_span_ids=q_ids, kv_span_ids=kv_ids, span_start=jnp.zeros((2,), int),
+                                    span_end=jnp.zeros((2,), int)))
 
 
 def test_rotary_dot_products_depend_only_on_position_difference():
