@@ -1,6 +1,8 @@
 """UniVoice's loss: infill spans, both tasks' terms from one forward pass, batches with one task only, and a
 few optimizer steps on a fixed mixed batch lowering both terms."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,8 +11,10 @@ import pytest
 
 from jaxspeech.models import llm
 from jaxspeech.models.univoice.config import UniVoiceConfig
+from jaxspeech.data.packing import plan_packing
+from jaxspeech.models.univoice import flow_omni
 from jaxspeech.models.univoice.loss import infill_spans, make_loss_fn
-from jaxspeech.models.univoice.model import init
+from jaxspeech.models.univoice.model import init, row_tokens
 
 F, T, L = 16, 24, 9
 CONFIG = UniVoiceConfig(llm=llm.llm_config("tiny", vocab_size=30, num_layers=2), n_mels=F, encoder_dim=32,
@@ -81,3 +85,28 @@ def test_a_few_steps_on_a_fixed_mixed_batch_lower_both_terms(model, lm_loss):
     assert float(metrics["flow_mse"]) < 0.7 * first["flow_mse"]
     assert float(metrics["lm_loss"]) < 0.5 * first["lm_loss"]
     assert float(metrics["token_accuracy"]) > first["token_accuracy"]
+
+
+@pytest.mark.parametrize("tts_head", ["infill", "flow_omni"])
+def test_packed_batches_give_the_same_loss_and_gradients(tts_head):
+    """The host's plan (``row_tokens`` + first-fit decreasing) reserves each row's exact length: the
+    packed loss and its gradients equal the unpacked ones, CFG text dropout (rows shortened after
+    planning) and an empty batch slot included."""
+    config = dataclasses.replace(CONFIG, tts_head=tts_head)
+    graphdef, params = init(config, jax.random.key(0))
+    batch = {k: np.array(v) for k, v in _batch([False, True, False, True, False, True]).items()}
+    batch["token_mask"][2], batch["mel_mask"][2], batch["target_mask"][2] = False, False, False  # an empty slot
+    tokens, length = row_tokens(config, batch)
+    plan = plan_packing(tokens, length)
+    assert plan["pack_owner"].shape[0] < 5 and tokens[2] == 0
+    if tts_head == "infill":
+        loss_fn = make_loss_fn(graphdef, lm_weight=0.5, text_drop=0.5, audio_drop=0.3)
+    else:
+        loss_fn = flow_omni.make_loss_fn(graphdef, lm_weight=0.5)
+    grad_fn = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
+    (loss, metrics), grads = grad_fn(params, batch, jax.random.key(5))
+    (packed_loss, packed_metrics), packed_grads = grad_fn(params, {**batch, **plan}, jax.random.key(5))
+    np.testing.assert_allclose(packed_loss, loss, rtol=1e-5)
+    assert packed_metrics["tts_rows"] == metrics["tts_rows"] == 3
+    for got, want in zip(jax.tree.leaves(packed_grads), jax.tree.leaves(grads), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-4)

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxspeech.data.packing import plan_packing
 from jaxspeech.kernels.attention_mask import dense_mask
 from jaxspeech.models import llm
 from jaxspeech.models.univoice import layout as row
@@ -92,6 +93,42 @@ def test_a_mixed_batch_gives_each_row_what_it_gives_alone(model):
         np.testing.assert_allclose(out.velocity[2 + i, :length], alone_tts.velocity[i, :length], atol=1e-4)
     assert alone_asr.velocity is None
     assert np.abs(np.asarray(alone_tts.velocity)).max() > 1e-3
+
+
+def _mixed_rows():
+    """Two ASR rows, an empty batch slot and two TTS rows."""
+    asr, tts = _asr_rows(), _tts_rows()
+    return _rows(5, text=jnp.concatenate([asr["text"], jnp.zeros_like(asr["text"][:1]), tts["text"]]),
+                 text_lengths=jnp.array([7, 4, 0, 6, 0]),
+                 features=jnp.concatenate([asr["features"], jnp.zeros((3,) + asr["features"].shape[1:])]),
+                 feature_lengths=jnp.array([40, 29, 0, 0, 0]),
+                 x_t=jnp.concatenate([jnp.zeros((3,) + tts["x_t"].shape[1:]), tts["x_t"]]),
+                 cond=jnp.concatenate([jnp.zeros((3,) + tts["cond"].shape[1:]), tts["cond"]]),
+                 frame_lengths=jnp.array([0, 0, 0, 12, 9]), t=jnp.array([0.0, 0.0, 0.0, 0.3, 0.8]))  # fmt: skip
+
+
+def test_packed_rows_give_what_the_rows_give_unpacked(model):
+    """Packing shares LLM rows between rows (segment ids, per-row positions, one dual span per TTS row)
+    and changes no output; the plan uses fewer, fully used rows."""
+    graphdef, params = model
+    rows = _mixed_rows()
+    unpacked = apply(graphdef, params, rows)
+    totals = np.asarray(unpacked.layout.total)
+    plan = plan_packing(totals, unpacked.layout.length)
+    assert plan["pack_owner"].shape[0] < 4
+    packing = row.Packing(*(jnp.asarray(plan[k]) for k in ("pack_row", "pack_offset", "pack_owner")))
+    packed = apply(graphdef, params, rows._replace(packing=packing))
+    for i in (0, 1):
+        np.testing.assert_allclose(packed.text_logits[i, :int(rows.text_lengths[i])],
+                                   unpacked.text_logits[i, :int(rows.text_lengths[i])], atol=1e-5)  # fmt: skip
+    for i in (3, 4):
+        length = int(rows.frame_lengths[i])
+        np.testing.assert_allclose(packed.velocity[i, :length], unpacked.velocity[i, :length], atol=1e-5)
+    view = row.packed_rows(unpacked.layout, packing)
+    np.testing.assert_array_equal(np.asarray(view.valid).sum(), totals.sum())
+    allowed = np.asarray(dense_mask(view.mask(), *plan["pack_owner"].shape, plan["pack_owner"].shape[1]))
+    owner, valid = plan["pack_owner"], np.asarray(view.valid)
+    assert not np.any(allowed & valid[:, :, None] & (owner[:, :, None] != owner[:, None, :]))  # never across rows
 
 
 def test_frames_attend_both_ways_and_text_never_sees_them(model):

@@ -25,7 +25,7 @@ from jaxspeech.losses.flow_matching import flow_matching_error, path_sample
 from jaxspeech.models.llm.model import prefill
 from jaxspeech.models.univoice.config import UniVoiceConfig
 from jaxspeech.models.univoice.layout import RowLayout, assemble, row_layout
-from jaxspeech.models.univoice.loss import asr_inputs, asr_lm_loss
+from jaxspeech.models.univoice.loss import asr_inputs, asr_lm_loss, batch_packing
 from jaxspeech.models.univoice.model import Rows, SpeechLM
 from jaxspeech.nn.flow_head import FlowHead
 
@@ -64,8 +64,8 @@ class FlowOmni(SpeechLM):
         capacities = (speech.shape[1], rows.text.shape[1], 0, frames.shape[1])
         layout = row_layout(lengths, capacities, max(capacities[0], capacities[3]) + capacities[1])
         time = jnp.zeros((rows.text.shape[0], 0, speech.shape[2]), self.dtype)
-        hidden, text_logits = self.run(layout, (speech, self.llm.embed(rows.text), time, frames), layout.causal_mask(),
-                                       rngs)  # fmt: skip
+        hidden, text_logits = self.run(layout, (speech, self.llm.embed(rows.text), time, frames), dual=False,
+                                       packing=rows.packing, rngs=rngs)  # fmt: skip
         if rows.x_t is None:
             return FlowOmniOutputs(text_logits, None, None, layout)
         states = layout.gather(hidden, "frames", shift=-1)
@@ -108,7 +108,8 @@ def make_loss_fn(
         features, feature_lengths = asr_inputs(batch)
         rows = Rows(text=tokens, text_lengths=jnp.sum(batch["token_mask"], axis=1, dtype=jnp.int32), features=features,
                     feature_lengths=jnp.where(tts, 0, feature_lengths), x_t=frames, cond=None,
-                    frame_lengths=jnp.where(tts, mel_lengths, 0), t=jnp.zeros(tts.shape))  # fmt: skip
+                    frame_lengths=jnp.where(tts, mel_lengths, 0), t=jnp.zeros(tts.shape),
+                    packing=batch_packing(batch))  # fmt: skip
         out = model(rows, rngs=nnx.Rngs(dropout=k_dropout) if train else None)
         frame_mask = mel_mask & tts[:, None]
         batch_size, capacity, n_mels = frames.shape

@@ -91,3 +91,76 @@ def assemble(layout: RowLayout, pieces: tuple[jax.Array, jax.Array, jax.Array, j
     index = jnp.clip(bases[segment] + position - start, 0, source.shape[1] - 1)  # padding reads any element
     gathered = jnp.take_along_axis(source, index[..., None], axis=1)
     return jnp.where(layout.key_mask()[..., None], gathered, 0).astype(source.dtype)
+
+
+class Packing(NamedTuple):
+    """Several rows laid end to end in each of R packed rows of P positions (``data.packing`` plans it).
+
+    row: [B] int32, the packed row of each row (-1: an empty batch slot); offset: [B] int32, where the
+    row starts in it; owner: [R, P] int32, the row each packed position is reserved for (-1: none; a
+    row's reservation is its planned length, and positions past its actual length are padding).
+    """
+
+    row: jax.Array
+    offset: jax.Array
+    owner: jax.Array
+
+
+class PackedRows(NamedTuple):
+    """The rows of ``layout`` packed by ``packing``: moves sequences in and out of the packed rows and
+    gives their attention mask and positions (each row's positions restart at 0, so RoPE, the mask and
+    hence every output are as if it ran alone).
+
+    ids: [R, P] int32, the row's start offset at each position (sorted along a packed row: the segment
+    ids); index: [R, P] int32, the position within the row; valid: [R, P] bool, real tokens.
+    """
+
+    layout: RowLayout
+    packing: Packing
+    ids: jax.Array
+    index: jax.Array
+    valid: jax.Array
+
+    def pack(self, sequence: jax.Array) -> jax.Array:
+        """[B, S, ...] rows -> [R, P, ...] packed rows (zeros on padding)."""
+        owner = jnp.maximum(self.packing.owner, 0)
+        flat = sequence.reshape((-1,) + sequence.shape[2:])
+        gathered = flat[owner * self.layout.length + jnp.clip(self.index, 0, self.layout.length - 1)]
+        return jnp.where(self.valid.reshape(self.valid.shape + (1,) * (sequence.ndim - 2)), gathered, 0)
+
+    def unpack(self, packed: jax.Array) -> jax.Array:
+        """[R, P, ...] packed rows -> [B, S, ...] rows (positions past a row's length read any element)."""
+        num_packed, width = packed.shape[:2]
+        index = self.packing.offset[:, None] + jnp.arange(self.layout.length, dtype=jnp.int32)[None, :]
+        flat_index = jnp.clip(self.packing.row, 0, num_packed - 1)[:, None] * width + jnp.clip(index, 0, width - 1)
+        return packed.reshape((-1,) + packed.shape[2:])[flat_index]
+
+    def mask(self, *, dual: bool = True) -> MaskSpec:
+        """Causal within each row and never across rows, padding masked; ``dual``: each row's frames
+        segment bidirectional (the rows' dual masks), else plain causal (Flow-Omni)."""
+        spans = {}
+        if dual:
+            owner = jnp.maximum(self.packing.owner, 0)
+            start = jnp.take(self.layout.offsets[:, 3], owner)
+            end = jnp.take(self.layout.offsets[:, 4], owner)
+            in_span = self.valid & (self.index >= start) & (self.index < end)
+            span = jnp.where(in_span, self.ids, -1)
+            spans = dict(q_span_ids=span, kv_span_ids=span)
+        return MaskSpec(key_mask=self.valid, causal=True, q_segment_ids=self.ids, kv_segment_ids=self.ids, **spans)
+
+    @property
+    def positions(self) -> jax.Array:
+        """[R, P] int32 positions for RoPE: each row's own 0..total-1."""
+        return jnp.where(self.valid, self.index, 0)
+
+
+def packed_rows(layout: RowLayout, packing: Packing) -> PackedRows:
+    """The packed view of ``layout``'s rows (see :class:`PackedRows`); rows longer than their reservation
+    are a planning error the caller must not make (their tail would be dropped)."""
+    chex.assert_shape([packing.row, packing.offset], (layout.offsets.shape[0],))
+    chex.assert_rank(packing.owner, 2)
+    owner = jnp.maximum(packing.owner, 0)
+    start = jnp.take(packing.offset, owner)
+    index = jnp.arange(packing.owner.shape[1], dtype=jnp.int32)[None, :] - start
+    valid = (packing.owner >= 0) & (index < jnp.take(layout.total, owner))
+    return PackedRows(layout, packing, start.astype(jnp.int32), index.astype(jnp.int32), valid)

@@ -11,7 +11,8 @@ Batch keys: ``tokens`` [B, L] int and ``token_mask`` [B, L] (ASR: task prompt th
 eos; TTS: the utterance's text), ``target_mask`` [B, L] (the tokens an ASR row is trained to
 predict: transcript and eos), ``mel`` [B, T, n_mels] and ``mel_mask`` [B, T] (an ASR row's audio
 features, a TTS row's target frames), ``tts`` [B] bool; with a Whisper audio encoder ``asr_features``
-and ``asr_feature_lengths`` (``data.univoice.WhisperFeatures``) are the ASR rows' audio instead.
+and ``asr_feature_lengths`` (``data.univoice.WhisperFeatures``) are the ASR rows' audio instead; with
+``pack_row``, ``pack_offset`` and ``pack_owner`` (``data.packing``) the LLM runs on packed rows.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from flax import nnx
 
 from jaxspeech.losses.emo import emo_loss, token_cross_entropy
 from jaxspeech.losses.flow_matching import flow_matching_error, path_sample
+from jaxspeech.models.univoice.layout import Packing
 from jaxspeech.models.univoice.model import Rows
 
 Batch = Mapping[str, jax.Array]
@@ -36,6 +38,13 @@ def asr_inputs(batch: Batch) -> tuple[jax.Array, jax.Array]:
     if "asr_features" in batch:
         return batch["asr_features"], batch["asr_feature_lengths"]
     return batch["mel"], jnp.sum(batch["mel_mask"], axis=1, dtype=jnp.int32)
+
+
+def batch_packing(batch: Batch) -> Packing | None:
+    """The batch's packing plan (``data.packing``'s ``pack_row``, ``pack_offset``, ``pack_owner``), or None."""
+    if "pack_owner" not in batch:
+        return None
+    return Packing(batch["pack_row"], batch["pack_offset"], batch["pack_owner"])
 
 
 def asr_lm_loss(text_logits: jax.Array, batch: Batch, emo_table: jax.Array | None = None
@@ -108,7 +117,7 @@ def make_loss_fn(
         features, feature_lengths = asr_inputs(batch)
         rows = Rows(text=tokens, text_lengths=jnp.where(drop_text, 0, text_lengths), features=features,
                     feature_lengths=jnp.where(tts, 0, feature_lengths), x_t=x_t, cond=cond,
-                    frame_lengths=jnp.where(tts, mel_lengths, 0), t=t)  # fmt: skip
+                    frame_lengths=jnp.where(tts, mel_lengths, 0), t=t, packing=batch_packing(batch))  # fmt: skip
         out = model(rows, rngs=nnx.Rngs(dropout=k_dropout) if train else None)
         flow_mse = flow_matching_error(out.velocity, target, span)
         table = model.llm.output_embeddings() if lm_loss == "emo" else None

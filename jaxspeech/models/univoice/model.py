@@ -11,18 +11,19 @@ mask (causal, frames bidirectional), so one forward pass serves a batch that mix
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxspeech.models.llm.model import Llama
 from jaxspeech.models.univoice.config import UniVoiceConfig
-from jaxspeech.models.univoice.layout import RowLayout, assemble, row_layout
+from jaxspeech.models.univoice.layout import Packing, RowLayout, assemble, packed_rows, row_layout
 from jaxspeech.models.whisper.model import WhisperEncoder
-from jaxspeech.nn.attention import MaskSpec
 from jaxspeech.nn.conformer import ConformerEncoder
 from jaxspeech.nn.dit import modulate
 from jaxspeech.nn.subsampling import ConvSubsampling, subsampled_length
@@ -38,6 +39,8 @@ class Rows(NamedTuple):
     x_t: [B, T, n_mels] noisy frames or None (no TTS rows), cond: [B, T, n_mels] condition frames
       (the known frames, zero where infilled), frame_lengths: [B] (0 for ASR rows).
     t: [B] flow time in [0, 1] (read by TTS rows only).
+    packing: None (each row is one LLM sequence) or where each row sits in fewer, longer packed rows
+      (``layout.Packing``; ``data.packing`` plans it): the outputs are the same, the LLM runs on less padding.
     """
 
     text: jax.Array
@@ -48,6 +51,7 @@ class Rows(NamedTuple):
     cond: jax.Array | None
     frame_lengths: jax.Array
     t: jax.Array
+    packing: Packing | None = None
 
 
 class Outputs(NamedTuple):
@@ -68,6 +72,27 @@ def speech_length(config: UniVoiceConfig, feature_frames):
     (Whisper: its stride-2 convolution over the whole window), then ceil(/pool)."""
     encoder_frames = _ceil_div(feature_frames, 2) if config.whisper is not None else subsampled_length(feature_frames)
     return _ceil_div(encoder_frames, config.pool)
+
+
+def row_tokens(config: UniVoiceConfig, batch: Mapping[str, np.ndarray]) -> tuple[np.ndarray, int]:
+    """Host side, for ``data.packing``: the LLM tokens [B] of each row of a UniVoice batch (``univoice.loss``'s
+    keys) and the unpacked row length S, as UniVoice (speech + text, or text + time token + frames) or
+    Flow-Omni (no time token) lays them out. CFG text dropout, drawn later, only shortens a row."""
+    text = np.sum(batch["token_mask"], axis=1)
+    frames = np.sum(batch["mel_mask"], axis=1)
+    features = batch.get("asr_features", batch["mel"])
+    feature_frames = batch["asr_feature_lengths"] if "asr_features" in batch else frames
+    tts = np.asarray(batch["tts"], bool)
+    speech = np.where(feature_frames > 0, speech_length(config, np.asarray(feature_frames)), 0)
+    time_token = 0 if config.tts_head == "flow_omni" else 1
+    tokens = np.where(tts, text + time_token + frames, np.where(text > 0, speech + text, 0))
+    speech_capacity, text_capacity, frame_capacity = (speech_length(config, features.shape[1]),
+                                                      batch["tokens"].shape[1], batch["mel"].shape[1])  # fmt: skip
+    if time_token:
+        length = max(speech_capacity + text_capacity, text_capacity + 1 + frame_capacity)
+    else:
+        length = max(speech_capacity, frame_capacity) + text_capacity
+    return tokens.astype(np.int32), int(length)
 
 
 class SpeechAdapter(nnx.Module):
@@ -141,10 +166,19 @@ class SpeechLM(nnx.Module):
             return jnp.zeros((batch, 0, self.config.llm.hidden_size), self.dtype), jnp.zeros((batch,), jnp.int32)
         return self.speech_embeddings(rows.features, rows.feature_lengths, rngs)
 
-    def run(self, layout: RowLayout, pieces: tuple[jax.Array, ...], mask: MaskSpec,
+    def run(self, layout: RowLayout, pieces: tuple[jax.Array, ...], *, dual: bool, packing: Packing | None,
             rngs: nnx.Rngs | None) -> tuple[jax.Array, jax.Array]:
-        """(final-normed LLM states [B, S, D], text logits [B, L, V]) of the rows ``layout`` assembles."""
-        hidden, _ = self.llm.hidden_states(assemble(layout, pieces), mask=mask, rngs=rngs)
+        """(final-normed LLM states [B, S, D], text logits [B, L, V]) of the rows ``layout`` assembles,
+        under their dual masks (``dual``) or causal masks, run as they are or packed by ``packing``."""
+        sequence = assemble(layout, pieces)
+        if packing is None:
+            mask = layout.mask() if dual else layout.causal_mask()
+            hidden, _ = self.llm.hidden_states(sequence, mask=mask, rngs=rngs)
+        else:
+            packed = packed_rows(layout, packing)
+            hidden, _ = self.llm.hidden_states(packed.pack(sequence), mask=packed.mask(dual=dual),
+                                               positions=packed.positions, rngs=rngs)  # fmt: skip
+            hidden = packed.unpack(hidden)
         return hidden, self.llm.logits(layout.gather(hidden, "text"))
 
 
@@ -186,7 +220,7 @@ class UniVoice(SpeechLM):
         length = max(capacities[0] + capacities[1], capacities[1] + (1 + capacities[3] if rows.x_t is not None else 0))
         layout = row_layout(lengths, capacities, length)
         pieces = (speech, self.llm.embed(rows.text), self.time_token(t_embedding).astype(self.dtype), frames)
-        hidden, text_logits = self.run(layout, pieces, layout.mask(), rngs)
+        hidden, text_logits = self.run(layout, pieces, dual=True, packing=rows.packing, rngs=rngs)
         velocity = None
         if rows.x_t is not None:
             shift, scale = jnp.split(self.out_modulation(jax.nn.silu(t_embedding)), 2, axis=-1)

@@ -10,8 +10,10 @@ frames per character), ``vocab.json``, ``checkpoints/``, ``metrics.jsonl`` + Ten
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
+import math
 import os
 import time
 
@@ -22,6 +24,7 @@ import numpy as np
 from jaxspeech import audio
 from jaxspeech.data.bucketing import make_buckets
 from jaxspeech.data.manifest import SkipCounter
+from jaxspeech.data.packing import PackedCollate
 from jaxspeech.data.pipeline import SpeechBatches, SpeechDataset
 from jaxspeech.data.readers import load_records
 from jaxspeech.data.tts import speaker_of
@@ -90,10 +93,19 @@ def _optimizer(config: ml_collections.ConfigDict):
 
 
 def _collate(config: ml_collections.ConfigDict):
-    """The batch builder: UniVoice rows, plus Whisper's input window for a Whisper audio encoder."""
+    """The batch builder: UniVoice rows, plus Whisper's input window for a Whisper audio encoder, plus the
+    packing plan of the LLM rows with ``data.pack``."""
+    collate = univoice_collate
     if config.model.audio_encoder == "whisper":
-        return WhisperFeatures(f"whisper_{model_config(config.model).whisper.n_mels}")
-    return univoice_collate
+        collate = WhisperFeatures(f"whisper_{model_config(config.model).whisper.n_mels}")
+    d = config.data
+    if not d.get("pack", False):
+        return collate
+    if jax.process_count() > 1:
+        raise ValueError("data.pack plans each process's rows on its own, so the packed row counts of "
+                         "processes could differ: packing is single-process for now")
+    return PackedCollate(collate, functools.partial(univoice.row_tokens, model_config(config.model)),
+                         row_multiple=math.lcm(d.row_multiple, d.pack_rows_multiple))
 
 
 def _whisper_encoder(config: ml_collections.ConfigDict):
