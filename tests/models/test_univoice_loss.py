@@ -9,10 +9,10 @@ import numpy as np
 import optax
 import pytest
 
-from jaxspeech.models import llm
-from jaxspeech.models.univoice.config import UniVoiceConfig
 from jaxspeech.data.packing import plan_packing
+from jaxspeech.models import llm
 from jaxspeech.models.univoice import flow_omni
+from jaxspeech.models.univoice.config import UniVoiceConfig
 from jaxspeech.models.univoice.loss import infill_spans, make_loss_fn
 from jaxspeech.models.univoice.model import init, row_tokens
 
