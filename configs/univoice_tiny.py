@@ -29,11 +29,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.cache_features = True
     c.data.num_threads = 2
     c.data.row_multiple = 1  # rows of every batch are a multiple of this (the mesh's batch devices)
-    # Pack the LLM rows of a batch into fewer rows of the same length (first-fit decreasing, segment ids): an ASR
-    # row is about a third of a TTS row's length. Packed row counts are rounded up to pack_rows_multiple (and
-    # row_multiple) so the step compiles for a few counts per bucket.
+    # Pack the LLM rows (an ASR row is about a third of a TTS row's length) into a fixed number of packed rows
+    # per bucket, with segment ids: epochs are planned so that batches fill pack_fill of their packed rows,
+    # which are about pack_length_factor unpacked rows long (longer rows fragment less; on GPUs the
+    # attention kernel skips the blocks between utterances, on CPUs the attention is dense).
     c.data.pack = True
-    c.data.pack_rows_multiple = 2
+    c.data.pack_fill = 0.98
+    c.data.pack_length_factor = 1.0
 
     c.model = ml_collections.ConfigDict()
     c.model.llm = ml_collections.ConfigDict()

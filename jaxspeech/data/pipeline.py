@@ -26,6 +26,7 @@ import soundfile
 from jaxspeech import audio
 from jaxspeech.data import bucketing
 from jaxspeech.data.manifest import SkipCounter
+from jaxspeech.data.packing import PackedPlanner, Packing, plan_packing
 
 Labeler = Callable[[dict], np.ndarray]
 Collate = Callable[["SpeechDataset", np.ndarray, int, int], dict[str, np.ndarray]]
@@ -174,9 +175,12 @@ class SpeechBatches(GrainBatches):
 
     def __init__(self, dataset: SpeechDataset, buckets: bucketing.Buckets, *, seed: int = 0, shuffle: bool = True,
                  process_index: int = 0, process_count: int = 1, num_threads: int = 2, prefetch: int = 4,
-                 label_multiple: int = 16, collate: Collate = collate):
+                 label_multiple: int = 16, collate: Collate = collate, packing: Packing | None = None):
         if any(size % process_count for size in buckets.sizes):
             raise ValueError(f"bucket rows {buckets.sizes} must divide over {process_count} processes")
+        if packing is not None and process_count > 1:
+            raise ValueError("packing plans whole batches, so that every process's packed rows agree it would "
+                             "need one plan per process: packing is single-process for now")
         self.dataset, self.buckets, self.seed, self.shuffle = dataset, buckets, seed, shuffle
         self._collate = collate
         self._process = (process_index, process_count)
@@ -186,7 +190,15 @@ class SpeechBatches(GrainBatches):
             max(label_multiple, int(bucketing.round_up(label_lens[self.bucket_ids == k].max(initial=1), label_multiple)))
             for k in range(len(buckets.sizes))
         ]
+        self.packing, self.planner = packing, None
         self.batches_per_epoch = bucketing.batches_per_epoch(self.bucket_ids, buckets)
+        if packing is not None:
+            self.row_lengths = tuple(packing.row_length(frames, label_len)
+                                     for frames, label_len in zip(buckets.lengths, self.label_lengths))  # fmt: skip
+            self.planner = PackedPlanner(packing.item_tokens, self.bucket_ids, buckets, self.row_lengths,
+                                         fill=packing.fill, length_factor=packing.length_factor,
+                                         row_multiple=packing.row_multiple)  # fmt: skip
+            self.batches_per_epoch = self.planner.batches_per_epoch
         # Loader threads straddle epoch boundaries: keep two plans, computed once each.
         self.plan = functools.lru_cache(maxsize=2)(self._plan)
         source = grain.MapDataset.range(self.batches_per_epoch)
@@ -198,14 +210,20 @@ class SpeechBatches(GrainBatches):
 
     def _plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
         """The global batches of ``epoch`` as ``(bucket, record indices)``."""
+        if self.planner is not None:
+            return self.planner.plan(seed=self.seed, epoch=epoch, shuffle=self.shuffle)
         return bucketing.plan_epoch(self.bucket_ids, self.buckets, seed=self.seed, epoch=epoch, shuffle=self.shuffle)
 
     def _load_batch(self, step: int) -> dict[str, np.ndarray]:
         bucket, rows = self.plan(step // self.batches_per_epoch)[step % self.batches_per_epoch]
         p, count = self._process
         share = len(rows) // count
-        return self._collate(self.dataset, rows[p * share:(p + 1) * share], self.buckets.lengths[bucket],
-                             self.label_lengths[bucket])
+        batch = self._collate(self.dataset, rows[p * share:(p + 1) * share], self.buckets.lengths[bucket],
+                              self.label_lengths[bucket])
+        if self.planner is not None:
+            batch.update(plan_packing(self.packing.batch_tokens(batch), self.planner.lengths[bucket],
+                                      min_rows=self.planner.rows[bucket], row_multiple=self.packing.row_multiple))
+        return batch
 
     def describe(self) -> dict:
         """Utterances, buckets ``[lengths, rows]``, batches per epoch and :meth:`padding_report`: what a
@@ -215,12 +233,23 @@ class SpeechBatches(GrainBatches):
                 **self.padding_report()}
 
     def padding_report(self, *, random_batch_size: int | None = None) -> dict[str, float]:
-        """Padding share of bucketed batching vs shuffled fixed-size batching (same mean rows/batch)."""
+        """Padding share of bucketed batching vs shuffled fixed-size batching (same mean rows/batch), and
+        with packing the share of padded tokens with bucketing alone (each row its own sequence of the
+        packed rows' length) and with packing, the packed rows per batch and the batches that grew."""
         plan = self.plan(0)
         rows = random_batch_size or max(1, round(len(self.dataset) / len(plan)))
+        packed = {}
+        if self.planner is not None:
+            bucketed = bucketing.plan_epoch(self.bucket_ids, self.buckets, seed=self.seed, epoch=0)
+            tokens = sum(int(self.planner.item_tokens[r[r >= 0]].sum()) for _, r in bucketed)
+            slots = sum(len(r) * self.row_lengths[k] for k, r in bucketed)
+            packed = {"token_padding_bucketed": 1.0 - tokens / slots, "token_padding_packed": self.planner.padding(plan),
+                      "packed_rows": list(self.planner.rows), "packed_lengths": list(self.planner.lengths),
+                      "grown_batches": self.planner.grown(plan)}  # fmt: skip
         return {
             "padding_bucketed": bucketing.padding_fraction(plan, self.dataset.lengths, self.buckets),
             "padding_random": bucketing.random_batching_padding_fraction(self.dataset.lengths, batch_size=rows,
                                                                           seed=self.seed),
             "random_batch_size": rows,
+            **packed,
         }

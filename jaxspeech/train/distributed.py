@@ -27,15 +27,17 @@ def initialize_distributed(coordinator_address: str, num_processes: int, process
 
 
 def put_batch(batch: Mapping[str, np.ndarray], sharding: Sharding) -> dict[str, jax.Array]:
-    """This process's share of a batch (dict of [B_local, ...]) -> global arrays [B_global, ...].
+    """This process's share of a batch (dict of [N_local, ...]) -> global arrays [N_global, ...], each
+    sharded over its leading dim (the batch rows B for most; a packing plan's ``pack_owner`` has the
+    packed rows R).
 
-    B_global = B_local * process_count for a batch sharding over all processes; every process
-    must pass the same keys and B_local.
+    N_global = N_local * process_count for a batch sharding over all processes; every process
+    must pass the same keys and shapes.
     """
     arrays = {name: np.asarray(x) for name, x in batch.items()}
-    sizes = {name: x.shape[0] if x.ndim else None for name, x in arrays.items()}
-    if len(set(sizes.values())) > 1 or None in sizes.values():
-        raise ValueError(f"batch arrays need one shared leading (batch) dim, got {sizes}")
+    scalars = [name for name, x in arrays.items() if x.ndim == 0]
+    if scalars:
+        raise ValueError(f"batch arrays need a leading (batch) dim: {scalars} are scalars")
     return {
         name: jax.make_array_from_process_local_data(sharding, x) for name, x in arrays.items()
     }

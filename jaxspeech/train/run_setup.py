@@ -20,6 +20,7 @@ import optax
 from jax.sharding import Mesh
 
 from jaxspeech.data.bucketing import make_buckets
+from jaxspeech.data.packing import Packing
 from jaxspeech.data.pipeline import SpeechBatches, SpeechDataset, collate
 from jaxspeech.train.checkpoint import restore_latest
 from jaxspeech.train.mesh import check_row_multiple, make_mesh
@@ -78,12 +79,14 @@ def mesh_from_config(config: ml_collections.ConfigDict) -> Mesh:
 
 
 def bucketed_batches(config: ml_collections.ConfigDict, dataset: SpeechDataset, *, collate=collate,
-                     length_multiple: int = 16, label_multiple: int = 16) -> SpeechBatches:
+                     length_multiple: int = 16, label_multiple: int = 16, packing: Packing | None = None
+                     ) -> SpeechBatches:
     """This process's share of the training batches: buckets from ``config.data`` (``max_frames``,
-    ``num_buckets``, rows a multiple of ``row_multiple``), shuffled per epoch with ``config.seed``."""
+    ``num_buckets``, rows a multiple of ``row_multiple``), shuffled per epoch with ``config.seed``;
+    ``packing``: batches planned to fill packed rows (``data.packing``)."""
     d = config.data
     buckets = make_buckets(dataset.lengths, max_frames=d.max_frames, num_buckets=d.num_buckets,
                            length_multiple=length_multiple, row_multiple=d.row_multiple)
     return SpeechBatches(dataset, buckets, seed=config.seed, process_index=jax.process_index(),
                          process_count=jax.process_count(), num_threads=d.num_threads,
-                         label_multiple=label_multiple, collate=collate)
+                         label_multiple=label_multiple, collate=collate, packing=packing)

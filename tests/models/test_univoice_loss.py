@@ -14,7 +14,7 @@ from jaxspeech.models import llm
 from jaxspeech.models.univoice import flow_omni
 from jaxspeech.models.univoice.config import UniVoiceConfig
 from jaxspeech.models.univoice.loss import infill_spans, make_loss_fn
-from jaxspeech.models.univoice.model import init, row_tokens
+from jaxspeech.models.univoice.model import batch_row_tokens, init, row_length
 
 F, T, L = 16, 24, 9
 CONFIG = UniVoiceConfig(llm=llm.llm_config("tiny", vocab_size=30, num_layers=2), n_mels=F, encoder_dim=32,
@@ -89,15 +89,15 @@ def test_a_few_steps_on_a_fixed_mixed_batch_lower_both_terms(model, lm_loss):
 
 @pytest.mark.parametrize("tts_head", ["infill", "flow_omni"])
 def test_packed_batches_give_the_same_loss_and_gradients(tts_head):
-    """The host's plan (``row_tokens`` + first-fit decreasing) reserves each row's exact length: the
+    """The host's plan (``batch_row_tokens`` + next fit) reserves each row's exact length: the
     packed loss and its gradients equal the unpacked ones, CFG text dropout (rows shortened after
     planning) and an empty batch slot included."""
     config = dataclasses.replace(CONFIG, tts_head=tts_head)
     graphdef, params = init(config, jax.random.key(0))
     batch = {k: np.array(v) for k, v in _batch([False, True, False, True, False, True]).items()}
     batch["token_mask"][2], batch["mel_mask"][2], batch["target_mask"][2] = False, False, False  # an empty slot
-    tokens, length = row_tokens(config, batch)
-    plan = plan_packing(tokens, length)
+    tokens = batch_row_tokens(config, batch)
+    plan = plan_packing(tokens, row_length(config, text_capacity=L, frame_capacity=T, feature_capacity=T))
     assert plan["pack_owner"].shape[0] < 5 and tokens[2] == 0
     if tts_head == "infill":
         loss_fn = make_loss_fn(graphdef, lm_weight=0.5, text_drop=0.5, audio_drop=0.3)

@@ -80,5 +80,7 @@ def test_put_batch_assembles_the_global_batch_on_one_process():
     assert placed["x"].sharding == batch_sharding(mesh)
     np.testing.assert_array_equal(placed["x"], local["x"])
     np.testing.assert_array_equal(placed["n"], local["n"])
-    with pytest.raises(ValueError, match="shared leading"):
-        put_batch({"x": np.zeros((4, 3)), "n": np.zeros(3)}, batch_sharding(mesh))
+    packed = put_batch({"x": np.zeros((4, 3)), "owner": np.zeros((2, 5))}, batch_sharding(mesh))  # packed rows
+    assert packed["owner"].shape == (2, 5) and packed["owner"].sharding == batch_sharding(mesh)
+    with pytest.raises(ValueError, match="need a leading"):
+        put_batch({"x": np.zeros((4, 3)), "n": np.zeros(())}, batch_sharding(mesh))

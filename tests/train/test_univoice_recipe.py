@@ -56,6 +56,15 @@ def test_train_resumes_where_an_uninterrupted_run_would_be(resumed, tiny_corpus,
     saved = json.loads((resumed / "config.json").read_text())
     assert saved["model"]["llm"]["vocab_size"] > 30 and saved["synth"]["frames_per_char"] > 1
     assert saved["model"]["mel_std"] > 0.5
+    stats = json.loads((resumed / "data_stats.json").read_text())  # packed LLM rows (data.pack)
+    assert stats["token_padding_packed"] < stats["token_padding_bucketed"] and stats["grown_batches"] == 0
+
+
+def test_packing_refuses_gradient_accumulation(tiny_corpus, tmp_path):
+    run = config(tiny_corpus, 1)
+    run.train.accum_steps, run.data.row_multiple = 2, 2
+    with pytest.raises(ValueError, match="accum_steps=1"):
+        recipe.train(run, str(tmp_path / "run"))
 
 
 def test_transcribe_and_clone_a_voice_through_the_cli(resumed, tiny_corpus, tmp_path, capsys):

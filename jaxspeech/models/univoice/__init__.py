@@ -7,9 +7,19 @@ generated one by one by a per-frame flow head, with a stop head), inference (wav
 from jaxspeech.models.univoice.config import UniVoiceConfig
 from jaxspeech.models.univoice.layout import Packing, RowLayout, assemble, packed_rows, row_layout
 from jaxspeech.models.univoice.loss import infill_spans, make_loss_fn
-from jaxspeech.models.univoice.model import Outputs, Rows, UniVoice, apply, init, row_tokens, speech_length
+from jaxspeech.models.univoice.model import (
+    Outputs,
+    Rows,
+    UniVoice,
+    apply,
+    batch_row_tokens,
+    init,
+    row_length,
+    row_tokens,
+    speech_length,
+)
 from jaxspeech.models.univoice.sampling import frames_for_text, infill, transcribe
 
 __all__ = ["Outputs", "Packing", "RowLayout", "Rows", "UniVoice", "UniVoiceConfig", "apply", "assemble",
-           "frames_for_text", "infill", "infill_spans", "init", "make_loss_fn", "packed_rows", "row_layout",
-           "row_tokens", "speech_length", "transcribe"]
+           "batch_row_tokens", "frames_for_text", "infill", "infill_spans", "init", "make_loss_fn", "packed_rows",
+           "row_layout", "row_length", "row_tokens", "speech_length", "transcribe"]

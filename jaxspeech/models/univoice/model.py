@@ -74,25 +74,31 @@ def speech_length(config: UniVoiceConfig, feature_frames):
     return _ceil_div(encoder_frames, config.pool)
 
 
-def row_tokens(config: UniVoiceConfig, batch: Mapping[str, np.ndarray]) -> tuple[np.ndarray, int]:
-    """Host side, for ``data.packing``: the LLM tokens [B] of each row of a UniVoice batch (``univoice.loss``'s
-    keys) and the unpacked row length S, as UniVoice (speech + text, or text + time token + frames) or
-    Flow-Omni (no time token) lays them out. CFG text dropout, drawn later, only shortens a row."""
-    text = np.sum(batch["token_mask"], axis=1)
+def row_tokens(config: UniVoiceConfig, *, text, frames, tts, feature_frames) -> np.ndarray:
+    """Host side, for packing: the LLM tokens [B] of rows with ``text`` [B] tokens, ``frames`` [B] mel
+    frames, ``tts`` [B] bool and ``feature_frames`` [B] (the audio encoder's input frames of an ASR row;
+    0: an empty row), as UniVoice (speech + text, or text + time token + frames) or Flow-Omni (no time
+    token) lays them out. CFG text dropout, drawn later, only shortens a row."""
+    text, frames, feature_frames = (np.asarray(x, np.int64) for x in (text, frames, feature_frames))
+    speech = np.where(feature_frames > 0, speech_length(config, feature_frames), 0)
+    time_token = int(config.tts_head != "flow_omni")
+    return np.where(tts, text + time_token + frames, np.where(text > 0, speech + text, 0)).astype(np.int32)
+
+
+def row_length(config: UniVoiceConfig, *, text_capacity: int, frame_capacity: int, feature_capacity: int) -> int:
+    """The sequence length S of unpacked rows whose sources are padded to these capacities."""
+    speech = int(speech_length(config, feature_capacity))
+    if config.tts_head == "flow_omni":
+        return max(speech, frame_capacity) + text_capacity
+    return max(speech + text_capacity, text_capacity + 1 + frame_capacity)
+
+
+def batch_row_tokens(config: UniVoiceConfig, batch: Mapping[str, np.ndarray]) -> np.ndarray:
+    """``row_tokens`` of a collated UniVoice batch (``univoice.loss``'s keys)."""
     frames = np.sum(batch["mel_mask"], axis=1)
-    features = batch.get("asr_features", batch["mel"])
     feature_frames = batch["asr_feature_lengths"] if "asr_features" in batch else frames
-    tts = np.asarray(batch["tts"], bool)
-    speech = np.where(feature_frames > 0, speech_length(config, np.asarray(feature_frames)), 0)
-    time_token = 0 if config.tts_head == "flow_omni" else 1
-    tokens = np.where(tts, text + time_token + frames, np.where(text > 0, speech + text, 0))
-    speech_capacity, text_capacity, frame_capacity = (speech_length(config, features.shape[1]),
-                                                      batch["tokens"].shape[1], batch["mel"].shape[1])  # fmt: skip
-    if time_token:
-        length = max(speech_capacity + text_capacity, text_capacity + 1 + frame_capacity)
-    else:
-        length = max(speech_capacity, frame_capacity) + text_capacity
-    return tokens.astype(np.int32), int(length)
+    return row_tokens(config, text=np.sum(batch["token_mask"], axis=1), frames=frames,
+                      tts=np.asarray(batch["tts"], bool), feature_frames=feature_frames)  # fmt: skip
 
 
 class SpeechAdapter(nnx.Module):

@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import json
 import logging
-import math
 import os
 import time
 
@@ -24,7 +23,7 @@ import numpy as np
 from jaxspeech import audio
 from jaxspeech.data.bucketing import make_buckets
 from jaxspeech.data.manifest import SkipCounter
-from jaxspeech.data.packing import PackedCollate
+from jaxspeech.data.packing import Packing
 from jaxspeech.data.pipeline import SpeechBatches, SpeechDataset
 from jaxspeech.data.readers import load_records
 from jaxspeech.data.tts import speaker_of
@@ -93,19 +92,33 @@ def _optimizer(config: ml_collections.ConfigDict):
 
 
 def _collate(config: ml_collections.ConfigDict):
-    """The batch builder: UniVoice rows, plus Whisper's input window for a Whisper audio encoder, plus the
-    packing plan of the LLM rows with ``data.pack``."""
-    collate = univoice_collate
+    """The batch builder: UniVoice rows, plus Whisper's input window for a Whisper audio encoder."""
     if config.model.audio_encoder == "whisper":
-        collate = WhisperFeatures(f"whisper_{model_config(config.model).whisper.n_mels}")
+        return WhisperFeatures(f"whisper_{model_config(config.model).whisper.n_mels}")
+    return univoice_collate
+
+
+def train_packing(config: ml_collections.ConfigDict, dataset: SpeechDataset, collate) -> Packing | None:
+    """How the training batches pack their LLM rows (``data.pack``), from each row's task, text and frames."""
     d = config.data
     if not d.get("pack", False):
-        return collate
-    if jax.process_count() > 1:
-        raise ValueError("data.pack plans each process's rows on its own, so the packed row counts of "
-                         "processes could differ: packing is single-process for now")
-    return PackedCollate(collate, functools.partial(univoice.row_tokens, model_config(config.model)),
-                         row_multiple=math.lcm(d.row_multiple, d.pack_rows_multiple))
+        return None
+    if config.train.accum_steps > 1:
+        raise ValueError("data.pack plans whole batches, which gradient accumulation would split: set "
+                         "train.accum_steps=1 (packing already fills the rows) or data.pack=False")
+    model = model_config(config.model)
+    window = collate.window if isinstance(collate, WhisperFeatures) else None  # Whisper reads its whole window
+    tts = np.array([r["task"] == "tts" for r in dataset.records])
+    frames = dataset.lengths
+    item_tokens = univoice.row_tokens(model, text=np.array([len(label) for label in dataset.labels]), frames=frames,
+                                      tts=tts, feature_frames=np.where(tts, 0, window or frames))  # fmt: skip
+
+    def row_length(frame_capacity: int, text_capacity: int) -> int:
+        return univoice.row_length(model, text_capacity=text_capacity, frame_capacity=frame_capacity,
+                                   feature_capacity=window or frame_capacity)  # fmt: skip
+
+    return Packing(item_tokens, row_length, functools.partial(univoice.batch_row_tokens, model), fill=d.pack_fill,
+                   length_factor=d.pack_length_factor, row_multiple=d.row_multiple)  # fmt: skip
 
 
 def _whisper_encoder(config: ml_collections.ConfigDict):
@@ -222,7 +235,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     config.model.mel_mean, config.model.mel_std = dataset.mel_statistics()
     save_config(config, workdir)
     mesh = mesh_from_config(config)
-    batches = bucketed_batches(config, dataset, collate=_collate(config))
+    collate = _collate(config)
+    batches = bucketed_batches(config, dataset, collate=collate, packing=train_packing(config, dataset, collate))
     write_data_stats(workdir, {**batches.describe(), "vocab_size": tokenizer.vocab_size,
                                "frames_per_char": config.synth.frames_per_char, "mel_mean": config.model.mel_mean,
                                "mel_std": config.model.mel_std, "skips": dict(skips.counts)})  # fmt: skip
