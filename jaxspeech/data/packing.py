@@ -55,7 +55,7 @@ def plan_packing(lengths: np.ndarray, capacity: int, *, min_rows: int = 1, row_m
 
 
 @dataclasses.dataclass(frozen=True)
-class Packing:
+class PackingSpec:
     """How a batch source packs its rows (``pipeline.SpeechBatches(packing=...)``).
 
     item_tokens: [N] each example's row length in tokens, from metadata (plans the epochs);

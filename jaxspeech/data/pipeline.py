@@ -26,7 +26,7 @@ import soundfile
 from jaxspeech import audio
 from jaxspeech.data import bucketing
 from jaxspeech.data.manifest import SkipCounter
-from jaxspeech.data.packing import PackedPlanner, Packing, plan_packing
+from jaxspeech.data.packing import PackedPlanner, PackingSpec, plan_packing
 
 Labeler = Callable[[dict], np.ndarray]
 Collate = Callable[["SpeechDataset", np.ndarray, int, int], dict[str, np.ndarray]]
@@ -175,7 +175,7 @@ class SpeechBatches(GrainBatches):
 
     def __init__(self, dataset: SpeechDataset, buckets: bucketing.Buckets, *, seed: int = 0, shuffle: bool = True,
                  process_index: int = 0, process_count: int = 1, num_threads: int = 2, prefetch: int = 4,
-                 label_multiple: int = 16, collate: Collate = collate, packing: Packing | None = None):
+                 label_multiple: int = 16, collate: Collate = collate, packing: PackingSpec | None = None):
         if any(size % process_count for size in buckets.sizes):
             raise ValueError(f"bucket rows {buckets.sizes} must divide over {process_count} processes")
         if packing is not None and process_count > 1:
@@ -243,7 +243,8 @@ class SpeechBatches(GrainBatches):
             bucketed = bucketing.plan_epoch(self.bucket_ids, self.buckets, seed=self.seed, epoch=0)
             tokens = sum(int(self.planner.item_tokens[r[r >= 0]].sum()) for _, r in bucketed)
             slots = sum(len(r) * self.row_lengths[k] for k, r in bucketed)
-            packed = {"token_padding_bucketed": 1.0 - tokens / slots, "token_padding_packed": self.planner.padding(plan),
+            packed = {"token_padding_bucketed": 1.0 - tokens / slots,
+                      "token_padding_packed": self.planner.padding(plan),
                       "packed_rows": list(self.planner.rows), "packed_lengths": list(self.planner.lengths),
                       "grown_batches": self.planner.grown(plan)}  # fmt: skip
         return {

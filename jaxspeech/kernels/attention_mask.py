@@ -167,21 +167,14 @@ def block_visibility(
     visible = jnp.ones((batch, num_q, num_k), bool)
     if mask is None:
         return visible
-    # Per query block, the first and last real row's absolute position.
-    q_first = jnp.arange(num_q) * block_q + (k_len - q_len)
+    # Per query block, the last real row's absolute position; per key block, the first key.
     q_last = jnp.minimum(jnp.arange(num_q) * block_q + block_q, q_len) - 1 + (k_len - q_len)
     k_first = jnp.arange(num_k) * block_k
-    k_last = jnp.minimum(k_first + block_k, k_len) - 1
     key_valid = jnp.ones((batch, k_len), bool) if mask.key_mask is None else mask.key_mask
     visible &= _blocks(key_valid, block_k, False).any(-1)[:, None, :]
     if mask.causal:
         causal = (k_first[None, :] <= q_last[:, None])[None]
-        if mask.span_start is not None:
-            start, end = mask.span_start[:, None], mask.span_end[:, None]
-            q_in = (q_first[None, :] < end) & (q_last[None, :] >= start)  # [B, nq]
-            k_in = (k_first[None, :] < end) & (k_last[None, :] >= start)  # [B, nk]
-            causal = causal | (q_in[:, :, None] & k_in[:, None, :])
-        elif mask.has_span:
+        if mask.has_span:
             q_span, kv_span = span_ids(mask, q_len, k_len)
             causal = causal | _id_ranges_meet(q_span, kv_span, q_span >= 0, key_valid & (kv_span >= 0),
                                               block_q, block_k)

@@ -20,7 +20,7 @@ import optax
 from jax.sharding import Mesh
 
 from jaxspeech.data.bucketing import make_buckets
-from jaxspeech.data.packing import Packing
+from jaxspeech.data.packing import PackingSpec
 from jaxspeech.data.pipeline import SpeechBatches, SpeechDataset, collate
 from jaxspeech.train.checkpoint import restore_latest
 from jaxspeech.train.mesh import check_row_multiple, make_mesh
@@ -79,7 +79,7 @@ def mesh_from_config(config: ml_collections.ConfigDict) -> Mesh:
 
 
 def bucketed_batches(config: ml_collections.ConfigDict, dataset: SpeechDataset, *, collate=collate,
-                     length_multiple: int = 16, label_multiple: int = 16, packing: Packing | None = None
+                     length_multiple: int = 16, label_multiple: int = 16, packing: PackingSpec | None = None
                      ) -> SpeechBatches:
     """This process's share of the training batches: buckets from ``config.data`` (``max_frames``,
     ``num_buckets``, rows a multiple of ``row_multiple``), shuffled per epoch with ``config.seed``;

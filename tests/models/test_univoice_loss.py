@@ -14,7 +14,7 @@ from jaxspeech.models import llm
 from jaxspeech.models.univoice import flow_omni
 from jaxspeech.models.univoice.config import UniVoiceConfig
 from jaxspeech.models.univoice.loss import infill_spans, make_loss_fn
-from jaxspeech.models.univoice.model import batch_row_tokens, init, row_length
+from jaxspeech.models.univoice.model import batch_row_tokens, init, sequence_length, speech_length
 
 F, T, L = 16, 24, 9
 CONFIG = UniVoiceConfig(llm=llm.llm_config("tiny", vocab_size=30, num_layers=2), n_mels=F, encoder_dim=32,
@@ -97,7 +97,7 @@ def test_packed_batches_give_the_same_loss_and_gradients(tts_head):
     batch = {k: np.array(v) for k, v in _batch([False, True, False, True, False, True]).items()}
     batch["token_mask"][2], batch["mel_mask"][2], batch["target_mask"][2] = False, False, False  # an empty slot
     tokens = batch_row_tokens(config, batch)
-    plan = plan_packing(tokens, row_length(config, text_capacity=L, frame_capacity=T, feature_capacity=T))
+    plan = plan_packing(tokens, sequence_length(config, speech=int(speech_length(config, T)), text=L, frames=T))
     assert plan["pack_owner"].shape[0] < 5 and tokens[2] == 0
     if tts_head == "infill":
         loss_fn = make_loss_fn(graphdef, lm_weight=0.5, text_drop=0.5, audio_drop=0.3)

@@ -14,12 +14,12 @@ from jaxspeech.models.univoice.model import (
     apply,
     batch_row_tokens,
     init,
-    row_length,
     row_tokens,
+    sequence_length,
     speech_length,
 )
 from jaxspeech.models.univoice.sampling import frames_for_text, infill, transcribe
 
 __all__ = ["Outputs", "Packing", "RowLayout", "Rows", "UniVoice", "UniVoiceConfig", "apply", "assemble",
            "batch_row_tokens", "frames_for_text", "infill", "infill_spans", "init", "make_loss_fn", "packed_rows",
-           "row_layout", "row_length", "row_tokens", "speech_length", "transcribe"]
+           "row_layout", "row_tokens", "sequence_length", "speech_length", "transcribe"]

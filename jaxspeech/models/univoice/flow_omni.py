@@ -26,7 +26,7 @@ from jaxspeech.models.llm.model import prefill
 from jaxspeech.models.univoice.config import UniVoiceConfig
 from jaxspeech.models.univoice.layout import RowLayout, assemble, row_layout
 from jaxspeech.models.univoice.loss import asr_inputs, asr_lm_loss, batch_packing
-from jaxspeech.models.univoice.model import Rows, SpeechLM
+from jaxspeech.models.univoice.model import Rows, SpeechLM, sequence_length
 from jaxspeech.nn.flow_head import FlowHead
 
 Batch = Mapping[str, jax.Array]
@@ -62,7 +62,8 @@ class FlowOmni(SpeechLM):
                   else self.frame_in(rows.x_t).astype(self.dtype))  # fmt: skip
         lengths = jnp.stack([speech_lengths, rows.text_lengths, jnp.zeros_like(speech_lengths), rows.frame_lengths], 1)
         capacities = (speech.shape[1], rows.text.shape[1], 0, frames.shape[1])
-        layout = row_layout(lengths, capacities, max(capacities[0], capacities[3]) + capacities[1])
+        length = sequence_length(self.config, speech=capacities[0], text=capacities[1], frames=capacities[3])
+        layout = row_layout(lengths, capacities, length)
         time = jnp.zeros((rows.text.shape[0], 0, speech.shape[2]), self.dtype)
         hidden, text_logits = self.run(layout, (speech, self.llm.embed(rows.text), time, frames), dual=False,
                                        packing=rows.packing, rngs=rngs)  # fmt: skip

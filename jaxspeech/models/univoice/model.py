@@ -85,12 +85,12 @@ def row_tokens(config: UniVoiceConfig, *, text, frames, tts, feature_frames) -> 
     return np.where(tts, text + time_token + frames, np.where(text > 0, speech + text, 0)).astype(np.int32)
 
 
-def row_length(config: UniVoiceConfig, *, text_capacity: int, frame_capacity: int, feature_capacity: int) -> int:
-    """The sequence length S of unpacked rows whose sources are padded to these capacities."""
-    speech = int(speech_length(config, feature_capacity))
+def sequence_length(config: UniVoiceConfig, *, speech: int, text: int, frames: int) -> int:
+    """The sequence length S of unpacked rows whose speech, text and frame sources hold these many
+    elements (frames 0: no TTS rows): the longest row either task lays out."""
     if config.tts_head == "flow_omni":
-        return max(speech, frame_capacity) + text_capacity
-    return max(speech + text_capacity, text_capacity + 1 + frame_capacity)
+        return max(speech, frames) + text
+    return max(speech + text, text + 1 + frames if frames else text)
 
 
 def batch_row_tokens(config: UniVoiceConfig, batch: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -223,7 +223,7 @@ class UniVoice(SpeechLM):
         lengths = jnp.stack([speech_lengths, rows.text_lengths, is_tts, rows.frame_lengths], axis=1)
         capacities = (speech.shape[1], rows.text.shape[1], 1, frames.shape[1])
         # A row is ASR (speech + text) or TTS (text + time + frames): the longer of the two fits any row.
-        length = max(capacities[0] + capacities[1], capacities[1] + (1 + capacities[3] if rows.x_t is not None else 0))
+        length = sequence_length(self.config, speech=capacities[0], text=capacities[1], frames=capacities[3])
         layout = row_layout(lengths, capacities, length)
         pieces = (speech, self.llm.embed(rows.text), self.time_token(t_embedding).astype(self.dtype), frames)
         hidden, text_logits = self.run(layout, pieces, dual=True, packing=rows.packing, rngs=rngs)

@@ -23,7 +23,7 @@ import numpy as np
 from jaxspeech import audio
 from jaxspeech.data.bucketing import make_buckets
 from jaxspeech.data.manifest import SkipCounter
-from jaxspeech.data.packing import Packing
+from jaxspeech.data.packing import PackingSpec
 from jaxspeech.data.pipeline import SpeechBatches, SpeechDataset
 from jaxspeech.data.readers import load_records
 from jaxspeech.data.tts import speaker_of
@@ -98,7 +98,7 @@ def _collate(config: ml_collections.ConfigDict):
     return univoice_collate
 
 
-def train_packing(config: ml_collections.ConfigDict, dataset: SpeechDataset, collate) -> Packing | None:
+def train_packing(config: ml_collections.ConfigDict, dataset: SpeechDataset, collate) -> PackingSpec | None:
     """How the training batches pack their LLM rows (``data.pack``), from each row's task, text and frames."""
     d = config.data
     if not d.get("pack", False):
@@ -114,11 +114,11 @@ def train_packing(config: ml_collections.ConfigDict, dataset: SpeechDataset, col
                                       tts=tts, feature_frames=np.where(tts, 0, window or frames))  # fmt: skip
 
     def row_length(frame_capacity: int, text_capacity: int) -> int:
-        return univoice.row_length(model, text_capacity=text_capacity, frame_capacity=frame_capacity,
-                                   feature_capacity=window or frame_capacity)  # fmt: skip
+        speech = int(univoice.speech_length(model, window or frame_capacity))
+        return univoice.sequence_length(model, speech=speech, text=text_capacity, frames=frame_capacity)
 
-    return Packing(item_tokens, row_length, functools.partial(univoice.batch_row_tokens, model), fill=d.pack_fill,
-                   length_factor=d.pack_length_factor, row_multiple=d.row_multiple)  # fmt: skip
+    return PackingSpec(item_tokens, row_length, functools.partial(univoice.batch_row_tokens, model),
+                       fill=d.pack_fill, length_factor=d.pack_length_factor, row_multiple=d.row_multiple)
 
 
 def _whisper_encoder(config: ml_collections.ConfigDict):
