@@ -32,7 +32,9 @@ def get_config() -> ml_collections.ConfigDict:
     # Pack the LLM rows (an ASR row is about a third of a TTS row's length) into a fixed number of packed rows
     # per bucket, with segment ids: epochs are planned so that batches fill pack_fill of their packed rows,
     # which are about pack_length_factor unpacked rows long (longer rows fragment less; on GPUs the
-    # attention kernel skips the blocks between utterances, on CPUs the attention is dense).
+    # attention kernel skips the blocks between utterances, on CPUs the attention is dense). Both are throughput
+    # settings, chosen on the training epoch's padding and step time (experiments/univoice_packing.py); outputs
+    # and losses do not depend on them.
     c.data.pack = True
     c.data.pack_fill = 0.98
     c.data.pack_length_factor = 1.0
