@@ -88,6 +88,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.loss = ml_collections.ConfigDict()
     c.loss.lm_weight = 0.005  # UniVoice's weight of the LM loss beside the flow-matching MSE
     c.loss.lm_loss = "ce"  # or "emo"
+    # Joint CTC-attention training: the ASR loss adds ctc_weight x a CTC loss of the transcript on the audio
+    # encoder's per-frame token logits (no parameters of its own). UniVoice has none (its Whisper encoder is
+    # pretrained and frozen); a Conformer trained from scratch otherwise learns only through the LLM's attention.
+    c.loss.ctc_weight = 0.3
     c.loss.infill_fraction = (0.7, 1.0)
     c.loss.audio_drop = 0.3  # CFG dropout of the audio condition alone
     c.loss.text_drop = 0.2  # ... of the audio condition and the text

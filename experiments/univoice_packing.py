@@ -23,7 +23,7 @@ from benchmark_docs import command, machine, save_report, write_section
 
 from jaxspeech.data.pipeline import SpeechDataset
 from jaxspeech.data.readers import load_records
-from jaxspeech.data.univoice import task_records, univoice_collate, univoice_labeler, univoice_tokenizer
+from jaxspeech.data.univoice import EOS, symbol_id, task_records, univoice_collate, univoice_labeler, univoice_tokenizer
 from jaxspeech.models import univoice
 from jaxspeech.train.config import load_config
 from jaxspeech.train.recipes.univoice import make_loss_fn, model_config, train_packing
@@ -104,7 +104,7 @@ def main() -> None:
     }  # fmt: skip
     if not args.no_timing:
         graphdef, params = univoice.init(model_config(config.model), jax.random.key(0))
-        loss_fn = make_loss_fn(config, graphdef)
+        loss_fn = make_loss_fn(config, graphdef, blank_id=symbol_id(tokenizer, EOS))
         seconds = {"bucketed": time_epoch(loss_fn, params, unpacked)}
         seconds.update({f"packed {f}": time_epoch(loss_fn, params, b) for f, b in packed.items()})
         report["epoch_seconds"] = seconds

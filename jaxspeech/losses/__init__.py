@@ -13,7 +13,7 @@ from jaxspeech.losses.consistency import (
     lognormal_index_probabilities,
     pseudo_huber,
 )
-from jaxspeech.losses.ctc import ctc_feasible, ctc_loss, ctc_min_frames
+from jaxspeech.losses.ctc import ctc_feasible, ctc_loss, ctc_min_frames, ctc_token_mean
 from jaxspeech.losses.ctm import ctm_loss, trajectory_function
 from jaxspeech.losses.duration import duration_loss, prior_loss
 from jaxspeech.losses.edm import edm_loss, edm_weight
@@ -39,6 +39,7 @@ from jaxspeech.losses.stft import mel_l1_loss, multi_resolution_stft_loss
 
 __all__ = [
     "cd_loss", "conditional_flow_matching", "consistency_distance", "ctc_feasible", "ctc_loss", "ctc_min_frames",
+    "ctc_token_mean",
     "ctm_loss", "discriminator_loss", "distillation_kl", "duration_loss", "ect_loss", "ect_r_of_t", "edm_loss",
     "edm_weight", "emo_distance", "emo_loss", "feature_matching_loss", "flow_matching_error",
     "generator_adversarial_loss", "ict_discretization", "ict_loss", "lognormal_index_probabilities", "mel_l1_loss",

@@ -72,3 +72,20 @@ def ctc_feasible(logit_mask: jax.Array, labels: jax.Array, label_mask: jax.Array
     chex.assert_rank(logit_mask, 2)
     frames = jnp.sum(logit_mask, axis=1, dtype=jnp.int32)
     return frames >= ctc_min_frames(labels, label_mask)
+
+
+def ctc_token_mean(
+    logits: jax.Array,
+    logit_mask: jax.Array,
+    labels: jax.Array,
+    label_mask: jax.Array,
+    *,
+    blank_id: int = 0,
+) -> jax.Array:
+    """CTC per label token, a scalar: the negative log-likelihoods of the utterances that have labels and
+    an alignment (``ctc_feasible``; the others are counted out), summed and divided by their labels.
+    Shapes as ``ctc_loss``'s."""
+    feasible = ctc_feasible(logit_mask, labels, label_mask) & label_mask.any(axis=1)
+    nll = ctc_loss(logits, logit_mask, labels, label_mask, blank_id=blank_id)
+    tokens = jnp.sum(jnp.where(feasible[:, None], label_mask, False))
+    return jnp.sum(jnp.where(feasible, nll, 0.0)) / jnp.maximum(tokens, 1)

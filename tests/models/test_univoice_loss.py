@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
 from jaxspeech.data.packing import plan_packing
 from jaxspeech.models import llm
@@ -110,3 +111,43 @@ def test_packed_batches_give_the_same_loss_and_gradients(tts_head):
     assert packed_metrics["tts_rows"] == metrics["tts_rows"] == 3
     for got, want in zip(jax.tree.leaves(packed_grads), jax.tree.leaves(grads), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_encoder_ctc_term_matches_torch_ctc_on_the_transcripts(model):
+    """ctc_weight adds lm_weight x ctc_weight x CTC of each ASR row's transcript (tokens after the task
+    prompt, before <eos>) on the encoder's token logits: torch's CTC per label token, the rows that
+    cannot be aligned counted out."""
+    torch = pytest.importorskip("torch")
+    graphdef, params = model
+    batch = {k: np.array(v) for k, v in _batch([False, False, True, False]).items()}
+    lengths = np.array([5, 4, 9, 9])  # rows 0, 1: 3 and 2 labels; row 3: 7 labels, more than the encoder frames
+    batch["token_mask"] = np.arange(L)[None] < lengths[:, None]
+    batch["target_mask"] = batch["token_mask"] & (np.arange(L)[None] >= 1)
+    blank, weight = 2, 0.4
+    key = jax.random.key(3)
+    with_ctc = make_loss_fn(graphdef, lm_weight=0.5, ctc_weight=weight, blank_id=blank, train=False)
+    loss, metrics = jax.jit(with_ctc)(params, batch, key)
+    plain, _ = jax.jit(make_loss_fn(graphdef, lm_weight=0.5, train=False))(params, batch, key)
+
+    speech_lm = nnx.merge(graphdef, params)
+    states, mask = speech_lm.encode(jnp.asarray(batch["mel"]), jnp.asarray(batch["mel_mask"].sum(1)))
+    encoder = speech_lm.encoder_token_logits(states, mask)
+    frames = np.asarray(encoder.mask.sum(1))
+    log_probs = torch.log_softmax(torch.from_numpy(np.array(encoder.logits)), -1).transpose(0, 1)
+    asr = [0, 1, 3]
+    labels = [batch["tokens"][r, 1 : lengths[r] - 1] for r in asr]
+    nll = torch.nn.functional.ctc_loss(
+        log_probs[:, asr], torch.from_numpy(np.concatenate(labels)), torch.from_numpy(frames[asr]),
+        torch.tensor([len(x) for x in labels]), blank=blank, reduction="none").numpy()  # fmt: skip
+    assert frames[3] < 7 and np.isinf(nll[2])  # row 3 has no alignment
+    expected = (nll[0] + nll[1]) / (len(labels[0]) + len(labels[1]))
+    np.testing.assert_allclose(metrics["encoder_ctc"], expected, rtol=1e-5)
+    np.testing.assert_allclose(loss - plain, 0.5 * weight * expected, rtol=1e-4)
+
+
+def test_ctc_needs_a_blank_id_and_a_weight_of_at_least_zero(model):
+    graphdef, _ = model
+    with pytest.raises(ValueError, match="blank_id"):
+        make_loss_fn(graphdef, ctc_weight=0.3)
+    with pytest.raises(ValueError, match="ctc_weight must be >= 0"):
+        flow_omni.make_loss_fn(graphdef, ctc_weight=-1.0, blank_id=0)

@@ -52,7 +52,7 @@ def test_train_resumes_where_an_uninterrupted_run_would_be(resumed, tiny_corpus,
     logged = read_metrics(resumed / "metrics.jsonl")
     assert all(m["asr_rows"] + m["tts_rows"] >= 1 for m in logged if "asr_rows" in m)
     evals = [m for m in logged if "eval/asr_cer" in m]
-    assert evals and {"eval/flow_mse", "eval/lm_loss", "eval/token_accuracy"} <= set(evals[0])
+    assert evals and {"eval/flow_mse", "eval/lm_loss", "eval/token_accuracy", "eval/encoder_ctc"} <= set(evals[0])
     saved = json.loads((resumed / "config.json").read_text())
     assert saved["model"]["llm"]["vocab_size"] > 30 and saved["synth"]["frames_per_char"] > 1
     assert saved["model"]["mel_std"] > 0.5
@@ -65,6 +65,13 @@ def test_packing_refuses_gradient_accumulation(tiny_corpus, tmp_path):
     run.train.accum_steps, run.data.row_multiple = 2, 2
     with pytest.raises(ValueError, match="accum_steps=1"):
         recipe.train(run, str(tmp_path / "run"))
+
+
+def test_encoder_ctc_refuses_a_frozen_encoder(tiny_corpus):
+    run = config(tiny_corpus, 1)
+    run.model.freeze_audio_encoder = True
+    with pytest.raises(ValueError, match="freeze_audio_encoder freezes"):
+        recipe.make_loss_fn(run, None, blank_id=0)
 
 
 def test_transcribe_and_clone_a_voice_through_the_cli(resumed, tiny_corpus, tmp_path, capsys):
@@ -175,7 +182,7 @@ def test_a_frozen_whisper_encoder_from_a_checkpoint_reads_its_30_s_window(tiny_c
     checkpoint = build_checkpoint(tmp_path / "whisper")
     workdir = tmp_path / "run"
     overrides = [*TINY, "--config.model.audio_encoder=whisper", f"--config.model.whisper_checkpoint={checkpoint}",
-                 "--config.model.freeze_audio_encoder=true", "--config.model.pool=25",
+                 "--config.model.freeze_audio_encoder=true", "--config.loss.ctc_weight=0", "--config.model.pool=25",
                  "--config.optim.warmup_steps=0", "--config.train.eval_asr_utterances=1"]  # fmt: skip
     recipe.train(recipe_config("configs/univoice_tiny.py", tiny_corpus, 2, overrides, eval_every=2), str(workdir))
     speech, config, step = recipe.load_speech(str(workdir))

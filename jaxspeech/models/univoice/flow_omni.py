@@ -25,8 +25,8 @@ from jaxspeech.losses.flow_matching import flow_matching_error, path_sample
 from jaxspeech.models.llm.model import prefill
 from jaxspeech.models.univoice.config import UniVoiceConfig
 from jaxspeech.models.univoice.layout import RowLayout, assemble, row_layout
-from jaxspeech.models.univoice.loss import asr_inputs, asr_lm_loss, batch_packing
-from jaxspeech.models.univoice.model import Rows, SpeechLM, sequence_length
+from jaxspeech.models.univoice.loss import asr_inputs, asr_loss, batch_packing, check_ctc
+from jaxspeech.models.univoice.model import EncoderLogits, Rows, SpeechLM, sequence_length
 from jaxspeech.nn.flow_head import FlowHead
 
 Batch = Mapping[str, jax.Array]
@@ -34,12 +34,13 @@ Batch = Mapping[str, jax.Array]
 
 class FlowOmniOutputs(NamedTuple):
     """text_logits [B, L, V]; states [B, T, D]: the LLM state that predicts each frame (the one before it);
-    stop_logits [B, T]: "frame k is the last" from frame k's own state; layout."""
+    stop_logits [B, T]: "frame k is the last" from frame k's own state; layout; encoder: as ``Outputs``'s."""
 
     text_logits: jax.Array
     states: jax.Array | None
     stop_logits: jax.Array | None
     layout: RowLayout
+    encoder: EncoderLogits | None = None
 
 
 class FlowOmni(SpeechLM):
@@ -56,8 +57,8 @@ class FlowOmni(SpeechLM):
                                   time_sinusoid_dim=config.time_sinusoid_dim, rngs=rngs)  # fmt: skip
         self.stop = nnx.Linear(width, 1, rngs=rngs)
 
-    def __call__(self, rows: Rows, *, rngs: nnx.Rngs | None = None) -> FlowOmniOutputs:
-        speech, speech_lengths = self.speech_segment(rows, rngs)
+    def __call__(self, rows: Rows, *, rngs: nnx.Rngs | None = None, encoder_logits: bool = False) -> FlowOmniOutputs:
+        speech, speech_lengths, encoder = self.speech_segment(rows, rngs, encoder_logits)
         frames = (jnp.zeros((rows.text.shape[0], 0, speech.shape[2]), self.dtype) if rows.x_t is None
                   else self.frame_in(rows.x_t).astype(self.dtype))  # fmt: skip
         lengths = jnp.stack([speech_lengths, rows.text_lengths, jnp.zeros_like(speech_lengths), rows.frame_lengths], 1)
@@ -68,10 +69,10 @@ class FlowOmni(SpeechLM):
         hidden, text_logits = self.run(layout, (speech, self.llm.embed(rows.text), time, frames), dual=False,
                                        packing=rows.packing, rngs=rngs)  # fmt: skip
         if rows.x_t is None:
-            return FlowOmniOutputs(text_logits, None, None, layout)
+            return FlowOmniOutputs(text_logits, None, None, layout, encoder)
         states = layout.gather(hidden, "frames", shift=-1)
         stop_logits = self.stop(layout.gather(hidden, "frames"))[..., 0].astype(jnp.float32)
-        return FlowOmniOutputs(text_logits, states, stop_logits, layout)
+        return FlowOmniOutputs(text_logits, states, stop_logits, layout, encoder)
 
 
 def _balanced_bce(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> jax.Array:
@@ -91,14 +92,17 @@ def make_loss_fn(
     stop_weight: float = 0.1,
     flow_repeats: int = 4,
     t_min: float = 1e-3,
+    ctc_weight: float = 0.0,
+    blank_id: int | None = None,
     train: bool = True,
 ) -> Callable[[nnx.State, Batch, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]:
     """loss_fn(params, batch, key) -> (loss, metrics) for UniVoice's batches (``univoice.loss``'s keys):
     flow MSE of the head on every TTS frame (``flow_repeats`` draws each) + stop_weight x stop BCE +
-    lm_weight x CE on the ASR transcripts. Metrics: loss, flow_mse, stop_loss, lm_loss, token_accuracy,
-    tts_rows, asr_rows."""
+    lm_weight x (CE on the ASR transcripts + ctc_weight x the encoder's CTC, as ``univoice.loss``'s).
+    Metrics: loss, flow_mse, stop_loss, lm_loss, token_accuracy, tts_rows, asr_rows (+ encoder_ctc)."""
     if flow_repeats < 1:
         raise ValueError(f"flow_repeats must be >= 1, got {flow_repeats}")
+    check_ctc(ctc_weight, blank_id)
 
     def loss_fn(params: nnx.State, batch: Batch, key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         model = nnx.merge(graphdef, params)
@@ -111,7 +115,7 @@ def make_loss_fn(
                     feature_lengths=jnp.where(tts, 0, feature_lengths), x_t=frames, cond=None,
                     frame_lengths=jnp.where(tts, mel_lengths, 0), t=jnp.zeros(tts.shape),
                     packing=batch_packing(batch))  # fmt: skip
-        out = model(rows, rngs=nnx.Rngs(dropout=k_dropout) if train else None)
+        out = model(rows, rngs=nnx.Rngs(dropout=k_dropout) if train else None, encoder_logits=bool(ctc_weight))
         frame_mask = mel_mask & tts[:, None]
         batch_size, capacity, n_mels = frames.shape
         x1 = jnp.repeat(frames.reshape(-1, n_mels), flow_repeats, axis=0)
@@ -121,7 +125,7 @@ def make_loss_fn(
         flow_mse = flow_matching_error(velocity, target, jnp.repeat(frame_mask.reshape(-1), flow_repeats))
         last = jnp.arange(capacity)[None, :] == (mel_lengths - 1)[:, None]
         stop_loss = _balanced_bce(out.stop_logits, last, frame_mask)
-        lm, lm_metrics = asr_lm_loss(out.text_logits, batch)
+        lm, lm_metrics = asr_loss(out, batch, ctc_weight=ctc_weight, blank_id=blank_id)
         loss = flow_mse + stop_weight * stop_loss + lm_weight * lm
         return loss, {"loss": loss, "flow_mse": flow_mse, "stop_loss": stop_loss, **lm_metrics}
 

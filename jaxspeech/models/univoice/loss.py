@@ -4,8 +4,12 @@ TTS rows: rectified flow (``x_t = (1 - t) noise + t x1``, x1 the normalised mel,
 infill span of 70-100% of the frames per row (F5-TTS): the condition is the mel with the span
 zeroed, the loss is the velocity MSE on the span only. Classifier-free guidance dropout per row:
 the audio condition alone (``audio_drop``) or the audio condition and the text (``text_drop``).
-ASR rows: cross-entropy (or EMO) on the transcript tokens. Total: flow MSE + lm_weight x LM loss
-(UniVoice: 0.005).
+ASR rows: cross-entropy (or EMO) on the transcript tokens, plus ``ctc_weight`` x a CTC loss of the
+transcript on the audio encoder's per-frame token logits (joint CTC-attention training, Kim et al. 2017;
+``SpeechLM.encoder_token_logits``, blank = ``<eos>``): a from-scratch encoder learns from CTC's alignment
+what the LLM's cross-entropy reaches it only through attention still being learnt. Total: flow MSE +
+lm_weight x (LM loss + ctc_weight x CTC) (UniVoice: lm_weight 0.005, no CTC: its Whisper encoder is
+pretrained and frozen).
 
 Batch keys: ``tokens`` [B, L] int and ``token_mask`` [B, L] (ASR: task prompt then transcript then
 eos; TTS: the utterance's text), ``target_mask`` [B, L] (the tokens an ASR row is trained to
@@ -23,10 +27,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxspeech.losses.ctc import ctc_token_mean
 from jaxspeech.losses.emo import emo_loss, token_cross_entropy
 from jaxspeech.losses.flow_matching import flow_matching_error, path_sample
 from jaxspeech.models.univoice.layout import Packing
-from jaxspeech.models.univoice.model import Rows
+from jaxspeech.models.univoice.model import EncoderLogits, Rows
 
 Batch = Mapping[str, jax.Array]
 LM_LOSSES = ("ce", "emo")
@@ -65,6 +70,39 @@ def asr_lm_loss(text_logits: jax.Array, batch: Batch, emo_table: jax.Array | Non
                 "asr_rows": jnp.sum(~tts & jnp.any(batch["token_mask"], axis=1)).astype(jnp.int32)}  # fmt: skip
 
 
+def transcript_labels(batch: Batch) -> tuple[jax.Array, jax.Array]:
+    """The ASR rows' transcripts left-aligned, without the task prompt and ``<eos>``: (labels [B, L],
+    label_mask [B, L]); rows without targets (TTS rows) have no labels."""
+    tokens, targets = batch["tokens"], batch["target_mask"]
+    width = tokens.shape[1]
+    start = jnp.argmax(targets, axis=1)
+    count = jnp.maximum(jnp.sum(targets, axis=1) - 1, 0)  # the last target is <eos>
+    index = jnp.minimum(start[:, None] + jnp.arange(width)[None, :], width - 1)
+    return jnp.take_along_axis(tokens, index, axis=1), jnp.arange(width)[None, :] < count[:, None]
+
+
+def asr_loss(outputs, batch: Batch, *, emo_table: jax.Array | None = None, ctc_weight: float = 0.0,
+             blank_id: int | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The ASR rows' loss from a model's outputs: ``asr_lm_loss`` + ctc_weight x the CTC of the
+    transcripts on ``outputs.encoder`` (``EncoderLogits``, needed when ctc_weight > 0, with the blank
+    ``blank_id``). Metrics: ``asr_lm_loss``'s, plus ``encoder_ctc`` with CTC."""
+    lm, metrics = asr_lm_loss(outputs.text_logits, batch, emo_table)
+    if not ctc_weight:
+        return lm, metrics
+    encoder: EncoderLogits = outputs.encoder
+    labels, label_mask = transcript_labels(batch)
+    ctc = ctc_token_mean(encoder.logits, encoder.mask, labels, label_mask, blank_id=blank_id)
+    return lm + ctc_weight * ctc, {**metrics, "encoder_ctc": ctc}
+
+
+def check_ctc(ctc_weight: float, blank_id: int | None) -> None:
+    """ValueError unless ctc_weight >= 0 and, when it is > 0, a blank id is given."""
+    if ctc_weight < 0:
+        raise ValueError(f"ctc_weight must be >= 0, got {ctc_weight}")
+    if ctc_weight and blank_id is None:
+        raise ValueError("ctc_weight > 0 needs blank_id (the <eos> token's id)")
+
+
 def infill_spans(key: jax.Array, lengths: jax.Array, capacity: int,
                  fraction: tuple[float, float] = (0.7, 1.0)) -> jax.Array:
     """[B, capacity] bool: per row one contiguous span of round(f x length) frames, f ~ U(fraction),
@@ -88,18 +126,21 @@ def make_loss_fn(
     audio_drop: float = 0.3,
     text_drop: float = 0.2,
     t_min: float = 1e-3,
+    ctc_weight: float = 0.0,
+    blank_id: int | None = None,
     train: bool = True,
 ) -> Callable[[nnx.State, Batch, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]:
     """loss_fn(params, batch, key) -> (loss, metrics); see the module docstring.
 
     train=False: no dropout and no CFG dropout (the key still draws spans, times and noise, so an
     evaluation with a fixed key is comparable between checkpoints). Metrics: loss, flow_mse, lm_loss,
-    token_accuracy (ASR targets predicted by argmax), tts_rows, asr_rows.
+    token_accuracy (ASR targets predicted by argmax), tts_rows, asr_rows, and encoder_ctc with CTC.
     """
     if lm_loss not in LM_LOSSES:
         raise ValueError(f"lm_loss must be one of {LM_LOSSES}, got {lm_loss!r}")
     if not (0.0 <= audio_drop and 0.0 <= text_drop and audio_drop + text_drop <= 1.0):
         raise ValueError(f"need audio_drop, text_drop >= 0 with a sum <= 1, got {audio_drop}, {text_drop}")
+    check_ctc(ctc_weight, blank_id)
 
     def loss_fn(params: nnx.State, batch: Batch, key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         tokens, mel, mel_mask, tts = batch["tokens"], batch["mel"], batch["mel_mask"], batch["tts"]
@@ -118,10 +159,10 @@ def make_loss_fn(
         rows = Rows(text=tokens, text_lengths=jnp.where(drop_text, 0, text_lengths), features=features,
                     feature_lengths=jnp.where(tts, 0, feature_lengths), x_t=x_t, cond=cond,
                     frame_lengths=jnp.where(tts, mel_lengths, 0), t=t, packing=batch_packing(batch))  # fmt: skip
-        out = model(rows, rngs=nnx.Rngs(dropout=k_dropout) if train else None)
+        out = model(rows, rngs=nnx.Rngs(dropout=k_dropout) if train else None, encoder_logits=bool(ctc_weight))
         flow_mse = flow_matching_error(out.velocity, target, span)
         table = model.llm.output_embeddings() if lm_loss == "emo" else None
-        lm, lm_metrics = asr_lm_loss(out.text_logits, batch, table)
+        lm, lm_metrics = asr_loss(out, batch, emo_table=table, ctc_weight=ctc_weight, blank_id=blank_id)
         loss = flow_mse + lm_weight * lm
         return loss, {"loss": loss, "flow_mse": flow_mse, **lm_metrics}
 

@@ -54,13 +54,25 @@ class Rows(NamedTuple):
     packing: Packing | None = None
 
 
+class EncoderLogits(NamedTuple):
+    """The audio encoder's per-frame token logits (``SpeechLM.encoder_token_logits``), for a CTC loss.
+
+    logits: [B, Te, V] float32 over the LLM's vocabulary; mask: [B, Te] bool, the encoder frames of
+    each row's audio (none for rows without audio)."""
+
+    logits: jax.Array
+    mask: jax.Array
+
+
 class Outputs(NamedTuple):
     """text_logits: [B, L, V] float32 at the text positions (position i predicts text token i + 1);
-    velocity: [B, T, n_mels] at the frames (None without TTS rows); layout: the rows' RowLayout."""
+    velocity: [B, T, n_mels] at the frames (None without TTS rows); layout: the rows' RowLayout;
+    encoder: the encoder's token logits when asked for (``encoder_logits=True``), else None."""
 
     text_logits: jax.Array
     velocity: jax.Array | None
     layout: RowLayout
+    encoder: EncoderLogits | None = None
 
 
 def _ceil_div(x, divisor: int):
@@ -145,12 +157,11 @@ class SpeechLM(nnx.Module):
     def dtype(self):
         return self.llm.embed_tokens.embedding.dtype
 
-    def speech_embeddings(self, features: jax.Array, lengths: jax.Array,
-                          rngs: nnx.Rngs | None = None) -> tuple[jax.Array, jax.Array]:
-        """features [B, Tf, mels], lengths [B] -> (embeddings [B, A, D], lengths [B]),
-        A = speech_length(config, Tf). Rows of length 0 give no embeddings. Whisper reads its whole
-        window (its padding is the log-mel of silence, as Whisper was trained): a row's length only
-        says whether it has audio."""
+    def encode(self, features: jax.Array, lengths: jax.Array,
+               rngs: nnx.Rngs | None = None) -> tuple[jax.Array, jax.Array]:
+        """features [B, Tf, mels], lengths [B] -> the audio encoder's (states [B, Te, De], mask [B, Te]).
+        Whisper reads its whole window (its padding is the log-mel of silence, as Whisper was trained):
+        a row's length only says whether it has audio."""
         chex.assert_rank(features, 3)
         mask = jnp.arange(features.shape[1])[None, :] < lengths[:, None]
         if self.config.whisper is not None:
@@ -162,15 +173,37 @@ class SpeechLM(nnx.Module):
             x = self.audio_encoder(x, sub_mask, rngs=rngs)
         if self.config.freeze_audio_encoder:
             x = jax.lax.stop_gradient(x)
-        embeddings, pooled_mask = self.adapter(x, sub_mask)
+        return x, sub_mask
+
+    def speech_embeddings(self, features: jax.Array, lengths: jax.Array,
+                          rngs: nnx.Rngs | None = None) -> tuple[jax.Array, jax.Array]:
+        """features [B, Tf, mels], lengths [B] -> (embeddings [B, A, D], lengths [B]),
+        A = speech_length(config, Tf). Rows of length 0 give no embeddings."""
+        return self.adapt(*self.encode(features, lengths, rngs))
+
+    def adapt(self, states: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Encoder states [B, Te, De] and mask [B, Te] -> (speech embeddings [B, A, D], lengths [B])."""
+        embeddings, pooled_mask = self.adapter(states, mask)
         return embeddings.astype(self.dtype), pooled_mask.sum(-1, dtype=jnp.int32)
 
-    def speech_segment(self, rows: Rows, rngs: nnx.Rngs | None) -> tuple[jax.Array, jax.Array]:
-        """The speech segment's source [B, A, D] and lengths [B] (empty without features)."""
+    def encoder_token_logits(self, states: jax.Array, mask: jax.Array) -> EncoderLogits:
+        """Encoder states [B, Te, De] -> each frame's logits over the LLM's vocabulary: the adapter's
+        LayerNorm and Linear without the pooling, then the LLM's output head (no parameters of their own;
+        joint CTC-attention training reads them, Kim et al. 2017)."""
+        projected = self.adapter.proj(self.adapter.norm(states)).astype(self.dtype)
+        return EncoderLogits(self.llm.logits(projected), mask)
+
+    def speech_segment(self, rows: Rows, rngs: nnx.Rngs | None,
+                       encoder_logits: bool = False) -> tuple[jax.Array, jax.Array, EncoderLogits | None]:
+        """The speech segment's source [B, A, D], lengths [B] (empty without features) and, when asked
+        for (``encoder_logits``) and there are features, the encoder's token logits."""
         batch = rows.text.shape[0]
         if rows.features is None:
-            return jnp.zeros((batch, 0, self.config.llm.hidden_size), self.dtype), jnp.zeros((batch,), jnp.int32)
-        return self.speech_embeddings(rows.features, rows.feature_lengths, rngs)
+            empty = jnp.zeros((batch, 0, self.config.llm.hidden_size), self.dtype), jnp.zeros((batch,), jnp.int32)
+            return *empty, None
+        states, mask = self.encode(rows.features, rows.feature_lengths, rngs)
+        logits = self.encoder_token_logits(states, mask) if encoder_logits else None
+        return *self.adapt(states, mask), logits
 
     def run(self, layout: RowLayout, pieces: tuple[jax.Array, ...], *, dual: bool, packing: Packing | None,
             rngs: nnx.Rngs | None) -> tuple[jax.Array, jax.Array]:
@@ -214,8 +247,8 @@ class UniVoice(SpeechLM):
         """[B, D] time embedding -> the timestep token [B, 1, D]."""
         return self.time_token_out(jax.nn.gelu(self.time_token_hidden(t_embedding)))[:, None, :]
 
-    def __call__(self, rows: Rows, *, rngs: nnx.Rngs | None = None) -> Outputs:
-        speech, speech_lengths = self.speech_segment(rows, rngs)
+    def __call__(self, rows: Rows, *, rngs: nnx.Rngs | None = None, encoder_logits: bool = False) -> Outputs:
+        speech, speech_lengths, encoder = self.speech_segment(rows, rngs, encoder_logits)
         t_embedding = self.time_embed(rows.t)
         frames = (jnp.zeros((rows.text.shape[0], 0, speech.shape[2]), self.dtype) if rows.x_t is None
                   else self.frame_embeddings(rows.x_t, rows.cond).astype(self.dtype))  # fmt: skip
@@ -231,7 +264,7 @@ class UniVoice(SpeechLM):
         if rows.x_t is not None:
             shift, scale = jnp.split(self.out_modulation(jax.nn.silu(t_embedding)), 2, axis=-1)
             velocity = self.out(modulate(layout.gather(hidden, "frames"), shift, scale)).astype(jnp.float32)
-        return Outputs(text_logits, velocity, layout)
+        return Outputs(text_logits, velocity, layout, encoder)
 
 
 def init(config: UniVoiceConfig, key: jax.Array) -> tuple[nnx.GraphDef, nnx.State]:

@@ -28,9 +28,11 @@ from jaxspeech.data.pipeline import SpeechBatches, SpeechDataset
 from jaxspeech.data.readers import load_records
 from jaxspeech.data.tts import speaker_of
 from jaxspeech.data.univoice import (
+    EOS,
     PretrainedVocabulary,
     WhisperFeatures,
     spoken_text,
+    symbol_id,
     task_records,
     univoice_collate,
     univoice_labeler,
@@ -133,15 +135,20 @@ def _whisper_encoder(config: ml_collections.ConfigDict):
     return params["encoder"]
 
 
-def make_loss_fn(config: ml_collections.ConfigDict, graphdef, *, train: bool = True):
-    """The run's loss: UniVoice's infilling loss, or Flow-Omni's per-frame one (``model.tts_head``)."""
+def make_loss_fn(config: ml_collections.ConfigDict, graphdef, *, blank_id: int, train: bool = True):
+    """The run's loss: UniVoice's infilling loss, or Flow-Omni's per-frame one (``model.tts_head``);
+    ``blank_id``: the vocabulary's ``<eos>``, the blank of the encoder's CTC (``loss.ctc_weight``)."""
     loss = config.loss
+    if loss.ctc_weight and config.model.freeze_audio_encoder:
+        raise ValueError("loss.ctc_weight > 0 trains the audio encoder, which model.freeze_audio_encoder freezes: "
+                         "set loss.ctc_weight=0")
+    common = dict(ctc_weight=loss.ctc_weight, blank_id=blank_id, train=train)
     if config.model.tts_head == "flow_omni":
         return flow_omni.make_loss_fn(graphdef, lm_weight=loss.lm_weight, stop_weight=loss.stop_weight,
-                                      flow_repeats=loss.flow_repeats, t_min=loss.t_min, train=train)  # fmt: skip
+                                      flow_repeats=loss.flow_repeats, t_min=loss.t_min, **common)  # fmt: skip
     return univoice.make_loss_fn(graphdef, lm_weight=loss.lm_weight, lm_loss=loss.lm_loss,
                                  infill_fraction=tuple(loss.infill_fraction), audio_drop=loss.audio_drop,
-                                 text_drop=loss.text_drop, t_min=loss.t_min, train=train)  # fmt: skip
+                                 text_drop=loss.text_drop, t_min=loss.t_min, **common)  # fmt: skip
 
 
 def _dataset(records, config, tokenizer, skips=None) -> SpeechDataset:
@@ -247,7 +254,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
         params = _with_part(params, "llm", pretrained, config.init.llm_checkpoint)
     if audio_encoder is not None:
         params = _with_part(params, "audio_encoder", audio_encoder, config.model.whisper_checkpoint)
-    step_fn, state = compile_recipe_step(make_loss_fn(config, graphdef), optimizer,
+    blank_id = symbol_id(tokenizer, EOS)
+    step_fn, state = compile_recipe_step(make_loss_fn(config, graphdef, blank_id=blank_id), optimizer,
                                          initial_state(config, params, optimizer), mesh, config)
 
     valid_records = load_records(d.dir, split=d.eval_split)
@@ -255,7 +263,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     valid_loader = SpeechBatches(valid, make_buckets(valid.lengths, max_frames=d.max_frames, num_buckets=1),
                                  shuffle=False, num_threads=d.num_threads, collate=_collate(config))  # fmt: skip
     valid_batches = [next(valid_loader) for _ in range(min(config.train.eval_batches, valid_loader.batches_per_epoch))]
-    eval_loss = jax.jit(make_loss_fn(config, graphdef, train=False))
+    eval_loss = jax.jit(make_loss_fn(config, graphdef, blank_id=blank_id, train=False))
     writer = MetricWriter(workdir)
     preset = audio.get_preset(d.preset)
     asr_records = valid_records[: config.train.eval_asr_utterances]
@@ -266,8 +274,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     def evaluate_valid(state) -> dict[str, float]:
         key = jax.random.key(config.seed)
         metrics = [jax.device_get(eval_loss(state.params, batch, key)[1]) for batch in valid_batches]
-        result = {name: float(np.mean([m[name] for m in metrics]))
-                  for name in ("flow_mse", "lm_loss", "token_accuracy")}  # fmt: skip
+        names = ("flow_mse", "lm_loss", "token_accuracy", "encoder_ctc")
+        result = {name: float(np.mean([m[name] for m in metrics])) for name in names if name in metrics[0]}
         speech = speech_from(config, tokenizer, graphdef, state.params)
         hyps = speech.transcribe(asr_waves)
         result["asr_cer"] = error_rates([r["text"] for r in asr_records], hyps)["cer"]

@@ -53,7 +53,7 @@ from jaxspeech.data.pipeline import SpeechBatches, SpeechDataset
 from jaxspeech.data.specaugment import spec_augment
 from jaxspeech.data.readers import load_records
 from jaxspeech.eval import error_rates
-from jaxspeech.losses.ctc import ctc_feasible, ctc_loss
+from jaxspeech.losses.ctc import ctc_token_mean
 from jaxspeech.losses.emo import emo_loss, token_cross_entropy
 from jaxspeech.losses.squarehead import distillation_kl, squarehead_layer_losses
 from jaxspeech.models import whisper
@@ -233,12 +233,8 @@ def _task_loss(loss_config, logits, targets, mask, embedding) -> tuple[jax.Array
 def _encoder_ctc(graphdef, params, hidden: HiddenStates, batch, blank: int) -> jax.Array:
     """CTC of the text tokens on the encoder's per-frame token logits, summed over the utterances
     it can align (others are counted out) and divided by their tokens."""
-    labels, label_mask = batch["tokens"], batch["token_mask"]
     logits = whisper.encoder_token_logits(graphdef, params, hidden)
-    feasible = ctc_feasible(hidden.encoder_mask, labels, label_mask) & label_mask.any(axis=1)
-    nll = ctc_loss(logits, hidden.encoder_mask, labels, label_mask, blank_id=blank)
-    tokens = jnp.sum(jnp.where(feasible[:, None], label_mask, False))
-    return jnp.sum(jnp.where(feasible, nll, 0.0)) / jnp.maximum(tokens, 1)
+    return ctc_token_mean(logits, hidden.encoder_mask, batch["tokens"], batch["token_mask"], blank_id=blank)
 
 
 def _squarehead(sparsity, student: HiddenStates, teacher: HiddenStates, decoder_mask, student_logits, teacher_logits,
