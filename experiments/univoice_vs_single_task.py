@@ -63,6 +63,10 @@ def main() -> None:
         f"| ASR CER, {args.asr_split} | {unified_asr['asr_cer']:.2%} | CTC {ctc['cer']:.2%} | "
         f"{unified_asr['asr_cer'] / max(ctc['cer'], 1e-9):.2f} |",
     ]
+    if "encoder_ctc_cer" in unified_asr:  # trained with the encoder's CTC: what the encoder hears without the LLM
+        rows.append(f"| ASR CER, {args.asr_split}, unified model's audio encoder alone (best-path CTC) | "
+                    f"{unified_asr['encoder_ctc_cer']:.2%} | CTC {ctc['cer']:.2%} | "
+                    f"{unified_asr['encoder_ctc_cer'] / max(ctc['cer'], 1e-9):.2f} |")  # fmt: skip
     if args.tts:
         tts = recipes.for_workdir(args.tts).require("evaluate")(args.tts, split=args.tts_split, asr_workdir=args.asr,
                                                                 limit=args.limit)  # fmt: skip

@@ -93,7 +93,7 @@ def test_transcribe_and_clone_a_voice_through_the_cli(resumed, tiny_corpus, tmp_
 def test_evaluate_scores_both_tasks(resumed, tiny_corpus):
     speakers = [speaker_of(r) for r in load_records(tiny_corpus, split="train")]
     result = recipe.evaluate(str(resumed), split="train", limit=3)
-    assert result["utterances"] == 3 and 0 <= result["asr_cer"]
+    assert result["utterances"] == 3 and 0 <= result["asr_cer"] and 0 <= result["encoder_ctc_cer"]
     # each utterance whose speaker has another clip in the split is cloned from it
     assert result["tts_utterances"] == sum(speakers.count(s) > 1 for s in speakers[:3]) > 0
     assert len(list((resumed / "eval_train").glob("*.wav"))) == result["tts_utterances"]

@@ -19,7 +19,7 @@ from jaxspeech.data.bucketing import round_up
 from jaxspeech.data.univoice import ASR, EOS, TTS, WhisperFeatures, spoken_text, symbol_id
 from jaxspeech.models.univoice import flow_omni
 from jaxspeech.models.univoice.config import UniVoiceConfig
-from jaxspeech.models.univoice.sampling import frames_for_text, infill, transcribe
+from jaxspeech.models.univoice.sampling import frames_for_text, infill, transcribe, transcribe_ctc
 from jaxspeech.text import Tokenizer, normalize_for_asr
 
 FRAME_MULTIPLE = 64
@@ -86,6 +86,14 @@ class UniVoiceSpeech:
                              max_new_tokens=self.max_new_tokens, eos_id=self._ids[EOS], beam_size=beam_size)
         tokens, counts = jax.device_get((decoded.tokens, decoded.lengths))
         return [self.tokenizer.decode(row[:n]) for row, n in zip(tokens, counts, strict=True)]
+
+    def transcribe_ctc(self, waveforms: Sequence[np.ndarray]) -> list[str]:
+        """One transcript per waveform from the audio encoder's CTC alone (best path, no LLM): meaningful for
+        a model trained with ``loss.ctc_weight`` > 0, it shows what the encoder hears."""
+        features, lengths = self.asr_features(waveforms)
+        ids, counts = jax.device_get(transcribe_ctc(self.graphdef, self.params, jnp.asarray(features), lengths,
+                                                    blank_id=self._ids[EOS]))  # fmt: skip
+        return [self.tokenizer.decode(row[:n]) for row, n in zip(ids, counts, strict=True)]
 
     def _text(self, text: str, what: str) -> str:
         spoken = spoken_text(text)

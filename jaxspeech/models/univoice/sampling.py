@@ -7,7 +7,8 @@ unconditional rows (text dropped, condition zeroed) as one 2B batch, with the gu
 norm capped at the conditional one's (UniVoice, scale 2). Frames inside the prompt are replaced by
 the prompt (F5). ASR: speech embeddings are written into the LLM's KV cache in one prefill, then
 the task prompt and the transcript are decoded token by token inside jit
-(``samplers.autoregressive``).
+(``samplers.autoregressive``); a model trained with the encoder's CTC (``loss.ctc_weight``) also
+transcribes without the LLM (``transcribe_ctc``: best path over the encoder's token logits).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from flax import nnx
 from jaxspeech.models.llm.model import prefill
 from jaxspeech.models.univoice.model import Rows
 from jaxspeech.samplers.autoregressive import Decoded, check_decoding_choice, decode, raise_if_nonfinite
+from jaxspeech.samplers.ctc_decoding import greedy_decode
 from jaxspeech.samplers.ode import sample_ode
 
 
@@ -122,3 +124,14 @@ def transcribe(
                           max_new_tokens=max_new_tokens, eos_id=eos_id, beam_size=beam_size,
                           temperature=float(temperature))  # fmt: skip
     return raise_if_nonfinite(decoded)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "blank_id"))
+def transcribe_ctc(graphdef: nnx.GraphDef, params: nnx.State, features: jax.Array, feature_lengths: jax.Array, *,
+                   blank_id: int) -> tuple[jax.Array, jax.Array]:
+    """Best-path CTC transcripts from the audio encoder's token logits alone (``SpeechLM.encoder_token_logits``)
+    for features [B, Tf, n_mels] with ``feature_lengths`` [B]: (ids [B, Te] int32, collapsed labels first
+    then -1; lengths [B]). ``blank_id``: the blank the model was trained with (``<eos>``)."""
+    model = nnx.merge(graphdef, params)
+    encoder = model.encoder_token_logits(*model.encode(features, jnp.asarray(feature_lengths, jnp.int32)))
+    return greedy_decode(encoder.logits, encoder.mask, blank_id=blank_id)

@@ -320,7 +320,8 @@ def synthesize(workdir: str, texts: list[str], *, prompt_audio: str | None = Non
 
 
 def evaluate(workdir: str, *, split: str, asr_workdir: str | None = None, limit: int | None = None) -> dict:
-    """ASR CER of ``split`` (its first ``limit`` utterances), and TTS: each of them cloned from the next
+    """ASR CER of ``split`` (its first ``limit`` utterances; with the encoder's CTC also that alone's,
+    ``encoder_ctc_cer``), and TTS: each of them cloned from the next
     utterance of its speaker in the split (prompt audio and text; speakers with one utterance are
     left out), scored by the recognizer of ``asr_workdir`` (default ``config.eval.asr_workdir``) and
     by speaker similarity to the prompt (``_speaker_scores``, when ``eval.speaker_similarity``).
@@ -336,6 +337,10 @@ def evaluate(workdir: str, *, split: str, asr_workdir: str | None = None, limit:
     asr = error_rates([r["text"] for r in records], hyps)
     result = {"split": split, "step": step, "utterances": len(records), "asr_cer": asr["cer"], "asr_wer": asr["wer"],
               "asr_seconds": time.time() - started}
+    if config.loss.ctc_weight:  # what the encoder hears on its own (best-path CTC, no LLM)
+        ctc_hyps = [h for b in range(0, len(waves), config.eval.batch_size)
+                    for h in speech.transcribe_ctc(waves[b:b + config.eval.batch_size])]  # fmt: skip
+        result["encoder_ctc_cer"] = error_rates([r["text"] for r in records], ctc_hyps)["cer"]
     out_dir = os.path.join(workdir, f"eval_{split}")
     os.makedirs(out_dir, exist_ok=True)
     by_speaker: dict[str, list[int]] = {}
