@@ -84,15 +84,18 @@ class UniVoiceSpeech:
         features, lengths = self.asr_features(waveforms)
         decoded = transcribe(self.graphdef, self.params, jnp.asarray(features), lengths, [self._ids[ASR]],
                              max_new_tokens=self.max_new_tokens, eos_id=self._ids[EOS], beam_size=beam_size)
-        tokens, counts = jax.device_get((decoded.tokens, decoded.lengths))
-        return [self.tokenizer.decode(row[:n]) for row, n in zip(tokens, counts, strict=True)]
+        return self._texts(decoded.tokens, decoded.lengths)
 
     def transcribe_ctc(self, waveforms: Sequence[np.ndarray]) -> list[str]:
         """One transcript per waveform from the audio encoder's CTC alone (best path, no LLM): meaningful for
         a model trained with ``loss.ctc_weight`` > 0, it shows what the encoder hears."""
         features, lengths = self.asr_features(waveforms)
-        ids, counts = jax.device_get(transcribe_ctc(self.graphdef, self.params, jnp.asarray(features), lengths,
-                                                    blank_id=self._ids[EOS]))  # fmt: skip
+        return self._texts(*transcribe_ctc(self.graphdef, self.params, jnp.asarray(features), lengths,
+                                           blank_id=self._ids[EOS]))  # fmt: skip
+
+    def _texts(self, ids: jax.Array, counts: jax.Array) -> list[str]:
+        """Token ids [B, N] with counts [B] -> one text per row (its first count ids)."""
+        ids, counts = jax.device_get((ids, counts))
         return [self.tokenizer.decode(row[:n]) for row, n in zip(ids, counts, strict=True)]
 
     def _text(self, text: str, what: str) -> str:

@@ -331,16 +331,18 @@ def evaluate(workdir: str, *, split: str, asr_workdir: str | None = None, limit:
     split_records = load_records(config.data.dir, split=split)
     records = split_records[: limit or None]
     waves = [_load_wave(r, preset) for r in records]
+    references = [r["text"] for r in records]
+
+    def error_rates_of(transcriber) -> dict:
+        size = config.eval.batch_size
+        return error_rates(references, [h for b in range(0, len(waves), size) for h in transcriber(waves[b:b + size])])
+
     started = time.time()
-    hyps = [h for b in range(0, len(waves), config.eval.batch_size)
-            for h in speech.transcribe(waves[b:b + config.eval.batch_size])]  # fmt: skip
-    asr = error_rates([r["text"] for r in records], hyps)
+    asr = error_rates_of(speech.transcribe)
     result = {"split": split, "step": step, "utterances": len(records), "asr_cer": asr["cer"], "asr_wer": asr["wer"],
               "asr_seconds": time.time() - started}
     if config.loss.ctc_weight:  # what the encoder hears on its own (best-path CTC, no LLM)
-        ctc_hyps = [h for b in range(0, len(waves), config.eval.batch_size)
-                    for h in speech.transcribe_ctc(waves[b:b + config.eval.batch_size])]  # fmt: skip
-        result["encoder_ctc_cer"] = error_rates([r["text"] for r in records], ctc_hyps)["cer"]
+        result["encoder_ctc_cer"] = error_rates_of(speech.transcribe_ctc)["cer"]
     out_dir = os.path.join(workdir, f"eval_{split}")
     os.makedirs(out_dir, exist_ok=True)
     by_speaker: dict[str, list[int]] = {}
