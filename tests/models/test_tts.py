@@ -8,6 +8,7 @@ import optax
 import pytest
 
 from jaxspeech.models import tts
+from jaxspeech.nn import hashed_graph
 from jaxspeech.nn.length_regulator import length_regulate
 
 N_MELS, VOCAB, BREAK = 8, 10, 1
@@ -230,6 +231,22 @@ def test_generate_returns_finite_mels_of_the_predicted_length(synthesis):
     assert np.all(np.asarray(out.f0)[valid] > 0) and np.all(np.asarray(out.f0)[~valid] == 0)
     assert not np.any(np.asarray(out.voiced)[~valid])
     assert np.all((np.asarray(out.voiced) >= 0) & (np.asarray(out.voiced) <= 1))  # a voicing probability
+
+
+def test_generate_without_pitch_gives_the_same_mel_and_takes_a_hashed_graphdef(synthesis):
+    graphdef, params, config, batch, generate = synthesis
+    intonation = jnp.array([[0, 0], [0, 0]])
+    out = generate(intonation=intonation)
+    # The pitch predictor is skipped when nobody reads its output; the mel does not depend on it.
+    unpitched = generate(intonation=intonation, pitch=False)
+    assert unpitched.f0 is None and unpitched.voiced is None
+    np.testing.assert_array_equal(unpitched.mel, out.mel)
+    # A graphdef hashed once and a frozen config give the same synthesis as the plain ones.
+    hashed = tts.generate(hashed_graph.hashed(graphdef), params, ml_collections.FrozenConfigDict(config),
+                          batch["tokens"], batch["token_mask"], batch["speaker"], jax.random.key(3), steps=3,
+                          intonation=intonation, **_boundary_args(batch))
+    np.testing.assert_array_equal(hashed.mel, out.mel)
+    np.testing.assert_array_equal(hashed.f0, out.f0)
 
 
 def test_generate_rejects_bad_input(synthesis):

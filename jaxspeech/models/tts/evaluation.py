@@ -21,7 +21,7 @@ from jaxspeech.eval.mcd import mel_cepstral_distortion
 from jaxspeech.eval.prosody import comma_pause_mae, expected_direction, terminal_direction
 from jaxspeech.eval.rtf import time_call
 from jaxspeech.models.tts.synthesizer import SynthesisItem, Synthesizer
-from jaxspeech.models.tts.vocoders import Vocoder
+from jaxspeech.models.tts.vocoders import Vocoder, vocoder_reads_pitch
 
 Transcriber = Callable[[list[str]], list[str]]
 MODEL_MEL = "griffin_lim_on_model_mel"
@@ -87,12 +87,13 @@ def evaluate_items(synthesizer: Synthesizer, params, items: Sequence[SynthesisIt
     """
     preset, rate = synthesizer.preset, synthesizer.preset.sample_rate
     vocoders = {"": synthesizer.vocoder, **reference_vocoders}
+    pitch = any(vocoder_reads_pitch(vocoder) for vocoder in vocoders.values())
     waveforms: dict[str, dict[int, np.ndarray]] = {name: {} for name in vocoders}
     order = sorted(range(len(items)), key=lambda i: sum(len(p) for p in items[i].pieces))
     for b in range(0, len(order), batch_size):
         chunk = order[b:b + batch_size]
         batch_key = jax.random.fold_in(key, b)
-        rows, out = synthesizer.generate(params, [items[i] for i in chunk], key=batch_key, **options)
+        rows, out = synthesizer.generate(params, [items[i] for i in chunk], key=batch_key, pitch=pitch, **options)
         for name, vocoder in vocoders.items():
             rendered = np.asarray(vocoder(out, jax.random.fold_in(batch_key, 1)))
             joined = synthesizer.join(rows, out, rendered, len(chunk))

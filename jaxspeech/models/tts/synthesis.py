@@ -20,6 +20,7 @@ from jaxspeech.models.tts.conv_stack import masked
 from jaxspeech.models.tts.decoder import null_condition, reads_pitch
 from jaxspeech.models.tts.model import as_config, decoder_network, encode, objective_of
 from jaxspeech.models.tts.prosody import boundaries_of, pitch_condition, pitch_inputs
+from jaxspeech.nn.hashed_graph import HashedGraphDef, hashed, plain
 from jaxspeech.nn.length_regulator import durations_from_log, length_regulate
 
 FRAME_BUCKET = 64  # generate() pads frames to a multiple of this, so jit sees few shapes
@@ -28,7 +29,8 @@ FRAME_BUCKET = 64  # generate() pads frames to a multiple of this, so jit sees f
 class Synthesis(NamedTuple):
     """What :func:`generate` returns. mel: [B,T,n_mels] log-mel in the data's units, zero on
     padding; mel_mask: [B,T] bool; f0: [B,T] Hz and voiced: [B,T] voicing probability from the
-    pitch predictor (zero on padding; voiced frames are those above 1/2), None without one."""
+    pitch predictor (zero on padding; voiced frames are those above 1/2), None without one or when
+    not asked for."""
 
     mel: jax.Array
     mel_mask: jax.Array
@@ -46,24 +48,27 @@ def _host(x) -> np.ndarray | None:
 
 @functools.partial(jax.jit, static_argnums=0)
 def _encode_for_synthesis(graphdef, params, tokens, token_mask, speaker, boundaries, intonation):
-    enc = encode(graphdef, params, tokens, token_mask, speaker, boundaries, intonation=intonation)
+    enc = encode(plain(graphdef), params, tokens, token_mask, speaker, boundaries, intonation=intonation)
     return enc["mu"], enc["log_durations"], enc["hidden"]
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "config", "max_frames", "sampler"))
+@functools.partial(jax.jit, static_argnames=("graphdef", "config", "max_frames", "sampler", "pitch"))
 def _synthesise(params, mu, hidden, durations, token_mask, speaker, key, guidance_scale, *, graphdef, config,
-                max_frames, sampler):
+                max_frames, sampler, pitch):
+    graphdef = plain(graphdef)
     mu_frames, mel_mask = length_regulate(mu, durations, token_mask, max_frames)
     cond = {"mu": mu_frames, "speaker": speaker, "mask": mel_mask}
     f0 = voiced = None
     pitch_predictor = nnx.merge(graphdef, params).pitch
-    if pitch_predictor is not None:
+    if pitch_predictor is not None and (pitch or reads_pitch(config)):
         frames, _ = length_regulate(pitch_inputs(hidden, durations), durations, token_mask, max_frames)
         prediction = pitch_predictor(frames, mel_mask, None)
         f0 = jnp.where(mel_mask, jnp.exp(prediction[..., 0] * config.pitch.log_f0_std + config.pitch.log_f0_mean), 0.0)
         voiced = jnp.where(mel_mask, jax.nn.sigmoid(prediction[..., 1]), 0.0)
         if reads_pitch(config):
             cond["pitch"] = pitch_condition(prediction[..., 0], voiced, mel_mask)
+        if not pitch:
+            f0 = voiced = None
     objective, objective_config = objective_of(config)
     uncond = None if guidance_scale is None else null_condition(config, mel_mask)
     noise_mean = mu_frames if config.decoder.noise_around_mu else None
@@ -71,6 +76,11 @@ def _synthesise(params, mu, hidden, durations, token_mask, speaker, key, guidanc
                          config=objective_config, uncond=uncond, guidance_scale=guidance_scale, noise_mean=noise_mean,
                          **dict(sampler))
     return x, mel_mask, f0, voiced
+
+
+def frozen(config: ml_collections.ConfigDict) -> ml_collections.FrozenConfigDict:
+    """``config`` as a static jit argument (a frozen config as is: freezing walks the whole config)."""
+    return config if isinstance(config, ml_collections.FrozenConfigDict) else ml_collections.FrozenConfigDict(config)
 
 
 def sampler_options(config: ml_collections.ConfigDict, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -83,7 +93,7 @@ def sampler_options(config: ml_collections.ConfigDict, options: Mapping[str, Any
 
 
 def generate(
-    graphdef: nnx.GraphDef,
+    graphdef: nnx.GraphDef | HashedGraphDef,
     params: nnx.State,
     config: Mapping[str, Any],
     tokens: jax.Array,
@@ -99,6 +109,7 @@ def generate(
     boundary_word_end: jax.Array | None = None,
     boundary_mask: jax.Array | None = None,
     max_frames: int | None = None,
+    pitch: bool = True,
     **sampler: Any,
 ) -> Synthesis:
     """Synthesise log-mels: durations -> length regulation -> the objective's sampler (flow
@@ -111,9 +122,13 @@ def generate(
     duration_rounding: "ceil" (Matcha) or "round" (``nn.length_regulator.durations_from_log``).
     intonation: [B,N] token index per boundary (with the three boundary arrays [B,N]), overriding
     the text-predicted intonation. max_frames: static output length; None = the longest row
-    rounded up to a multiple of FRAME_BUCKET (needs concrete inputs).
+    rounded up to a multiple of FRAME_BUCKET (needs concrete inputs). pitch=False skips the pitch
+    predictor (f0 and voiced None) unless the decoder reads its pitch: a vocoder that renders the
+    mel alone does not need it. graphdef: plain or
+    :func:`~jaxspeech.nn.hashed_graph.hashed` (cheaper per call), and a frozen config is used as is.
     """
     config = as_config(config)
+    graphdef = hashed(graphdef)
     sampler = sampler_options(config, sampler)
     chex.assert_rank([tokens, token_mask, speaker], [2, 2, 1])
     boundaries = boundaries_of(dict(boundary_word_start=boundary_word_start, boundary_word_end=boundary_word_end,
@@ -154,6 +169,6 @@ def generate(
     x, mel_mask, f0, voiced = _synthesise(
         params, mu, hidden, durations, token_mask, speaker, key,
         None if guidance_scale is None else jnp.float32(guidance_scale),
-        graphdef=graphdef, config=ml_collections.FrozenConfigDict(config), max_frames=max_frames,
-        sampler=tuple(sorted(sampler.items())))
+        graphdef=graphdef, config=frozen(config), max_frames=max_frames,
+        sampler=tuple(sorted(sampler.items())), pitch=bool(pitch))
     return Synthesis(masked(x * config.mel_std + config.mel_mean, mel_mask), mel_mask, f0, voiced)

@@ -20,8 +20,9 @@ from flax import nnx
 from jaxspeech import audio
 from jaxspeech.data.bucketing import round_up
 from jaxspeech.data.tts import boundary_token_spans, record_phonemes, speaker_of
-from jaxspeech.models.tts.synthesis import Synthesis, generate
-from jaxspeech.models.tts.vocoders import Vocoder
+from jaxspeech.models.tts.synthesis import Synthesis, frozen, generate
+from jaxspeech.models.tts.vocoders import Vocoder, vocoder_reads_pitch
+from jaxspeech.nn.hashed_graph import hashed
 from jaxspeech.text import Tokenizer
 from jaxspeech.text.phrasing import phrase, split_phonemes
 
@@ -71,6 +72,8 @@ class Synthesizer:
         self.config, self.tokenizer, self.speakers, self.graphdef = config, tokenizer, list(speakers), graphdef
         self.vocoder = vocoder
         self.preset = audio.get_preset(config.data.preset)
+        # generate()'s static jit arguments, hashed and frozen once rather than on every call
+        self._static_graphdef, self._model_config = hashed(graphdef), frozen(config.model)
 
     def speaker_id(self, speaker: str | int | None) -> int:
         """A speaker name or index (None = the first speaker) -> index; unknown ones raise naming the known."""
@@ -121,12 +124,14 @@ class Synthesizer:
         return rows
 
     def generate(self, params, items: Sequence[SynthesisItem], *, key: jax.Array, guidance: float | None = None,
-                 length_scale: float = 1.0, **sampler) -> tuple[list[SynthesisRow], Synthesis]:
+                 length_scale: float = 1.0, pitch: bool | None = None,
+                 **sampler) -> tuple[list[SynthesisRow], Synthesis]:
         """The acoustic model's output for every piece of ``items``, in one batch: (rows, a
         :class:`Synthesis` with numpy arrays whose mel is silence past mel_mask).
 
         guidance (CFG scale; 0 or None = off) and the sampler options (flow matching: steps,
-        temperature, method, sway) default to ``config.synth``.
+        temperature, method, sway) default to ``config.synth``. pitch: whether to predict the frame
+        F0 and voicing; None: when this synthesizer's vocoder reads them.
         """
         s = self.config.synth
         guidance = s.guidance if guidance is None else guidance
@@ -148,10 +153,11 @@ class Synthesizer:
                 chosen[r, k] = row.intonation[k] if row.intonation is not None else 0
         speaker = np.asarray([items[row.owner].speaker for row in rows], np.int32)
         overridden = rows[0].intonation is not None
-        out = generate(self.graphdef, params, self.config.model, tokens, token_mask, speaker, key,
+        out = generate(self._static_graphdef, params, self._model_config, tokens, token_mask, speaker, key,
                        guidance_scale=guidance or None, length_scale=length_scale,
                        duration_rounding=s.duration_rounding, intonation=chosen if overridden else None,
-                       boundary_word_start=starts, boundary_word_end=ends, boundary_mask=present, **sampler)
+                       boundary_word_start=starts, boundary_word_end=ends, boundary_mask=present,
+                       pitch=vocoder_reads_pitch(self.vocoder) if pitch is None else pitch, **sampler)
         mel_mask = np.asarray(out.mel_mask)
         mel = np.where(mel_mask[..., None], np.asarray(out.mel), SILENCE)
         pitch = [None if x is None else np.asarray(x) for x in (out.f0, out.voiced)]
@@ -172,6 +178,7 @@ class Synthesizer:
                    **options) -> list[tuple[np.ndarray, np.ndarray]]:
         """(log-mel [T,F], waveform [S]) of each item, its pieces synthesized in one batch and
         concatenated. options: see :meth:`generate`; vocoder: default this synthesizer's."""
-        rows, out = self.generate(params, items, key=key, **options)
-        waveforms = np.asarray((vocoder or self.vocoder)(out, jax.random.fold_in(key, 1)))
+        vocoder = vocoder or self.vocoder
+        rows, out = self.generate(params, items, key=key, pitch=vocoder_reads_pitch(vocoder), **options)
+        waveforms = np.asarray(vocoder(out, jax.random.fold_in(key, 1)))
         return self.join(rows, out, waveforms, len(items))

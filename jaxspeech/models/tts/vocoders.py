@@ -3,8 +3,10 @@
 A vocoder is ``vocode(out: Synthesis, key) -> waveforms [B, T * hop]``; ``out.mel`` is padded with
 silence past ``out.mel_mask``. Griffin-Lim renders the model's mel alone (so it measures what the
 acoustic model itself carries); harmonic-plus-noise renders the pitch predictor's F0 and voicing
-under the mel's envelope (``jaxspeech.audio.harmonic``). A trained vocoder (a workdir) is resolved
-by the recipe that owns it, outside this module.
+under the mel's envelope (``jaxspeech.audio.harmonic``). A vocoder that reads ``out.f0`` and
+``out.voiced`` says so with a true ``reads_pitch`` attribute (:func:`vocoder_reads_pitch`): for the
+others the synthesizer skips the pitch predictor. A trained vocoder (a workdir) is resolved by the
+recipe that owns it, outside this module.
 """
 
 from __future__ import annotations
@@ -31,10 +33,19 @@ def griffin_lim_vocoder(preset: str, iterations: int) -> Vocoder:
 def harmonic_vocoder(preset: str, harmonic: ml_collections.ConfigDict) -> Vocoder:
     """Harmonic-plus-noise at the predicted F0 with ``synth.harmonic``'s settings: voiced_noise,
     griffin_lim_iterations, below_hz, refine_unvoiced (see ``log_mel_f0_to_audio``)."""
-    return lambda out, key: log_mel_f0_to_audio(
-        out.mel, out.f0, out.voiced, key, preset, voiced_noise=harmonic.voiced_noise,
-        griffin_lim_iterations=harmonic.griffin_lim_iterations, harmonic_below_hz=harmonic.below_hz,
-        refine_unvoiced=harmonic.refine_unvoiced)
+
+    def vocode(out: Synthesis, key: jax.Array) -> jax.Array:
+        return log_mel_f0_to_audio(out.mel, out.f0, out.voiced, key, preset, voiced_noise=harmonic.voiced_noise,
+                                   griffin_lim_iterations=harmonic.griffin_lim_iterations,
+                                   harmonic_below_hz=harmonic.below_hz, refine_unvoiced=harmonic.refine_unvoiced)
+
+    vocode.reads_pitch = True
+    return vocode
+
+
+def vocoder_reads_pitch(vocoder: Vocoder) -> bool:
+    """Whether ``vocoder`` renders the pitch predictor's F0 and voicing (its ``reads_pitch`` attribute)."""
+    return bool(getattr(vocoder, "reads_pitch", False))
 
 
 def builtin_vocoder(name: str, config: ml_collections.ConfigDict) -> Vocoder:

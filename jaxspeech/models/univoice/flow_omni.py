@@ -28,6 +28,7 @@ from jaxspeech.models.univoice.layout import RowLayout, assemble, row_layout
 from jaxspeech.models.univoice.loss import asr_inputs, asr_loss, batch_packing, check_ctc
 from jaxspeech.models.univoice.model import EncoderLogits, Rows, SpeechLM, sequence_length
 from jaxspeech.nn.flow_head import FlowHead
+from jaxspeech.nn.hashed_graph import plain
 
 Batch = Mapping[str, jax.Array]
 
@@ -151,7 +152,7 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, key: jax.Array, text: ja
     prompt [B, P, n_mels] log-mels with prompt_lengths [B] (0: no prompt). Returns (log-mels
     [B, max_frames, n_mels], lengths [B]): the generated frames only, zero after each row's length.
     """
-    model = nnx.merge(graphdef, params)
+    model = nnx.merge(plain(graphdef), params)
     config = model.config
     batch = text.shape[0]
     zeros = jnp.zeros_like(text_lengths)

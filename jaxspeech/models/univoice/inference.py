@@ -20,6 +20,7 @@ from jaxspeech.data.univoice import ASR, EOS, TTS, WhisperFeatures, spoken_text,
 from jaxspeech.models.univoice import flow_omni
 from jaxspeech.models.univoice.config import UniVoiceConfig
 from jaxspeech.models.univoice.sampling import frames_for_text, infill, transcribe, transcribe_ctc
+from jaxspeech.nn.hashed_graph import hashed
 from jaxspeech.text import Tokenizer, normalize_for_asr
 
 FRAME_MULTIPLE = 64
@@ -44,6 +45,7 @@ class UniVoiceSpeech:
                  preset: str, max_new_tokens: int, steps: int, guidance: float, sway: float, frames_per_char: float,
                  max_frames: int, head_steps: int = 16, temperature: float = 1.0):  # fmt: skip
         self.config, self.tokenizer, self.graphdef, self.params = config, tokenizer, graphdef, params
+        self._static_graphdef = hashed(graphdef)  # the jitted samplers' static argument, hashed once
         self.preset = audio.get_preset(preset)
         self.max_new_tokens, self.steps, self.guidance, self.sway = max_new_tokens, steps, guidance, sway
         self.frames_per_char, self.max_frames = frames_per_char, max_frames
@@ -82,7 +84,7 @@ class UniVoiceSpeech:
     def transcribe(self, waveforms: Sequence[np.ndarray], *, beam_size: int | None = None) -> list[str]:
         """One transcript per waveform (greedy, or beam search of ``beam_size``), decoded as one batch."""
         features, lengths = self.asr_features(waveforms)
-        decoded = transcribe(self.graphdef, self.params, jnp.asarray(features), lengths, [self._ids[ASR]],
+        decoded = transcribe(self._static_graphdef, self.params, jnp.asarray(features), lengths, [self._ids[ASR]],
                              max_new_tokens=self.max_new_tokens, eos_id=self._ids[EOS], beam_size=beam_size)
         return self._texts(decoded.tokens, decoded.lengths)
 
@@ -90,7 +92,7 @@ class UniVoiceSpeech:
         """One transcript per waveform from the audio encoder's CTC alone (best path, no LLM): meaningful for
         a model trained with ``loss.ctc_weight`` > 0, it shows what the encoder hears."""
         features, lengths = self.asr_features(waveforms)
-        return self._texts(*transcribe_ctc(self.graphdef, self.params, jnp.asarray(features), lengths,
+        return self._texts(*transcribe_ctc(self._static_graphdef, self.params, jnp.asarray(features), lengths,
                                            blank_id=self._ids[EOS]))  # fmt: skip
 
     def _texts(self, ids: jax.Array, counts: jax.Array) -> list[str]:
@@ -140,7 +142,7 @@ class UniVoiceSpeech:
         capacity = _padded(int(lengths.max()))
         prompts = np.zeros((len(targets), capacity, self.config.n_mels), np.float32)
         prompts[:, : len(prompt)] = prompt
-        mel = infill(self.graphdef, self.params, key, jnp.asarray(text), jnp.asarray([len(e) for e in encoded]),
+        mel = infill(self._static_graphdef, self.params, key, jnp.asarray(text), jnp.asarray([len(e) for e in encoded]),
                      jnp.asarray(prompts), jnp.full((len(targets),), len(prompt)), jnp.asarray(lengths),
                      steps=self.steps, guidance_scale=float(self.guidance), sway=float(self.sway))  # fmt: skip
         mel = np.asarray(mel)
@@ -153,8 +155,9 @@ class UniVoiceSpeech:
         limit = min(_padded(2 * int(estimated.max())), self.max_frames - len(prompt))
         prompts = np.zeros((rows, _padded(max(len(prompt), 1)), self.config.n_mels), np.float32)
         prompts[:, : len(prompt)] = prompt
-        mel, lengths = flow_omni.generate(self.graphdef, self.params, key, jnp.asarray(text), jnp.asarray(text_lengths),
-                                          jnp.asarray(prompts), jnp.full((rows,), len(prompt)), max_frames=limit,
+        mel, lengths = flow_omni.generate(self._static_graphdef, self.params, key, jnp.asarray(text),
+                                          jnp.asarray(text_lengths), jnp.asarray(prompts),
+                                          jnp.full((rows,), len(prompt)), max_frames=limit,
                                           head_steps=self.head_steps, temperature=float(self.temperature))
         mel, lengths = jax.device_get((mel, lengths))
         return [mel[row, : lengths[row]] for row in range(rows)]

@@ -22,6 +22,7 @@ from flax import nnx
 
 from jaxspeech.models.llm.model import prefill
 from jaxspeech.models.univoice.model import Rows
+from jaxspeech.nn.hashed_graph import plain
 from jaxspeech.samplers.autoregressive import Decoded, check_decoding_choice, decode, raise_if_nonfinite
 from jaxspeech.samplers.ctc_decoding import greedy_decode
 from jaxspeech.samplers.ode import sample_ode
@@ -57,6 +58,7 @@ def infill(
     full rows (the prompt frames copied, frames past ``frame_lengths`` zero). guidance_scale (static)
     0 runs no unconditional pass.
     """
+    graphdef = plain(graphdef)
     batch, capacity, _ = prompt.shape
     config = nnx.merge(graphdef, params).config
     prompt = config.normalise(prompt)
@@ -84,6 +86,7 @@ def infill(
 @functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "eos_id", "beam_size", "temperature"))
 def _transcribe(graphdef, params, features, feature_lengths, prompt, key, *, max_new_tokens, eos_id, beam_size,
                 temperature):  # fmt: skip
+    graphdef = plain(graphdef)
     model = nnx.merge(graphdef, params)
     speech, lengths = model.speech_embeddings(features, feature_lengths)
     capacity = speech.shape[1] + prompt.shape[1] + max_new_tokens
@@ -132,6 +135,6 @@ def transcribe_ctc(graphdef: nnx.GraphDef, params: nnx.State, features: jax.Arra
     """Best-path CTC transcripts from the audio encoder's token logits alone (``SpeechLM.encoder_token_logits``)
     for features [B, Tf, n_mels] with ``feature_lengths`` [B]: (ids [B, Te] int32, collapsed labels first
     then -1; lengths [B]). ``blank_id``: the blank the model was trained with (``<eos>``)."""
-    model = nnx.merge(graphdef, params)
+    model = nnx.merge(plain(graphdef), params)
     encoder = model.encoder_token_logits(*model.encode(features, jnp.asarray(feature_lengths, jnp.int32)))
     return greedy_decode(encoder.logits, encoder.mask, blank_id=blank_id)

@@ -35,6 +35,7 @@ from flax import nnx
 
 from jaxspeech.audio.features import get_preset, log_mel
 from jaxspeech.models.whisper.config import SpecialTokens, WhisperConfig
+from jaxspeech.nn.hashed_graph import hashed, plain
 from jaxspeech.samplers.autoregressive import Decoded, check_decoding_choice, decode, raise_if_nonfinite
 
 Cache = dict[str, Any]
@@ -152,6 +153,7 @@ def _generate(
     graphdef, params, input_features, prefix, key, frame_mask, *, config, max_new_tokens, beam_size, temperature,
     length_penalty, suppress_tokens, begin_suppress_tokens,
 ):  # fmt: skip
+    graphdef = plain(graphdef)
     cache = init_cache(graphdef, params, input_features, capacity=prefix.shape[1] + max_new_tokens,
                        frame_mask=frame_mask)  # fmt: skip
     step = make_step(graphdef, params, suppress_tokens=suppress_tokens, begin_suppress_tokens=begin_suppress_tokens,
@@ -214,7 +216,7 @@ def generate(
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "sot", "first_language", "num_languages"))
 def _language_logits(graphdef, params, input_features, *, sot, first_language, num_languages):
-    model = nnx.merge(graphdef, params)
+    model = nnx.merge(plain(graphdef), params)
     ids = jnp.full((input_features.shape[0], 1), sot, jnp.int32)
     logits = model(input_features, ids)[:, 0]
     return logits[:, first_language : first_language + num_languages]
@@ -300,6 +302,7 @@ def transcribe(
     key, length_penalty, max_new_tokens).
     """
     preset = get_preset(f"whisper_{config.n_mels}")
+    graphdef = hashed(graphdef)  # one hash for every batch of windows
     waveform = np.asarray(waveform, np.float32)
     if waveform.ndim != 1 or waveform.size == 0:
         raise ValueError(f"waveform must be a non-empty mono array [samples], got shape {waveform.shape}")

@@ -22,6 +22,7 @@ from jaxspeech.audio.io import load_audio
 from jaxspeech.models.whisper.config import SpecialTokens, WhisperConfig, decoder_prefix, special_tokens
 from jaxspeech.models.whisper.convert import import_transformers_checkpoint
 from jaxspeech.models.whisper.decoding import detect_language, transcribe
+from jaxspeech.nn.hashed_graph import hashed
 
 TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"))
 
@@ -109,6 +110,7 @@ def transcribe_files(
         raise ValueError(f"beam_size must be >= 1 (or None for greedy), got {beam_size}")
     tokenizer = load_tokenizer(checkpoint)
     config, graphdef, params = import_transformers_checkpoint(checkpoint)
+    graphdef = hashed(graphdef)  # one hash for every window of every file
     tokens = tokenizer_special_tokens(config, tokenizer, checkpoint)
     preset = get_preset(f"whisper_{config.n_mels}")
     fixed_prefix = None

@@ -59,6 +59,7 @@ from jaxspeech.losses.squarehead import distillation_kl, squarehead_layer_losses
 from jaxspeech.models import whisper
 from jaxspeech.models.whisper.files import load_tokenizer, tokenizer_special_tokens
 from jaxspeech.models.whisper.model import HiddenStates
+from jaxspeech.nn.hashed_graph import hashed
 from jaxspeech.sparsity import gradual_magnitude_pruning, param_path, pruning_masks, pruning_schedule, sparsity_of
 from jaxspeech.text import Tokenizer, normalize_for_asr
 from jaxspeech.train import recipes
@@ -287,7 +288,8 @@ class _Recognizer:
     """Decodes SpeechDatasets in length buckets with the KV-cache ``whisper.generate`` (one compile per shape)."""
 
     def __init__(self, config, vocabulary: _Vocabulary, architecture: whisper.WhisperConfig, graphdef):
-        self.config, self.vocabulary, self.architecture, self.graphdef = config, vocabulary, architecture, graphdef
+        self.config, self.vocabulary, self.architecture = config, vocabulary, architecture
+        self.graphdef = hashed(graphdef)  # whisper.generate's static argument, hashed once
         room = architecture.max_target_positions - len(vocabulary.prefix)
         self.max_new_tokens = min(config.decode.max_new_tokens, room)
 
