@@ -7,8 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxspeech.models import tts
-from jaxspeech.nn import hashed_graph
+from jaxspeech.models import hashed_graph, tts
 from jaxspeech.nn.length_regulator import length_regulate
 
 N_MELS, VOCAB, BREAK = 8, 10, 1

@@ -16,11 +16,11 @@ import numpy as np
 from flax import nnx
 
 from jaxspeech import objectives
+from jaxspeech.models.hashed_graph import HashedGraphDef, hashed, plain
 from jaxspeech.models.tts.conv_stack import masked
 from jaxspeech.models.tts.decoder import null_condition, reads_pitch
 from jaxspeech.models.tts.model import as_config, decoder_network, encode, objective_of
 from jaxspeech.models.tts.prosody import boundaries_of, pitch_condition, pitch_inputs
-from jaxspeech.nn.hashed_graph import HashedGraphDef, hashed, plain
 from jaxspeech.nn.length_regulator import durations_from_log, length_regulate
 
 FRAME_BUCKET = 64  # generate() pads frames to a multiple of this, so jit sees few shapes
@@ -125,7 +125,7 @@ def generate(
     rounded up to a multiple of FRAME_BUCKET (needs concrete inputs). pitch=False skips the pitch
     predictor (f0 and voiced None) unless the decoder reads its pitch: a vocoder that renders the
     mel alone does not need it. graphdef: plain or
-    :func:`~jaxspeech.nn.hashed_graph.hashed` (cheaper per call), and a frozen config is used as is.
+    :func:`~jaxspeech.models.hashed_graph.hashed` (cheaper per call), and a frozen config is used as is.
     """
     config = as_config(config)
     graphdef = hashed(graphdef)

@@ -20,9 +20,9 @@ from flax import nnx
 from jaxspeech import audio
 from jaxspeech.data.bucketing import round_up
 from jaxspeech.data.tts import boundary_token_spans, record_phonemes, speaker_of
+from jaxspeech.models.hashed_graph import hashed
 from jaxspeech.models.tts.synthesis import Synthesis, frozen, generate
 from jaxspeech.models.tts.vocoders import Vocoder, vocoder_reads_pitch
-from jaxspeech.nn.hashed_graph import hashed
 from jaxspeech.text import Tokenizer
 from jaxspeech.text.phrasing import phrase, split_phonemes
 

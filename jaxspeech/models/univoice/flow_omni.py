@@ -22,13 +22,13 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxspeech.losses.flow_matching import flow_matching_error, path_sample
+from jaxspeech.models.hashed_graph import plain
 from jaxspeech.models.llm.model import prefill
 from jaxspeech.models.univoice.config import UniVoiceConfig
 from jaxspeech.models.univoice.layout import RowLayout, assemble, row_layout
 from jaxspeech.models.univoice.loss import asr_inputs, asr_loss, batch_packing, check_ctc
 from jaxspeech.models.univoice.model import EncoderLogits, Rows, SpeechLM, sequence_length
 from jaxspeech.nn.flow_head import FlowHead
-from jaxspeech.nn.hashed_graph import plain
 
 Batch = Mapping[str, jax.Array]
 

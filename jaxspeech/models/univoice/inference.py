@@ -17,10 +17,10 @@ from flax import nnx
 from jaxspeech import audio
 from jaxspeech.data.bucketing import round_up
 from jaxspeech.data.univoice import ASR, EOS, TTS, WhisperFeatures, spoken_text, symbol_id
+from jaxspeech.models.hashed_graph import hashed
 from jaxspeech.models.univoice import flow_omni
 from jaxspeech.models.univoice.config import UniVoiceConfig
 from jaxspeech.models.univoice.sampling import frames_for_text, infill, transcribe, transcribe_ctc
-from jaxspeech.nn.hashed_graph import hashed
 from jaxspeech.text import Tokenizer, normalize_for_asr
 
 FRAME_MULTIPLE = 64

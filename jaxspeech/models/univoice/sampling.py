@@ -20,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxspeech.models.hashed_graph import plain
 from jaxspeech.models.llm.model import prefill
 from jaxspeech.models.univoice.model import Rows
-from jaxspeech.nn.hashed_graph import plain
 from jaxspeech.samplers.autoregressive import Decoded, check_decoding_choice, decode, raise_if_nonfinite
 from jaxspeech.samplers.ctc_decoding import greedy_decode
 from jaxspeech.samplers.ode import sample_ode

@@ -34,8 +34,8 @@ import numpy as np
 from flax import nnx
 
 from jaxspeech.audio.features import get_preset, log_mel
+from jaxspeech.models.hashed_graph import hashed, plain
 from jaxspeech.models.whisper.config import SpecialTokens, WhisperConfig
-from jaxspeech.nn.hashed_graph import hashed, plain
 from jaxspeech.samplers.autoregressive import Decoded, check_decoding_choice, decode, raise_if_nonfinite
 
 Cache = dict[str, Any]

@@ -19,10 +19,10 @@ import numpy as np
 
 from jaxspeech.audio.features import MelPreset, get_preset, log_mel
 from jaxspeech.audio.io import load_audio
+from jaxspeech.models.hashed_graph import hashed
 from jaxspeech.models.whisper.config import SpecialTokens, WhisperConfig, decoder_prefix, special_tokens
 from jaxspeech.models.whisper.convert import import_transformers_checkpoint
 from jaxspeech.models.whisper.decoding import detect_language, transcribe
-from jaxspeech.nn.hashed_graph import hashed
 
 TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"))
 

@@ -50,16 +50,16 @@ from jaxspeech.audio import get_preset
 from jaxspeech.data.bucketing import make_buckets, round_up
 from jaxspeech.data.manifest import SkipCounter
 from jaxspeech.data.pipeline import SpeechBatches, SpeechDataset
-from jaxspeech.data.specaugment import spec_augment
 from jaxspeech.data.readers import load_records
+from jaxspeech.data.specaugment import spec_augment
 from jaxspeech.eval import error_rates
 from jaxspeech.losses.ctc import ctc_token_mean
 from jaxspeech.losses.emo import emo_loss, token_cross_entropy
 from jaxspeech.losses.squarehead import distillation_kl, squarehead_layer_losses
 from jaxspeech.models import whisper
+from jaxspeech.models.hashed_graph import hashed
 from jaxspeech.models.whisper.files import load_tokenizer, tokenizer_special_tokens
 from jaxspeech.models.whisper.model import HiddenStates
-from jaxspeech.nn.hashed_graph import hashed
 from jaxspeech.sparsity import gradual_magnitude_pruning, param_path, pruning_masks, pruning_schedule, sparsity_of
 from jaxspeech.text import Tokenizer, normalize_for_asr
 from jaxspeech.train import recipes

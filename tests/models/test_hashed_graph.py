@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxspeech.models.hashed_graph import HashedGraphDef, hashed, plain
 from jaxspeech.nn import MLPField
-from jaxspeech.nn.hashed_graph import HashedGraphDef, hashed, plain
 
 
 def _split(seed):
