@@ -142,6 +142,13 @@ def test_harmonic_vocoder_refinement_reaches_the_waveform_only(resumed):
         assert waveform.shape == plain.shape and np.all(np.isfinite(waveform))
         assert not any(np.allclose(waveform, other) for other in waveforms)
         waveforms.append(waveform)
+    # Only a vocoder that reads the F0 makes synthesis run the pitch predictor; the mel is the same.
+    griffin_lim, _, _ = recipe.load_synthesizer(str(resumed))
+    item = synthesizer.item(QUESTION)
+    _, with_pitch = synthesizer.generate(params, [item], key=key)
+    _, without = griffin_lim.generate(params, [item], key=key)
+    assert with_pitch.f0 is not None and without.f0 is None and without.voiced is None
+    np.testing.assert_array_equal(without.mel, with_pitch.mel)
 
 
 def test_bad_input_gets_clear_errors(resumed, tmp_path):
