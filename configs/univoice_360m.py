@@ -22,6 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.whisper_checkpoint = "checkpoints/whisper-large-v3-turbo"
     c.model.freeze_audio_encoder = True
     c.loss.ctc_weight = 0.0  # the frozen, pretrained encoder needs no CTC
+    c.decode.ctc_weight = 0.0  # ... so there is none to decode with
     c.model.pool = 6  # Whisper's 1500 positions -> 250 speech embeddings (UniVoice)
     c.model.llm.max_position_embeddings = 8192
     c.model.llm.attention_impl = "auto"  # cuDNN for the causal rows, the Pallas kernel for the dual mask

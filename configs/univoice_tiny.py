@@ -127,6 +127,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.decode = ml_collections.ConfigDict()
     c.decode.beam_size = 0  # 0 = greedy
+    c.decode.ctc_weight = 0.0  # > 0: joint CTC/attention decoding with the encoder's CTC (needs loss.ctc_weight > 0)
     c.decode.max_new_tokens = 160
 
     c.synth = ml_collections.ConfigDict()

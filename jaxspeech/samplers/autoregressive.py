@@ -1,4 +1,5 @@
-"""Autoregressive decoding over a step function: greedy, temperature sampling and beam search.
+"""Autoregressive decoding over a step function: greedy, temperature sampling and beam search
+(optionally joint with a prefix scorer such as ``ctc_prefix_score``'s).
 
 The model is any ``step(tokens [B, L] int32, cache) -> (logits [B, L, V], cache)`` whose cache is
 a pytree with the batch as the leading axis of every leaf. Beam search repeats and reorders it
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import chex
 import jax
@@ -26,6 +27,16 @@ import jax.numpy as jnp
 import numpy as np
 
 Step = Callable[[jax.Array, Any], tuple[jax.Array, Any]]
+
+
+class PrefixScorer(Protocol):
+    """A second opinion on each hypothesis for ``beam_search`` (e.g. CTC prefix scores): ``init(beams)``
+    gives the empty hypotheses' state (a pytree, leaves [B, beams, ...]); ``extend(state, tokens [B, K, M])``
+    gives (log-score increments [B, K, M], the extended hypotheses' state, leaves [B, K, M, ...])."""
+
+    def init(self, beams: int) -> Any: ...
+
+    def extend(self, state: Any, tokens: jax.Array) -> tuple[jax.Array, Any]: ...
 
 
 @jax.tree_util.register_dataclass
@@ -170,6 +181,9 @@ def beam_search(
     max_new_tokens: int,
     eos_id: int,
     length_penalty: float | None = None,
+    scorer: PrefixScorer | None = None,
+    scorer_weight: float = 0.0,
+    pre_beam: int | None = None,
 ) -> Decoded:
     """Batched beam search with openai-whisper's rules, after ``prefix`` [B, P].
 
@@ -178,11 +192,21 @@ def beam_search(
     beam_size per row are kept), the best beam_size others continue. A row is complete with
     beam_size finished hypotheses; at ``max_new_tokens`` unfinished rows are topped up with
     their best live beams. The answer is the best by ``length_normalised`` score (length =
-    tokens before eos). With beam_size 1 this is exactly greedy decoding.
+    tokens before eos; ``length_penalty`` 0 ranks by the plain sum). With beam_size 1 this is
+    exactly greedy decoding.
+
+    With a ``scorer`` (joint decoding, e.g. ``ctc_prefix_score.ctc_prefix_scorer``), each beam's
+    ``pre_beam`` most probable tokens (default ESPnet's max(2, 1.5 x beam_size), at most V) are
+    ranked instead by (1 - scorer_weight) x the model's log-probability + scorer_weight x the
+    scorer's increment; the scores above are then these joint scores.
     """
     _check(prefix, max_new_tokens)
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    if scorer is not None and not 0.0 <= scorer_weight <= 1.0:
+        raise ValueError(f"scorer_weight must be in [0, 1], got {scorer_weight}")
+    if pre_beam is not None and pre_beam < 2:
+        raise ValueError(f"pre_beam must be >= 2 (a beam's eos and one continuation), got {pre_beam}")
     batch, k, n = prefix.shape[0], beam_size, max_new_tokens
     logits, stepped = step(prefix.astype(jnp.int32), cache)
     # Leaves the step hands back untouched (encoder outputs, masks) are the same for a row's
@@ -205,20 +229,31 @@ def beam_search(
         done_length=jnp.zeros((batch, k), jnp.int32),
         num_done=jnp.zeros(batch, jnp.int32),
         finite=jnp.ones(batch, bool),
+        scored=None if scorer is None else scorer.init(k),
     )
+    vocab = logits.shape[-1]
+    width = vocab if scorer is None else min(vocab, pre_beam or max(2, int(1.5 * k)))
 
     def body(s):
-        i, vocab = s["i"], s["logits"].shape[-1]
+        i = s["i"]
         row_finite = _row_finite(s["logits"]).reshape(batch, k)
         # Only live beams of rows still collecting hypotheses count (as greedy ignores finished rows).
         watched = (s["alive_logp"] > -jnp.inf) & (s["num_done"] < k)[:, None]
         finite = s["finite"] & jnp.all(row_finite | ~watched, axis=1)
         log_probs = jax.nn.log_softmax(jnp.where(row_finite.reshape(-1, 1), s["logits"], 0.0))
         log_probs = jnp.where(row_finite.reshape(-1, 1), log_probs, -jnp.inf).reshape(batch, k, vocab)
-        candidates = (s["alive_logp"][:, :, None] + log_probs).reshape(batch, k * vocab)
-        # 2K candidates always hold K that do not end in eos (each beam has one eos extension).
+        if scorer is None:
+            extensions, ext_tokens = log_probs, jnp.broadcast_to(jnp.arange(vocab, dtype=jnp.int32), log_probs.shape)
+        else:
+            model_logp, ext_tokens = jax.lax.top_k(log_probs, width)  # [B, K, width]
+            increment, ext_scored = scorer.extend(s["scored"], ext_tokens)
+            # A zero weight leaves its term out (0 x -inf would be NaN).
+            extensions = sum(w * x for w, x in ((1.0 - scorer_weight, model_logp), (scorer_weight, increment)) if w)
+        candidates = (s["alive_logp"][:, :, None] + extensions).reshape(batch, k * width)
+        # 2K candidates always hold K that do not end in eos (each beam has at most one eos extension).
         cand_logp, flat = jax.lax.top_k(candidates, 2 * k)
-        beam, token = flat // vocab, (flat % vocab).astype(jnp.int32)
+        beam, column = flat // width, flat % width
+        token = ext_tokens.reshape(batch, k * width)[rows, flat]
         is_eos = token == eos_id
         cand_tokens = s["alive_tokens"][rows, beam].at[:, :, i].set(token)  # [B, 2K, N]
         continuing_before = jnp.cumsum(~is_eos, axis=1, dtype=jnp.int32) - (~is_eos).astype(jnp.int32)
@@ -236,6 +271,11 @@ def beam_search(
         alive_token = jnp.take_along_axis(token, order, axis=1)
         alive_logp = jnp.take_along_axis(cand_logp, order, axis=1)
         alive_tokens = jnp.take_along_axis(cand_tokens, order[:, :, None], axis=1)
+        if scorer is not None:
+            alive_column = jnp.take_along_axis(column, order, axis=1)
+            scored = jax.tree.map(lambda x: x[rows, alive_beam, alive_column], ext_scored)
+        else:
+            scored = None
         more = (i + 1 < n) & ~jnp.all(num_done >= k)
 
         def advance(cache):
@@ -251,7 +291,7 @@ def beam_search(
         next_logits, cache = jax.lax.cond(more, advance, lambda c: (s["logits"], c), s["cache"])
         return dict(i=i + 1, logits=next_logits, cache=cache, alive_tokens=alive_tokens, alive_logp=alive_logp,
                     done_tokens=done_tokens, done_logp=done_logp, done_length=done_length, num_done=num_done,
-                    finite=finite)  # fmt: skip
+                    finite=finite, scored=scored)  # fmt: skip
 
     def cond(s):
         return (s["i"] < n) & ~jnp.all(s["num_done"] >= k)
@@ -271,8 +311,12 @@ def beam_search(
                    scores=score[jnp.arange(batch), best], finite=out["finite"])  # fmt: skip
 
 
-def check_decoding_choice(*, beam_size: int | None, temperature: float, key: jax.Array | None) -> None:
-    """Raises ValueError for an impossible choice of ``decode``'s strategy (checked outside jit)."""
+def check_decoding_choice(*, beam_size: int | None, temperature: float, key: jax.Array | None,
+                          joint: bool = False) -> None:
+    """Raises ValueError for an impossible choice of ``decode``'s strategy (checked outside jit);
+    ``joint``: a prefix scorer is given."""
+    if joint and beam_size is None:
+        raise ValueError("joint decoding with a prefix scorer is a beam search: give beam_size (1 = greedy)")
     if beam_size is not None and temperature > 0:
         raise ValueError("choose beam search (beam_size) or sampling (temperature > 0), not both")
     if temperature > 0 and key is None:
@@ -292,13 +336,17 @@ def decode(
     temperature: float = 0.0,
     key: jax.Array | None = None,
     length_penalty: float | None = None,
+    scorer: PrefixScorer | None = None,
+    scorer_weight: float = 0.0,
+    pre_beam: int | None = None,
 ) -> Decoded:
-    """One entry point for the three strategies: ``beam_size`` set -> ``beam_search``; else
-    ``temperature`` > 0 -> ``sample`` with ``key``; else ``greedy``."""
-    check_decoding_choice(beam_size=beam_size, temperature=temperature, key=key)
+    """One entry point for the three strategies: ``beam_size`` set -> ``beam_search`` (joint with a
+    ``scorer``); else ``temperature`` > 0 -> ``sample`` with ``key``; else ``greedy``."""
+    check_decoding_choice(beam_size=beam_size, temperature=temperature, key=key, joint=scorer is not None)
     common = dict(max_new_tokens=max_new_tokens, eos_id=eos_id)
     if beam_size is not None:
-        return beam_search(step, cache, prefix, beam_size=beam_size, length_penalty=length_penalty, **common)
+        return beam_search(step, cache, prefix, beam_size=beam_size, length_penalty=length_penalty, scorer=scorer,
+                           scorer_weight=scorer_weight, pre_beam=pre_beam, **common)  # fmt: skip
     if temperature > 0:
         return sample(step, cache, prefix, key, temperature=temperature, **common)
     return greedy(step, cache, prefix, **common)

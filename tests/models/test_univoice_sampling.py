@@ -75,3 +75,20 @@ def test_infill_keeps_the_prompt_and_is_the_euler_integral_without_guidance(mode
 
 def test_frames_for_text_follows_the_prompts_speaking_rate():
     np.testing.assert_array_equal(frames_for_text([100, 40], [20, 8], [10, 0]), [50, 1])
+
+
+def test_joint_ctc_decoding_ignores_padded_audio_and_needs_a_beam(model):
+    # The encoder's CTC scores read each row's own frames only: what fills the padding changes nothing.
+    graphdef, params = model
+    features = jax.random.normal(jax.random.key(5), (2, 48, F))
+    lengths = jnp.array([48, 30])
+    noisy = features.at[1, 30:].set(jax.random.normal(jax.random.key(6), (18, F)) * 5)
+    common = dict(max_new_tokens=6, eos_id=V - 1, beam_size=3, ctc_weight=0.5)
+    joint = transcribe(graphdef, params, features, lengths, jnp.array([1, 5]), **common)
+    np.testing.assert_array_equal(transcribe(graphdef, params, noisy, lengths, jnp.array([1, 5]), **common).tokens,
+                                  joint.tokens)
+    llm_alone = transcribe(graphdef, params, features, lengths, jnp.array([1, 5]), **{**common, "ctc_weight": 0.0})
+    assert np.isfinite(np.asarray(joint.scores)).all() and not np.array_equal(joint.scores, llm_alone.scores)
+    with pytest.raises(ValueError, match="beam_size"):
+        transcribe(graphdef, params, features, lengths, jnp.array([1, 5]), max_new_tokens=2, eos_id=V - 1,
+                   ctc_weight=0.5)

@@ -7,11 +7,14 @@ import pytest
 
 from jaxspeech.samplers.autoregressive import (
     beam_search,
+    decode,
     greedy,
     length_normalised,
     raise_if_nonfinite,
     sample,
 )
+from jaxspeech.samplers.ctc_prefix_score import ctc_prefix_scorer
+from tests.samplers.test_ctc_prefix_score import labelling_probs, prefix_prob
 
 VOCAB, EOS = 5, 0
 
@@ -142,6 +145,52 @@ def test_wide_beam_search_is_exhaustive_search(penalty):
         np.testing.assert_allclose(out.scores[row], score, rtol=1e-5)
 
 
+def test_joint_beam_with_weight_zero_is_the_plain_beam_search():
+    # Every one of the 2K best extensions lies in its beam's 2K best tokens: pre_beam 2K loses nothing.
+    step, empty = toy_model(seed=2, batch=2)
+    prefix = np.array([[3, 1], [2, 4]])
+    scorer = ctc_prefix_scorer(jnp.zeros((2, 4, VOCAB)), jnp.array([4, 3]), blank_id=EOS, eos_id=EOS)
+    plain = beam_search(step, empty(), prefix, beam_size=2, max_new_tokens=5, eos_id=EOS)
+    joint = beam_search(step, empty(), prefix, beam_size=2, max_new_tokens=5, eos_id=EOS, scorer=scorer,
+                        scorer_weight=0.0, pre_beam=4)  # fmt: skip
+    np.testing.assert_array_equal(joint.tokens, plain.tokens)
+    np.testing.assert_allclose(joint.scores, plain.scores, rtol=1e-6)
+
+
+@pytest.mark.parametrize("weight", [0.5, 1.0])
+def test_wide_joint_beam_search_is_exhaustive_search_over_joint_scores(weight):
+    # Joint score of a hypothesis: (1 - w) x the model's log-probability + w x the CTC log-probability of
+    # its labelling (ended by eos) or of its prefix (cut by max_new_tokens), by enumerating CTC paths.
+    step, empty = toy_model(seed=6)
+    prefix = np.array([[3, 1], [2, 4]])
+    n, frames = 3, 4
+    ctc_logits = np.random.default_rng(7).normal(scale=2.0, size=(2, frames, VOCAB)).astype(np.float32)
+    scorer = ctc_prefix_scorer(jnp.asarray(ctc_logits), jnp.array([frames, frames]), blank_id=EOS, eos_id=EOS)
+    out = beam_search(step, empty(), prefix, beam_size=VOCAB**n, max_new_tokens=n, eos_id=EOS, scorer=scorer,
+                      scorer_weight=weight, pre_beam=VOCAB)  # fmt: skip
+    for row in range(2):
+        cache = empty(slice(row, row + 1))
+        probs = labelling_probs(np.asarray(jax.nn.log_softmax(ctc_logits[row])), blank=EOS)
+        best, best_score = None, -np.inf
+        for length in range(1, n + 1):
+            for seq in itertools.product(range(VOCAB), repeat=length):
+                if EOS in seq[:-1] or (seq[-1] != EOS and length < n):
+                    continue
+                lp = np.asarray(full_log_probs(step, cache, np.asarray([list(prefix[row]) + list(seq)])))[0]
+                model = sum(lp[len(prefix[row]) - 1 + i, seq[i]] for i in range(length))
+                finished = seq[-1] == EOS
+                with np.errstate(divide="ignore"):  # labellings CTC cannot produce in 4 frames
+                    ctc = np.log(probs[seq[:-1]] if finished else prefix_prob(probs, seq))
+                text_len = length - 1 if finished else length
+                score = float(length_normalised(jnp.float32((1 - weight) * model + weight * ctc), jnp.int32(text_len),
+                                                None))
+                if score > best_score:
+                    best, best_score = list(seq), score
+        got = np.asarray(out.tokens[row])
+        np.testing.assert_array_equal(got[: len(best)], best)
+        np.testing.assert_allclose(out.scores[row], best_score, rtol=1e-4)
+
+
 def test_beam_search_shares_the_cache_leaves_the_step_leaves_untouched_between_beams():
     model, empty = toy_model(seed=2)
     prefix = np.array([[3, 1], [2, 4]])
@@ -181,11 +230,11 @@ def test_nonfinite_logits_stop_the_row_and_raise_outside_jit():
 
     prefix = np.array([[3, 1], [2, 2]])
     outs = []
-    for decode in (
+    for run in (
         lambda: greedy(broken, empty(), prefix, max_new_tokens=6, eos_id=99),
         lambda: beam_search(broken, empty(), prefix, beam_size=2, max_new_tokens=6, eos_id=99),
     ):
-        outs.append(jax.jit(decode)())
+        outs.append(jax.jit(run)())
         np.testing.assert_array_equal(outs[-1].finite, [True, False])
         with pytest.raises(FloatingPointError, match=r"rows \[1\]"):
             raise_if_nonfinite(outs[-1])
@@ -201,3 +250,12 @@ def test_bad_arguments_are_named():
         greedy(step, empty(), np.zeros((2, 1), np.int32), max_new_tokens=0, eos_id=EOS)
     with pytest.raises(ValueError, match="beam_size"):
         beam_search(step, empty(), np.zeros((2, 1), np.int32), beam_size=0, max_new_tokens=2, eos_id=EOS)
+    scorer = ctc_prefix_scorer(jnp.zeros((2, 3, VOCAB)), jnp.array([3, 3]), blank_id=EOS, eos_id=EOS)
+    with pytest.raises(ValueError, match="scorer_weight"):
+        beam_search(step, empty(), np.ones((2, 1), np.int32), beam_size=2, max_new_tokens=2, eos_id=EOS,
+                    scorer=scorer, scorer_weight=1.5)  # fmt: skip
+    with pytest.raises(ValueError, match="pre_beam"):
+        beam_search(step, empty(), np.ones((2, 1), np.int32), beam_size=2, max_new_tokens=2, eos_id=EOS,
+                    scorer=scorer, scorer_weight=0.5, pre_beam=1)  # fmt: skip
+    with pytest.raises(ValueError, match="beam_size"):
+        decode(step, empty(), np.ones((2, 1), np.int32), max_new_tokens=2, eos_id=EOS, scorer=scorer)

@@ -100,6 +100,22 @@ def test_evaluate_scores_both_tasks(resumed, tiny_corpus):
     assert result["trials"] == result["tts_utterances"] and result["voices"] == len(set(speakers))
     assert -1 <= result["sim_floor"] < result["sim_ceiling"] <= 1 and 0 <= result["nearest_clone"] <= 1
     assert json.loads((resumed / "eval_train.json").read_text())["step"] == 5
+    assert result["asr_decoding"] == {"beam_size": None, "ctc_weight": 0.0}  # the TINY config's greedy decoding
+
+
+def test_joint_ctc_decoding_through_the_cli_and_its_bad_settings(resumed, tiny_corpus, capsys):
+    clip = load_records(tiny_corpus, split="test-unseen")[0]["audio"]
+    assert main(["transcribe", "--workdir", str(resumed), "--beam-size", "2", "--ctc-weight", "0.5", "--json",
+                 clip]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["file"] == clip
+    trained = recipe.read_saved_config(str(resumed))
+    assert recipe.decoding(trained, beam_size=4, ctc_weight=0.5) == {"beam_size": 4, "ctc_weight": 0.5}
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        recipe.decoding(trained, ctc_weight=1.5)
+    without_ctc = trained.copy_and_resolve_references()
+    without_ctc.loss.ctc_weight = 0.0
+    with pytest.raises(ValueError, match="not trained"):
+        recipe.decoding(without_ctc, ctc_weight=0.5)
 
 
 def test_bad_prompts_and_texts_are_named(resumed, tiny_corpus, tmp_path):

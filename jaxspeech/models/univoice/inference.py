@@ -81,11 +81,17 @@ class UniVoiceSpeech:
             features[row, : len(mel)] = mel
         return features, np.array([len(m) for m in mels], np.int32)
 
-    def transcribe(self, waveforms: Sequence[np.ndarray], *, beam_size: int | None = None) -> list[str]:
-        """One transcript per waveform (greedy, or beam search of ``beam_size``), decoded as one batch."""
+    def transcribe(self, waveforms: Sequence[np.ndarray], *, beam_size: int | None = None,
+                   ctc_weight: float = 0.0) -> list[str]:
+        """One transcript per waveform (greedy, or beam search of ``beam_size``), decoded as one batch.
+        ``ctc_weight`` > 0: joint CTC/attention beam search with the encoder's CTC (a beam of 1 when
+        ``beam_size`` is None), for a model trained with ``loss.ctc_weight`` > 0."""
         features, lengths = self.asr_features(waveforms)
+        if ctc_weight and beam_size is None:
+            beam_size = 1
         decoded = transcribe(self._static_graphdef, self.params, jnp.asarray(features), lengths, [self._ids[ASR]],
-                             max_new_tokens=self.max_new_tokens, eos_id=self._ids[EOS], beam_size=beam_size)
+                             max_new_tokens=self.max_new_tokens, eos_id=self._ids[EOS], beam_size=beam_size,
+                             ctc_weight=ctc_weight)  # fmt: skip
         return self._texts(decoded.tokens, decoded.lengths)
 
     def transcribe_ctc(self, waveforms: Sequence[np.ndarray]) -> list[str]:

@@ -8,7 +8,9 @@ norm capped at the conditional one's (UniVoice, scale 2). Frames inside the prom
 the prompt (F5). ASR: speech embeddings are written into the LLM's KV cache in one prefill, then
 the task prompt and the transcript are decoded token by token inside jit
 (``samplers.autoregressive``); a model trained with the encoder's CTC (``loss.ctc_weight``) also
-transcribes without the LLM (``transcribe_ctc``: best path over the encoder's token logits).
+decodes jointly with it (``transcribe(ctc_weight=...)``: the CTC prefix scores keep the LLM's beam on
+what the audio supports) or transcribes without the LLM (``transcribe_ctc``: best path over the
+encoder's token logits).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from jaxspeech.models.llm.model import prefill
 from jaxspeech.models.univoice.model import Rows
 from jaxspeech.samplers.autoregressive import Decoded, check_decoding_choice, decode, raise_if_nonfinite
 from jaxspeech.samplers.ctc_decoding import greedy_decode
+from jaxspeech.samplers.ctc_prefix_score import ctc_prefix_scorer
 from jaxspeech.samplers.ode import sample_ode
 
 
@@ -83,20 +86,27 @@ def infill(
     return jnp.where(valid[..., None], mel, 0.0)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "eos_id", "beam_size", "temperature"))
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "eos_id", "beam_size", "temperature",
+                                             "ctc_weight"))
 def _transcribe(graphdef, params, features, feature_lengths, prompt, key, *, max_new_tokens, eos_id, beam_size,
-                temperature):  # fmt: skip
+                temperature, ctc_weight):  # fmt: skip
     graphdef = plain(graphdef)
     model = nnx.merge(graphdef, params)
-    speech, lengths = model.speech_embeddings(features, feature_lengths)
+    states, mask = model.encode(features, feature_lengths)
+    speech, lengths = model.adapt(states, mask)
     capacity = speech.shape[1] + prompt.shape[1] + max_new_tokens
     _, cache = prefill(model.llm, model.config.llm, speech, lengths, capacity)
+    joint = {}
+    if ctc_weight:
+        encoder = model.encoder_token_logits(states, mask)
+        scorer = ctc_prefix_scorer(encoder.logits, encoder.mask.sum(-1), blank_id=eos_id, eos_id=eos_id)
+        joint = dict(scorer=scorer, scorer_weight=ctc_weight)
 
     def step(tokens, cache):
         return nnx.merge(graphdef, params).llm(tokens, cache=cache)
 
     return decode(step, cache, prompt, max_new_tokens=max_new_tokens, eos_id=eos_id, beam_size=beam_size,
-                  temperature=temperature, key=key)  # fmt: skip
+                  temperature=temperature, key=key, **joint)  # fmt: skip
 
 
 def transcribe(
@@ -111,10 +121,14 @@ def transcribe(
     beam_size: int | None = None,
     temperature: float = 0.0,
     key: jax.Array | None = None,
+    ctc_weight: float = 0.0,
 ) -> Decoded:
     """Transcript tokens after the task ``prompt`` (ids [P] shared by the rows, or [B, P]) for audio
     features [B, Tf, n_mels] with ``feature_lengths`` [B] valid frames: greedy, beam search
-    (``beam_size``) or sampling (temperature > 0 with ``key``). Raises FloatingPointError for
+    (``beam_size``) or sampling (temperature > 0 with ``key``). ``ctc_weight`` > 0 makes the beam
+    search joint CTC/attention decoding (Watanabe et al. 2017): the encoder's CTC prefix scores
+    (blank = ``eos_id``, as in training) weigh ``ctc_weight`` against the LLM's 1 - ``ctc_weight``;
+    meaningful for a model trained with ``loss.ctc_weight`` > 0. Raises FloatingPointError for
     non-finite logits. Returns ``Decoded`` (tokens [B, max_new_tokens], eos from the first eos)."""
     features = jnp.asarray(features)
     prompt = jnp.asarray(prompt, jnp.int32)
@@ -122,10 +136,10 @@ def transcribe(
         prompt = jnp.broadcast_to(prompt, (features.shape[0], prompt.shape[0]))
     if prompt.ndim != 2 or prompt.shape[0] != features.shape[0] or prompt.shape[1] < 1:
         raise ValueError(f"prompt must be [P] or [B={features.shape[0]}, P] with P >= 1, got {prompt.shape}")
-    check_decoding_choice(beam_size=beam_size, temperature=temperature, key=key)
+    check_decoding_choice(beam_size=beam_size, temperature=temperature, key=key, joint=bool(ctc_weight))
     decoded = _transcribe(graphdef, params, features, jnp.asarray(feature_lengths, jnp.int32), prompt, key,
                           max_new_tokens=max_new_tokens, eos_id=eos_id, beam_size=beam_size,
-                          temperature=float(temperature))  # fmt: skip
+                          temperature=float(temperature), ctc_weight=float(ctc_weight))  # fmt: skip
     return raise_if_nonfinite(decoded)
 
 

@@ -296,12 +296,27 @@ def load_speech(workdir: str) -> tuple[UniVoiceSpeech, ml_collections.ConfigDict
     return speech_from(config, tokenizer, graphdef, state.params), config, int(state.step)
 
 
-def transcribe(workdir: str, files: list[str], *, beam_size: int | None = None) -> list[str]:
+def decoding(config: ml_collections.ConfigDict, *, beam_size: int | None = None,
+             ctc_weight: float | None = None) -> dict:
+    """``UniVoiceSpeech.transcribe``'s settings: ``config.decode``'s unless given (beam 0 = greedy; ctc_weight
+    > 0: joint CTC/attention decoding, which needs a model trained with ``loss.ctc_weight`` > 0)."""
+    beam = config.decode.beam_size if beam_size is None else beam_size
+    weight = config.decode.get("ctc_weight", 0.0) if ctc_weight is None else ctc_weight
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"decode.ctc_weight must be in [0, 1], got {weight}")
+    if weight and not config.loss.ctc_weight:
+        raise ValueError("decode.ctc_weight > 0 decodes with the encoder's CTC, which this model was not trained "
+                         "with (loss.ctc_weight = 0): set it to 0")
+    return {"beam_size": beam or None, "ctc_weight": float(weight)}
+
+
+def transcribe(workdir: str, files: list[str], *, beam_size: int | None = None,
+               ctc_weight: float | None = None) -> list[str]:
     """One transcript per file, in order (files at any sample rate are resampled)."""
     speech, config, _ = load_speech(workdir)
-    beam = config.decode.beam_size if beam_size is None else beam_size
+    settings = decoding(config, beam_size=beam_size, ctc_weight=ctc_weight)
     waves = [audio.load_audio(path, sample_rate=speech.preset.sample_rate) for path in files]
-    return speech.transcribe(waves, beam_size=beam or None)
+    return speech.transcribe(waves, **settings)
 
 
 def _vocode(mel: np.ndarray, config: ml_collections.ConfigDict) -> np.ndarray:
@@ -319,14 +334,16 @@ def synthesize(workdir: str, texts: list[str], *, prompt_audio: str | None = Non
     return [_vocode(mel, config) for mel in mels], speech.preset.sample_rate
 
 
-def evaluate(workdir: str, *, split: str, asr_workdir: str | None = None, limit: int | None = None) -> dict:
-    """ASR CER of ``split`` (its first ``limit`` utterances; with the encoder's CTC also that alone's,
-    ``encoder_ctc_cer``), and TTS: each of them cloned from the next
+def evaluate(workdir: str, *, split: str, asr_workdir: str | None = None, limit: int | None = None,
+             beam_size: int | None = None, ctc_weight: float | None = None) -> dict:
+    """ASR CER of ``split`` (its first ``limit`` utterances, decoded as ``decoding`` says; with the encoder's
+    CTC also that alone's, ``encoder_ctc_cer``), and TTS: each of them cloned from the next
     utterance of its speaker in the split (prompt audio and text; speakers with one utterance are
     left out), scored by the recognizer of ``asr_workdir`` (default ``config.eval.asr_workdir``) and
     by speaker similarity to the prompt (``_speaker_scores``, when ``eval.speaker_similarity``).
     Written to ``eval_<split>.json``, audio to ``eval_<split>/``."""
     speech, config, step = load_speech(workdir)
+    settings = decoding(config, beam_size=beam_size, ctc_weight=ctc_weight)
     preset = speech.preset
     split_records = load_records(config.data.dir, split=split)
     records = split_records[: limit or None]
@@ -338,9 +355,9 @@ def evaluate(workdir: str, *, split: str, asr_workdir: str | None = None, limit:
         return error_rates(references, [h for b in range(0, len(waves), size) for h in transcriber(waves[b:b + size])])
 
     started = time.time()
-    asr = error_rates_of(speech.transcribe)
+    asr = error_rates_of(functools.partial(speech.transcribe, **settings))
     result = {"split": split, "step": step, "utterances": len(records), "asr_cer": asr["cer"], "asr_wer": asr["wer"],
-              "asr_seconds": time.time() - started}
+              "asr_seconds": time.time() - started, "asr_decoding": settings}
     if config.loss.ctc_weight:  # what the encoder hears on its own (best-path CTC, no LLM)
         result["encoder_ctc_cer"] = error_rates_of(speech.transcribe_ctc)["cer"]
     out_dir = os.path.join(workdir, f"eval_{split}")
@@ -404,9 +421,16 @@ def _speaker_scores(config, trials: list[tuple[dict, dict]], files: list[str], s
         references={v: [load(r) for r in rs] for v, rs in references.items()}, sample_rate=preset.sample_rate)
 
 
+def _decoding_options(parser) -> None:
+    recipes.add_beam_size(parser)
+    parser.add_argument("--ctc-weight", type=float, default=None,
+                        help="joint CTC/attention decoding's CTC weight, 0 = the LLM alone (default: the config's)")
+
+
 def _evaluate_options(parser) -> None:
     parser.add_argument("--asr-workdir", default=None, help="recognizer for the TTS CER (default: the config's)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N utterances only")
+    _decoding_options(parser)
 
 
 def _synthesize_options(parser) -> None:
@@ -417,4 +441,4 @@ def _synthesize_options(parser) -> None:
 
 RECIPE = recipes.register(recipes.Recipe(
     "univoice", train, evaluate=evaluate, transcribe=transcribe, synthesize=synthesize,
-    options={"evaluate": _evaluate_options, "transcribe": recipes.add_beam_size, "synthesize": _synthesize_options}))
+    options={"evaluate": _evaluate_options, "transcribe": _decoding_options, "synthesize": _synthesize_options}))
