@@ -126,8 +126,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.mesh.rules = (("llm/layers/.*/kernel", ("fsdp",)),)  # regex over param paths -> leading-dim spec
 
     c.decode = ml_collections.ConfigDict()
-    c.decode.beam_size = 0  # 0 = greedy
-    c.decode.ctc_weight = 0.0  # > 0: joint CTC/attention decoding with the encoder's CTC (needs loss.ctc_weight > 0)
+    # Joint CTC/attention beam search (the encoder's CTC prefix scores weigh ctc_weight against the LLM's 1 -
+    # ctc_weight; needs loss.ctc_weight > 0), chosen on valid (experiments/univoice_joint_decoding.py): CER 13.4%
+    # against greedy's 65.1%. beam_size 0 = greedy.
+    c.decode.beam_size = 16
+    c.decode.ctc_weight = 0.5
     c.decode.max_new_tokens = 160
 
     c.synth = ml_collections.ConfigDict()

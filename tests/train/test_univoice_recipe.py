@@ -28,6 +28,7 @@ TINY = [
     "--config.train.log_every=1", "--config.train.checkpoint_every=0", "--config.train.eval_batches=1",
     "--config.train.eval_asr_utterances=2", "--config.decode.max_new_tokens=8", "--config.synth.steps=2",
     "--config.synth.griffin_lim_iterations=2", "--config.eval.asr_workdir=", "--config.eval.batch_size=4",
+    "--config.decode.beam_size=0", "--config.decode.ctc_weight=0",
 ]
 
 
@@ -116,6 +117,13 @@ def test_joint_ctc_decoding_through_the_cli_and_its_bad_settings(resumed, tiny_c
     without_ctc.loss.ctc_weight = 0.0
     with pytest.raises(ValueError, match="not trained"):
         recipe.decoding(without_ctc, ctc_weight=0.5)
+
+
+def test_training_refuses_ctc_decoding_without_the_encoders_ctc(tiny_corpus, tmp_path):
+    run = config(tiny_corpus, 1)
+    run.loss.ctc_weight, run.decode.ctc_weight = 0.0, 0.5
+    with pytest.raises(ValueError, match="decode.ctc_weight"):
+        recipe.train(run, str(tmp_path / "run"))
 
 
 def test_bad_prompts_and_texts_are_named(resumed, tiny_corpus, tmp_path):

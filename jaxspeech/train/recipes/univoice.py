@@ -229,6 +229,7 @@ def _with_part(params, part: str, imported, source: str):
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     """Trains (or resumes) a UniVoice model in ``workdir``."""
+    asr_decoding = decoding(config)  # bad decoding settings fail before training, not at the first evaluation
     os.makedirs(workdir, exist_ok=True)
     skips = SkipCounter()
     d = config.data
@@ -277,7 +278,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
         names = ("flow_mse", "lm_loss", "token_accuracy", "encoder_ctc")
         result = {name: float(np.mean([m[name] for m in metrics])) for name in names if name in metrics[0]}
         speech = speech_from(config, tokenizer, graphdef, state.params)
-        hyps = speech.transcribe(asr_waves)
+        hyps = speech.transcribe(asr_waves, **asr_decoding)
         result["asr_cer"] = error_rates([r["text"] for r in asr_records], hyps)["cer"]
         [mel] = speech.synthesize([target["text"]], key=key, **prompt_options)
         writer.image(int(state.step), "valid/cloned_mel", plot_mel(mel, title=target["text"]))
