@@ -23,6 +23,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.freeze_audio_encoder = True
     c.loss.ctc_weight = 0.0  # the frozen, pretrained encoder needs no CTC
     c.decode.ctc_weight = 0.0  # ... so there is none to decode with
+    c.model.ctc_upsample = 1
     c.decode.beam_size = 0  # greedy: joint decoding needs the CTC, and the LLM alone gained little from a beam
     c.model.pool = 6  # Whisper's 1500 positions -> 250 speech embeddings (UniVoice)
     c.model.llm.max_position_embeddings = 8192

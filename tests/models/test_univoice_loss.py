@@ -113,16 +113,18 @@ def test_packed_batches_give_the_same_loss_and_gradients(tts_head):
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-4)
 
 
-def test_encoder_ctc_term_matches_torch_ctc_on_the_transcripts(model):
+@pytest.mark.parametrize("upsample", [1, 2])
+def test_encoder_ctc_term_matches_torch_ctc_on_the_transcripts(model, upsample):
     """ctc_weight adds lm_weight x ctc_weight x CTC of each ASR row's transcript (tokens after the task
     prompt, before <eos>) on the encoder's token logits: torch's CTC per label token, the rows that
-    cannot be aligned counted out."""
+    cannot be aligned counted out. ctc_upsample 2 doubles the CTC frames, which aligns the long row."""
     torch = pytest.importorskip("torch")
-    graphdef, params = model
+    graphdef, params = model if upsample == 1 else init(dataclasses.replace(CONFIG, ctc_upsample=2), jax.random.key(0))
     batch = {k: np.array(v) for k, v in _batch([False, False, True, False]).items()}
     lengths = np.array([5, 4, 9, 9])  # rows 0, 1: 3 and 2 labels; row 3: 7 labels, more than the encoder frames
     batch["token_mask"] = np.arange(L)[None] < lengths[:, None]
     batch["target_mask"] = batch["token_mask"] & (np.arange(L)[None] >= 1)
+    batch["mel_mask"][3] = True  # 5 encoder frames
     blank, weight = 2, 0.4
     key = jax.random.key(3)
     with_ctc = make_loss_fn(graphdef, lm_weight=0.5, ctc_weight=weight, blank_id=blank, train=False)
@@ -139,8 +141,14 @@ def test_encoder_ctc_term_matches_torch_ctc_on_the_transcripts(model):
     nll = torch.nn.functional.ctc_loss(
         log_probs[:, asr], torch.from_numpy(np.concatenate(labels)), torch.from_numpy(frames[asr]),
         torch.tensor([len(x) for x in labels]), blank=blank, reduction="none").numpy()  # fmt: skip
-    assert frames[3] < 7 and np.isinf(nll[2])  # row 3 has no alignment
-    expected = (nll[0] + nll[1]) / (len(labels[0]) + len(labels[1]))
+    encoder_frames = np.asarray(mask.sum(1))
+    np.testing.assert_array_equal(frames, upsample * encoder_frames)
+    if upsample == 1:
+        assert frames[3] < 7 and np.isinf(nll[2])  # row 3 has no alignment
+        expected = (nll[0] + nll[1]) / (len(labels[0]) + len(labels[1]))
+    else:
+        assert np.all(np.isfinite(nll))
+        expected = nll.sum() / sum(len(x) for x in labels)
     np.testing.assert_allclose(metrics["encoder_ctc"], expected, rtol=1e-5)
     np.testing.assert_allclose(loss - plain, 0.5 * weight * expected, rtol=1e-4)
 

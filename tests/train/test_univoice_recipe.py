@@ -119,10 +119,13 @@ def test_joint_ctc_decoding_through_the_cli_and_its_bad_settings(resumed, tiny_c
         recipe.decoding(without_ctc, ctc_weight=0.5)
 
 
-def test_training_refuses_ctc_decoding_without_the_encoders_ctc(tiny_corpus, tmp_path):
+def test_training_refuses_ctc_decoding_and_upsampling_without_the_encoders_ctc(tiny_corpus, tmp_path):
     run = config(tiny_corpus, 1)
-    run.loss.ctc_weight, run.decode.ctc_weight = 0.0, 0.5
+    run.loss.ctc_weight, run.decode.ctc_weight, run.model.ctc_upsample = 0.0, 0.5, 1
     with pytest.raises(ValueError, match="decode.ctc_weight"):
+        recipe.train(run, str(tmp_path / "run"))
+    run.decode.ctc_weight, run.model.ctc_upsample = 0.0, 2
+    with pytest.raises(ValueError, match="model.ctc_upsample"):  # parameters nothing would train
         recipe.train(run, str(tmp_path / "run"))
 
 
@@ -207,7 +210,7 @@ def test_a_frozen_whisper_encoder_from_a_checkpoint_reads_its_30_s_window(tiny_c
     workdir = tmp_path / "run"
     overrides = [*TINY, "--config.model.audio_encoder=whisper", f"--config.model.whisper_checkpoint={checkpoint}",
                  "--config.model.freeze_audio_encoder=true", "--config.loss.ctc_weight=0", "--config.model.pool=25",
-                 "--config.optim.warmup_steps=0", "--config.train.eval_asr_utterances=1"]  # fmt: skip
+                 "--config.model.ctc_upsample=1", "--config.optim.warmup_steps=0", "--config.train.eval_asr_utterances=1"]  # fmt: skip
     recipe.train(recipe_config("configs/univoice_tiny.py", tiny_corpus, 2, overrides, eval_every=2), str(workdir))
     speech, config, step = recipe.load_speech(str(workdir))
     assert step == 2 and speech.config.whisper.d_model == 32

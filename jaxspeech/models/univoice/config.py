@@ -24,6 +24,9 @@ class UniVoiceConfig:
       at 16 kHz, as UniVoice uses Whisper-large-v3-turbo's).
     freeze_audio_encoder: no gradient reaches the audio encoder (UniVoice freezes Whisper's).
     pool: the adapter's average-pooling stride over encoder frames (UniVoice: Whisper's 1500 -> 250).
+    ctc_upsample: CTC frames per encoder frame in ``SpeechLM.encoder_token_logits`` (a Linear emits this
+      many states per frame before the token head): a 4x-subsampled Conformer at the TTS front end's
+      21.5 frames/s is slower than fast speech's character rate, which CTC cannot align (``ctc_asr``'s).
     time_sinusoid_dim: sinusoid width of the flow-time embedding (t scaled by 1000 inside).
     tts_head: "infill" (UniVoice: flow matching on the frames inside the LLM, bidirectional span) or
       "flow_omni" (Flow-Omni: frames generated one by one, each by a per-frame flow head on the LLM's
@@ -45,6 +48,7 @@ class UniVoiceConfig:
     encoder_subsampling_channels: int = 16
     encoder_dropout: float = 0.0
     pool: int = 2
+    ctc_upsample: int = 1
     time_sinusoid_dim: int = 256
     tts_head: str = "infill"
     flow_head_width: int = 256
@@ -59,7 +63,8 @@ class UniVoiceConfig:
             raise ValueError("audio_encoder='whisper' needs a whisper architecture, and only it takes one")
         if self.tts_head not in TTS_HEADS:
             raise ValueError(f"tts_head must be one of {TTS_HEADS}, got {self.tts_head!r}")
-        for name in ("n_mels", "encoder_dim", "encoder_layers", "encoder_heads", "pool", "time_sinusoid_dim"):
+        for name in ("n_mels", "encoder_dim", "encoder_layers", "encoder_heads", "pool", "ctc_upsample",
+                     "time_sinusoid_dim"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"UniVoiceConfig.{name} must be a positive int, got {value!r}")

@@ -152,6 +152,8 @@ class SpeechLM(nnx.Module):
                 conv_kernel=config.encoder_conv_kernel, dropout=config.encoder_dropout, rngs=rngs,
             )  # fmt: skip
         self.adapter = SpeechAdapter(config.encoder_width, config.llm.hidden_size, config.pool, rngs=rngs)
+        width, upsample = config.encoder_width, config.ctc_upsample
+        self.ctc_upsampler = nnx.Linear(width, width * upsample, rngs=rngs) if upsample > 1 else None
 
     @property
     def dtype(self):
@@ -187,9 +189,15 @@ class SpeechLM(nnx.Module):
         return embeddings.astype(self.dtype), pooled_mask.sum(-1, dtype=jnp.int32)
 
     def encoder_token_logits(self, states: jax.Array, mask: jax.Array) -> EncoderLogits:
-        """Encoder states [B, Te, De] -> each frame's logits over the LLM's vocabulary: the adapter's
-        LayerNorm and Linear without the pooling, then the LLM's output head (no parameters of their own;
-        joint CTC-attention training reads them, Kim et al. 2017)."""
+        """Encoder states [B, Te, De] and mask [B, Te] -> logits over the LLM's vocabulary at
+        U = ``ctc_upsample`` CTC frames per encoder frame ([B, U x Te, V], mask repeated): the
+        upsampler's U states per frame (U > 1), the adapter's LayerNorm and Linear without the pooling, then
+        the LLM's output head (joint CTC-attention training reads them, Kim et al. 2017)."""
+        if self.ctc_upsampler is not None:
+            batch, frames, width = states.shape
+            upsample = self.config.ctc_upsample
+            states = self.ctc_upsampler(states).reshape(batch, frames * upsample, width)
+            mask = jnp.repeat(mask, upsample, axis=1)
         projected = self.adapter.proj(self.adapter.norm(states)).astype(self.dtype)
         return EncoderLogits(self.llm.logits(projected), mask)
 

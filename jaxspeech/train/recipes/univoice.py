@@ -66,7 +66,7 @@ _PRETRAINED_VOCAB = "tokenizer"  # or the pretrained LLM's tokenizer with the ta
 _LLM_FIELDS = tuple(f.name for f in dataclasses.fields(LlmConfig))
 _MODEL_FIELDS = ("n_mels", "audio_encoder", "freeze_audio_encoder", "encoder_dim", "encoder_layers",
                  "encoder_heads", "encoder_ff_mult", "encoder_conv_kernel", "encoder_subsampling_channels",
-                 "encoder_dropout", "pool", "time_sinusoid_dim", "tts_head", "flow_head_width", "flow_head_blocks",
+                 "encoder_dropout", "pool", "ctc_upsample", "time_sinusoid_dim", "tts_head", "flow_head_width", "flow_head_blocks",
                  "mel_mean", "mel_std")  # fmt: skip
 
 
@@ -76,8 +76,8 @@ def model_config(model: ml_collections.ConfigDict) -> univoice.UniVoiceConfig:
     whisper = None
     if model.audio_encoder == "whisper":
         whisper = WhisperConfig.from_transformers(json.loads(model.whisper_config))
-    return univoice.UniVoiceConfig(llm=LlmConfig(**model.llm.to_dict()), whisper=whisper,
-                                   **{name: model[name] for name in _MODEL_FIELDS})  # fmt: skip
+    fields = {name: model[name] for name in _MODEL_FIELDS if name in model}  # older runs: the defaults
+    return univoice.UniVoiceConfig(llm=LlmConfig(**model.llm.to_dict()), whisper=whisper, **fields)
 
 
 def _optimizer(config: ml_collections.ConfigDict):
@@ -142,6 +142,9 @@ def make_loss_fn(config: ml_collections.ConfigDict, graphdef, *, blank_id: int, 
     if loss.ctc_weight and config.model.freeze_audio_encoder:
         raise ValueError("loss.ctc_weight > 0 trains the audio encoder, which model.freeze_audio_encoder freezes: "
                          "set loss.ctc_weight=0")
+    if config.model.get("ctc_upsample", 1) > 1 and not loss.ctc_weight:
+        raise ValueError("model.ctc_upsample > 1 adds an upsampler that only the encoder's CTC trains, and "
+                         "loss.ctc_weight is 0: set model.ctc_upsample=1")
     common = dict(ctc_weight=loss.ctc_weight, blank_id=blank_id, train=train)
     if config.model.tts_head == "flow_omni":
         return flow_omni.make_loss_fn(graphdef, lm_weight=loss.lm_weight, stop_weight=loss.stop_weight,
