@@ -38,6 +38,13 @@ def training_cost(workdir: str) -> dict:
     return {"steps": previous, "step_seconds": round(seconds, 1), "config_steps": config.train.steps}
 
 
+def _decoding(settings: dict) -> str:
+    """``evaluate``'s ``asr_decoding`` in words."""
+    search = f"beam {settings['beam_size']}" if settings["beam_size"] else "greedy search"
+    return f"{search}, joint with its encoder's CTC at weight {settings['ctc_weight']}" if settings["ctc_weight"] \
+        else search
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--univoice", required=True, help="a univoice (or flow_omni) workdir")
@@ -46,12 +53,16 @@ def main() -> None:
     parser.add_argument("--asr-split", default="test-unseen")
     parser.add_argument("--tts-split", default="test-seen")
     parser.add_argument("--limit", type=int, default=None, help="first N utterances of each split")
+    parser.add_argument("--beam-size", type=int, default=None, help="the unified model's ASR decoding (default: its "
+                        "config's decode section; chosen on valid by experiments/univoice_joint_decoding.py)")
+    parser.add_argument("--ctc-weight", type=float, default=None)
     parser.add_argument("--out", default="experiments/results/univoice_vs_single_task.json")
     args = parser.parse_args()
 
     evaluate = recipes.for_workdir(args.univoice).require("evaluate")
-    unified_asr = evaluate(args.univoice, split=args.asr_split, asr_workdir=args.asr, limit=args.limit)
-    unified_tts = evaluate(args.univoice, split=args.tts_split, asr_workdir=args.asr, limit=args.limit)
+    options = dict(asr_workdir=args.asr, limit=args.limit, beam_size=args.beam_size, ctc_weight=args.ctc_weight)
+    unified_asr = evaluate(args.univoice, split=args.asr_split, **options)
+    unified_tts = evaluate(args.univoice, split=args.tts_split, **options)
     ctc = recipes.for_workdir(args.asr).require("evaluate")(args.asr, split=args.asr_split, beam_size=0)
     report = {
         "machine": machine(), "command": command(), "date": datetime.date.today().isoformat(),
@@ -87,8 +98,9 @@ Date: {report['date']}
 
 Unified model: `{args.univoice}`, {report['univoice']['steps']} steps ({report['univoice']['step_seconds']:.0f} s of
 train steps, compilation excluded); CTC recognizer `{args.asr}`: {report['ctc']['steps']} steps
-({report['ctc']['step_seconds']:.0f} s). Synthesized speech is scored by that recognizer (greedy); the unified
-model speaks each utterance cloned from another clip of its speaker (prompt audio and text).
+({report['ctc']['step_seconds']:.0f} s). The unified model transcribes with {_decoding(unified_asr['asr_decoding'])}.
+Synthesized speech is scored by that recognizer (greedy); the unified model speaks each utterance cloned from
+another clip of its speaker (prompt audio and text).
 
 | figure | unified | single-task | ratio |
 | --- | --- | --- | --- |
