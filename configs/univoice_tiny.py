@@ -77,6 +77,9 @@ def get_config() -> ml_collections.ConfigDict:
     # eSpeak voices. Needs loss.ctc_weight > 0 (only the CTC trains the upsampler). On valid after 1000 steps:
     # joint-decoding CER 27.1% -> 23.7%, the encoder's CTC alone 27.7% -> 26.4%.
     c.model.ctc_upsample = 2
+    # SpecAugment on the ASR rows' audio in training (jaxspeech.data.specaugment's fields; zero masks: off).
+    c.model.specaugment = ml_collections.ConfigDict(
+        dict(num_freq_masks=0, max_freq_width=10, num_time_masks=0, max_time_ratio=0.05))
     c.model.time_sinusoid_dim = 256
     c.model.tts_head = "infill"  # UniVoice; "flow_omni": frames one by one (configs/flow_omni_tiny.py)
     c.model.flow_head_width = 256  # Flow-Omni's per-frame flow head

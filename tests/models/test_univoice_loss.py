@@ -14,7 +14,7 @@ from jaxspeech.data.packing import plan_packing
 from jaxspeech.models import llm
 from jaxspeech.models.univoice import flow_omni
 from jaxspeech.models.univoice.config import UniVoiceConfig
-from jaxspeech.models.univoice.loss import infill_spans, make_loss_fn
+from jaxspeech.models.univoice.loss import asr_training_inputs, infill_spans, make_loss_fn
 from jaxspeech.models.univoice.model import batch_row_tokens, init, sequence_length, speech_length
 
 F, T, L = 16, 24, 9
@@ -111,6 +111,32 @@ def test_packed_batches_give_the_same_loss_and_gradients(tts_head):
     assert packed_metrics["tts_rows"] == metrics["tts_rows"] == 3
     for got, want in zip(jax.tree.leaves(packed_grads), jax.tree.leaves(grads), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("tts_head", ["infill", "flow_omni"])
+def test_specaugment_masks_the_asr_rows_audio_in_training_only(model, tts_head):
+    """The ASR rows' valid frames are masked (to the row's mean, SpecAugment's fill), TTS rows and padding
+    keep theirs; the loss is the plain loss on a batch holding those features; evaluation never masks."""
+    augment = dict(num_freq_masks=2, max_freq_width=4, num_time_masks=1, max_time_ratio=0.3)
+    graphdef, params = model if tts_head == "infill" else init(dataclasses.replace(CONFIG, tts_head=tts_head),
+                                                               jax.random.key(0))
+    make = make_loss_fn if tts_head == "infill" else flow_omni.make_loss_fn
+    batch, key = _batch([False, True, False, True]), jax.random.key(7)
+    features, lengths = asr_training_inputs(batch, key, augment, True)
+    mel, valid = np.asarray(batch["mel"]), np.asarray(batch["mel_mask"])
+    changed = np.asarray(features) != mel
+    assert changed[[0, 2]].any() and not changed[[1, 3]].any() and not changed[~valid].any()
+    assert np.array_equal(np.asarray(lengths), valid.sum(1))
+    np.testing.assert_array_equal(asr_training_inputs(batch, key, augment, False)[0], mel)
+
+    augmented = jax.jit(make(graphdef, lm_weight=0.5, specaugment=augment))(params, batch, key)[0]
+    on_masked_batch = jax.jit(make(graphdef, lm_weight=0.5))(params, {**batch, "mel": features}, key)[0]
+    plain = jax.jit(make(graphdef, lm_weight=0.5))(params, batch, key)[0]
+    np.testing.assert_allclose(augmented, on_masked_batch, rtol=1e-6)
+    assert augmented != plain
+    evaluation = make(graphdef, lm_weight=0.5, specaugment=augment, train=False)
+    np.testing.assert_array_equal(jax.jit(evaluation)(params, batch, key)[0],
+                                  jax.jit(make(graphdef, lm_weight=0.5, train=False))(params, batch, key)[0])
 
 
 @pytest.mark.parametrize("upsample", [1, 2])

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +26,7 @@ from jaxspeech.models.hashed_graph import plain
 from jaxspeech.models.llm.model import prefill
 from jaxspeech.models.univoice.config import UniVoiceConfig
 from jaxspeech.models.univoice.layout import RowLayout, assemble, row_layout
-from jaxspeech.models.univoice.loss import asr_inputs, asr_loss, batch_packing, check_ctc
+from jaxspeech.models.univoice.loss import asr_loss, asr_training_inputs, batch_packing, check_ctc
 from jaxspeech.models.univoice.model import EncoderLogits, Rows, SpeechLM, sequence_length
 from jaxspeech.nn.flow_head import FlowHead
 
@@ -95,11 +95,13 @@ def make_loss_fn(
     t_min: float = 1e-3,
     ctc_weight: float = 0.0,
     blank_id: int | None = None,
+    specaugment: Mapping[str, Any] | None = None,
     train: bool = True,
 ) -> Callable[[nnx.State, Batch, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]:
     """loss_fn(params, batch, key) -> (loss, metrics) for UniVoice's batches (``univoice.loss``'s keys):
     flow MSE of the head on every TTS frame (``flow_repeats`` draws each) + stop_weight x stop BCE +
-    lm_weight x (CE on the ASR transcripts + ctc_weight x the encoder's CTC, as ``univoice.loss``'s).
+    lm_weight x (CE on the ASR transcripts + ctc_weight x the encoder's CTC, as ``univoice.loss``'s;
+    ``specaugment`` on their audio in training, as there).
     Metrics: loss, flow_mse, stop_loss, lm_loss, token_accuracy, tts_rows, asr_rows (+ encoder_ctc)."""
     if flow_repeats < 1:
         raise ValueError(f"flow_repeats must be >= 1, got {flow_repeats}")
@@ -111,7 +113,7 @@ def make_loss_fn(
         k_path, k_dropout = jax.random.split(key)
         mel_lengths = jnp.sum(mel_mask, axis=1, dtype=jnp.int32)
         frames = model.config.normalise(mel)
-        features, feature_lengths = asr_inputs(batch)
+        features, feature_lengths = asr_training_inputs(batch, key, specaugment, train)
         rows = Rows(text=tokens, text_lengths=jnp.sum(batch["token_mask"], axis=1, dtype=jnp.int32), features=features,
                     feature_lengths=jnp.where(tts, 0, feature_lengths), x_t=frames, cond=None,
                     frame_lengths=jnp.where(tts, mel_lengths, 0), t=jnp.zeros(tts.shape),

@@ -22,11 +22,13 @@ and ``asr_feature_lengths`` (``data.univoice.WhisperFeatures``) are the ASR rows
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxspeech.data.specaugment import spec_augment
 from jaxspeech.losses.ctc import ctc_token_mean
 from jaxspeech.losses.emo import emo_loss, token_cross_entropy
 from jaxspeech.losses.flow_matching import flow_matching_error, path_sample
@@ -35,14 +37,31 @@ from jaxspeech.models.univoice.model import EncoderLogits, Rows
 
 Batch = Mapping[str, jax.Array]
 LM_LOSSES = ("ce", "emo")
+_AUGMENT_STREAM = 0x5A  # fold_in data of the SpecAugment key (the other keys are split from the loss's key)
 
 
-def asr_inputs(batch: Batch) -> tuple[jax.Array, jax.Array]:
-    """The audio encoder's input and lengths [B]: ``asr_features`` (Whisper's window) when the batch has
-    them, else the log-mels."""
+def asr_inputs(batch: Batch, *, augment: Mapping[str, Any] | None = None,
+               key: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """The audio encoder's input [B, Tf, F] and lengths [B]: ``asr_features`` (Whisper's window) when the
+    batch has them, else the log-mels. ``augment``: ``spec_augment``'s mask settings, applied with ``key``
+    to the ASR rows' valid frames (training; None or zero masks: the features as they are)."""
     if "asr_features" in batch:
-        return batch["asr_features"], batch["asr_feature_lengths"]
-    return batch["mel"], jnp.sum(batch["mel_mask"], axis=1, dtype=jnp.int32)
+        features, lengths = batch["asr_features"], batch["asr_feature_lengths"]
+    else:
+        features, lengths = batch["mel"], jnp.sum(batch["mel_mask"], axis=1, dtype=jnp.int32)
+    if augment:
+        asr_frames = (jnp.arange(features.shape[1])[None, :] < lengths[:, None]) & ~batch["tts"][:, None]
+        features = spec_augment(features, asr_frames, key, **augment)
+    return features, lengths
+
+
+def asr_training_inputs(batch: Batch, key: jax.Array, specaugment: Mapping[str, Any] | None,
+                        train: bool) -> tuple[jax.Array, jax.Array]:
+    """``asr_inputs`` as a loss reads them: SpecAugment (``specaugment``) in training only, keyed by a
+    fold of the loss's ``key`` that none of its other draws use."""
+    if not (train and specaugment):
+        return asr_inputs(batch)
+    return asr_inputs(batch, augment=specaugment, key=jax.random.fold_in(key, _AUGMENT_STREAM))
 
 
 def batch_packing(batch: Batch) -> Packing | None:
@@ -128,12 +147,15 @@ def make_loss_fn(
     t_min: float = 1e-3,
     ctc_weight: float = 0.0,
     blank_id: int | None = None,
+    specaugment: Mapping[str, Any] | None = None,
     train: bool = True,
 ) -> Callable[[nnx.State, Batch, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]:
     """loss_fn(params, batch, key) -> (loss, metrics); see the module docstring.
 
-    train=False: no dropout and no CFG dropout (the key still draws spans, times and noise, so an
-    evaluation with a fixed key is comparable between checkpoints). Metrics: loss, flow_mse, lm_loss,
+    specaugment: ``data.specaugment.spec_augment``'s mask settings for the ASR rows' audio in training
+    (``asr_training_inputs``; None: off). train=False: no SpecAugment, no dropout and no CFG dropout (the key
+    still draws spans, times and noise, so an evaluation with a fixed key is comparable between
+    checkpoints). Metrics: loss, flow_mse, lm_loss,
     token_accuracy (ASR targets predicted by argmax), tts_rows, asr_rows, and encoder_ctc with CTC.
     """
     if lm_loss not in LM_LOSSES:
@@ -155,7 +177,7 @@ def make_loss_fn(
         frames = model.config.normalise(mel)
         cond = jnp.where(span[..., None] | ~mel_mask[..., None] | drop_audio[:, None, None], 0.0, frames)
         x_t, t, target = path_sample(frames, k_path, sigma_min=0.0, t_min=t_min)
-        features, feature_lengths = asr_inputs(batch)
+        features, feature_lengths = asr_training_inputs(batch, key, specaugment, train)
         rows = Rows(text=tokens, text_lengths=jnp.where(drop_text, 0, text_lengths), features=features,
                     feature_lengths=jnp.where(tts, 0, feature_lengths), x_t=x_t, cond=cond,
                     frame_lengths=jnp.where(tts, mel_lengths, 0), t=t, packing=batch_packing(batch))  # fmt: skip

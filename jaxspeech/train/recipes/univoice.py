@@ -66,8 +66,8 @@ _PRETRAINED_VOCAB = "tokenizer"  # or the pretrained LLM's tokenizer with the ta
 _LLM_FIELDS = tuple(f.name for f in dataclasses.fields(LlmConfig))
 _MODEL_FIELDS = ("n_mels", "audio_encoder", "freeze_audio_encoder", "encoder_dim", "encoder_layers",
                  "encoder_heads", "encoder_ff_mult", "encoder_conv_kernel", "encoder_subsampling_channels",
-                 "encoder_dropout", "pool", "ctc_upsample", "time_sinusoid_dim", "tts_head", "flow_head_width", "flow_head_blocks",
-                 "mel_mean", "mel_std")  # fmt: skip
+                 "encoder_dropout", "pool", "ctc_upsample", "time_sinusoid_dim", "tts_head", "flow_head_width",
+                 "flow_head_blocks", "mel_mean", "mel_std")  # fmt: skip
 
 
 def model_config(model: ml_collections.ConfigDict) -> univoice.UniVoiceConfig:
@@ -145,7 +145,10 @@ def make_loss_fn(config: ml_collections.ConfigDict, graphdef, *, blank_id: int, 
     if config.model.get("ctc_upsample", 1) > 1 and not loss.ctc_weight:
         raise ValueError("model.ctc_upsample > 1 adds an upsampler that only the encoder's CTC trains, and "
                          "loss.ctc_weight is 0: set model.ctc_upsample=1")
-    common = dict(ctc_weight=loss.ctc_weight, blank_id=blank_id, train=train)
+    augment = config.model.get("specaugment")  # older runs have none
+    on = augment is not None and (augment.num_freq_masks or augment.num_time_masks)
+    augment = augment.to_dict() if on else None
+    common = dict(ctc_weight=loss.ctc_weight, blank_id=blank_id, specaugment=augment, train=train)
     if config.model.tts_head == "flow_omni":
         return flow_omni.make_loss_fn(graphdef, lm_weight=loss.lm_weight, stop_weight=loss.stop_weight,
                                       flow_repeats=loss.flow_repeats, t_min=loss.t_min, **common)  # fmt: skip
