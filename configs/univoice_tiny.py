@@ -77,7 +77,8 @@ def get_config() -> ml_collections.ConfigDict:
     # eSpeak voices. Needs loss.ctc_weight > 0 (only the CTC trains the upsampler). On valid after 1000 steps:
     # joint-decoding CER 27.1% -> 23.7%, the encoder's CTC alone 27.7% -> 26.4%.
     c.model.ctc_upsample = 2
-    # SpecAugment on the ASR rows' audio in training (jaxspeech.data.specaugment's fields; zero masks: off).
+    # SpecAugment on the ASR rows' audio in training (jaxspeech.data.specaugment's fields; zero masks: off). On valid
+    # after 1000 steps the recognizer's masks (2 x 10 bins, 1 x 5% of frames) gave joint CER 30.5% against 23.7%.
     c.model.specaugment = ml_collections.ConfigDict(
         dict(num_freq_masks=0, max_freq_width=10, num_time_masks=0, max_time_ratio=0.05))
     c.model.time_sinusoid_dim = 256
