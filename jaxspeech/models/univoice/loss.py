@@ -40,28 +40,24 @@ LM_LOSSES = ("ce", "emo")
 _AUGMENT_STREAM = 0x5A  # fold_in data of the SpecAugment key (the other keys are split from the loss's key)
 
 
-def asr_inputs(batch: Batch, *, augment: Mapping[str, Any] | None = None,
-               key: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-    """The audio encoder's input [B, Tf, F] and lengths [B]: ``asr_features`` (Whisper's window) when the
-    batch has them, else the log-mels. ``augment``: ``spec_augment``'s mask settings, applied with ``key``
-    to the ASR rows' valid frames (training; None or zero masks: the features as they are)."""
+def asr_inputs(batch: Batch) -> tuple[jax.Array, jax.Array]:
+    """The audio encoder's input and lengths [B]: ``asr_features`` (Whisper's window) when the batch has
+    them, else the log-mels."""
     if "asr_features" in batch:
-        features, lengths = batch["asr_features"], batch["asr_feature_lengths"]
-    else:
-        features, lengths = batch["mel"], jnp.sum(batch["mel_mask"], axis=1, dtype=jnp.int32)
-    if augment:
-        asr_frames = (jnp.arange(features.shape[1])[None, :] < lengths[:, None]) & ~batch["tts"][:, None]
-        features = spec_augment(features, asr_frames, key, **augment)
-    return features, lengths
+        return batch["asr_features"], batch["asr_feature_lengths"]
+    return batch["mel"], jnp.sum(batch["mel_mask"], axis=1, dtype=jnp.int32)
 
 
 def asr_training_inputs(batch: Batch, key: jax.Array, specaugment: Mapping[str, Any] | None,
                         train: bool) -> tuple[jax.Array, jax.Array]:
-    """``asr_inputs`` as a loss reads them: SpecAugment (``specaugment``) in training only, keyed by a
-    fold of the loss's ``key`` that none of its other draws use."""
+    """``asr_inputs`` [B, Tf, F], [B] as a loss reads them: in training with ``specaugment`` (``spec_augment``'s
+    mask settings), the ASR rows' valid frames masked, keyed by a fold of the loss's ``key`` that none of its
+    other draws use."""
+    features, lengths = asr_inputs(batch)
     if not (train and specaugment):
-        return asr_inputs(batch)
-    return asr_inputs(batch, augment=specaugment, key=jax.random.fold_in(key, _AUGMENT_STREAM))
+        return features, lengths
+    asr_frames = (jnp.arange(features.shape[1])[None, :] < lengths[:, None]) & ~batch["tts"][:, None]
+    return spec_augment(features, asr_frames, jax.random.fold_in(key, _AUGMENT_STREAM), **specaugment), lengths
 
 
 def batch_packing(batch: Batch) -> Packing | None:
