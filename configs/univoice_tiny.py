@@ -82,6 +82,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.specaugment = ml_collections.ConfigDict(
         dict(num_freq_masks=0, max_freq_width=10, num_time_masks=0, max_time_ratio=0.05))
     c.model.time_sinusoid_dim = 256
+    c.model.frame_text = False  # True: each frame's input also embeds the text token an even speaking rate puts there
     c.model.tts_head = "infill"  # UniVoice; "flow_omni": frames one by one (configs/flow_omni_tiny.py)
     c.model.flow_head_width = 256  # Flow-Omni's per-frame flow head
     c.model.flow_head_blocks = 3

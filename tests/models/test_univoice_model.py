@@ -1,9 +1,12 @@
 """UniVoice's row layout and dual mask, and the model's forward pass over batches that mix ASR and TTS rows."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from jaxspeech.data.packing import plan_packing
 from jaxspeech.kernels.attention_mask import dense_mask
@@ -129,6 +132,42 @@ def test_packed_rows_give_what_the_rows_give_unpacked(model):
     allowed = np.asarray(dense_mask(view.mask(), *plan["pack_owner"].shape, plan["pack_owner"].shape[1]))
     owner, valid = plan["pack_owner"], np.asarray(view.valid)
     assert not np.any(allowed & valid[:, :, None] & (owner[:, :, None] != owner[:, None, :]))  # never across rows
+
+
+def test_frame_text_gives_each_frame_the_token_an_even_rate_puts_there():
+    graphdef, params = init(dataclasses.replace(CONFIG, frame_text=True), jax.random.key(0))
+    module = nnx.merge(graphdef, params)
+    table = np.asarray(module.frame_text.embedding[...])
+    text = jnp.array([[5, 6, 7, 8], [1, 2, 0, 0], [3, 0, 0, 0]])
+    embedded = np.asarray(module.frame_text_embeddings(text, jnp.array([4, 0, 1]), jnp.array([5, 3, 2]), 6))
+    # frame i of 5 over 4 tokens: floor((i + 1/2) 4 / 5) = 0, 1, 2, 2, 3; nothing past the frames
+    np.testing.assert_array_equal(embedded[0], np.concatenate([table[[5, 6, 7, 7, 8]], np.zeros((1, table.shape[1]))]))
+    np.testing.assert_array_equal(embedded[1], 0.0)  # text dropped
+    np.testing.assert_array_equal(embedded[2, :2], table[[3, 3]])
+
+
+def test_frame_text_changes_tts_rows_with_text_alone(model):
+    """The frame text is the only new part: zeroed, the model is the plain one; learnt, it changes the
+    velocity of TTS rows that have text and nothing else."""
+    graphdef, params = model
+    text_graphdef, text_params = init(dataclasses.replace(CONFIG, frame_text=True), jax.random.key(0))
+    for name in params:
+        text_params[name] = params[name]
+    rows = _mixed_rows()
+    plain = apply(graphdef, params, rows)
+    table = text_params["frame_text"]["embedding"]
+    text_params["frame_text"]["embedding"] = jnp.zeros_like(table)
+    np.testing.assert_allclose(apply(text_graphdef, text_params, rows).velocity, plain.velocity, atol=1e-6)
+    text_params["frame_text"]["embedding"] = table
+    learnt = apply(text_graphdef, text_params, rows)
+    np.testing.assert_allclose(learnt.text_logits, plain.text_logits, atol=1e-5)  # the text never sees the frames
+    assert np.abs(np.asarray(learnt.velocity[3, :12] - plain.velocity[3, :12])).max() > 1e-4
+    np.testing.assert_allclose(learnt.velocity[4, :9], plain.velocity[4, :9], atol=1e-6)  # no text
+
+
+def test_frame_text_needs_the_infilling_head():
+    with pytest.raises(ValueError, match="frame_text needs tts_head='infill'"):
+        dataclasses.replace(CONFIG, frame_text=True, tts_head="flow_omni")
 
 
 def test_frames_attend_both_ways_and_text_never_sees_them(model):

@@ -31,6 +31,9 @@ class UniVoiceConfig:
     tts_head: "infill" (UniVoice: flow matching on the frames inside the LLM, bidirectional span) or
       "flow_omni" (Flow-Omni: frames generated one by one, each by a per-frame flow head on the LLM's
       causal state, with a stop head); flow_head_width / flow_head_blocks: that head's MLP.
+    frame_text: each TTS frame's input also gets a learnt embedding of the text token an even speaking rate puts
+      there (frame i of N: token floor((i + 1/2) L / N) of the row's L; E2/F5-TTS give frame i the i-th
+      character), an alignment the LLM then only has to correct locally. Needs the infilling head.
     mel_mean, mel_std: the training data's log-mel statistics; the flow runs on normalised frames
       (``normalise``), the ASR encoder reads raw log-mels (its input LayerNorm normalises per frame).
     """
@@ -53,6 +56,7 @@ class UniVoiceConfig:
     tts_head: str = "infill"
     flow_head_width: int = 256
     flow_head_blocks: int = 3
+    frame_text: bool = False
     mel_mean: float = 0.0
     mel_std: float = 1.0
 
@@ -63,6 +67,9 @@ class UniVoiceConfig:
             raise ValueError("audio_encoder='whisper' needs a whisper architecture, and only it takes one")
         if self.tts_head not in TTS_HEADS:
             raise ValueError(f"tts_head must be one of {TTS_HEADS}, got {self.tts_head!r}")
+        if self.frame_text and self.tts_head != "infill":
+            raise ValueError("frame_text needs tts_head='infill': Flow-Omni generates frames one by one without "
+                             "knowing how many there will be")
         for name in ("n_mels", "encoder_dim", "encoder_layers", "encoder_heads", "pool", "ctc_upsample",
                      "time_sinusoid_dim"):
             value = getattr(self, name)

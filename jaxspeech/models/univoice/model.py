@@ -243,6 +243,7 @@ class UniVoice(SpeechLM):
         # adaLN-zero output: the untrained head is LayerNorm -> Linear, and the velocity starts at 0.
         self.out_modulation = nnx.Linear(width, 2 * width, kernel_init=zeros, bias_init=zeros, rngs=rngs)
         self.out = nnx.Linear(width, n_mels, kernel_init=zeros, bias_init=zeros, rngs=rngs)
+        self.frame_text = nnx.Embed(config.llm.vocab_size, width, rngs=rngs) if config.frame_text else None
 
     def frame_embeddings(self, x_t: jax.Array, cond: jax.Array) -> jax.Array:
         """x_t, cond [B, T, n_mels] -> Linear([x_t, cond]) + sinusoidal frame positions, [B, T, D]."""
@@ -250,6 +251,17 @@ class UniVoice(SpeechLM):
         embedded = self.frame_in(jnp.concatenate([x_t, cond], axis=-1))
         positions = sinusoidal_embedding(jnp.arange(x_t.shape[1], dtype=jnp.float32), embedded.shape[-1], scale=1.0)
         return embedded + positions[None].astype(embedded.dtype)
+
+    def frame_text_embeddings(self, text: jax.Array, text_lengths: jax.Array, frame_lengths: jax.Array,
+                              frames: int) -> jax.Array:
+        """[B, frames, D]: frame i of a row's N gets the ``frame_text`` embedding of its text token floor((i + 1/2)
+        L / N) (L = text_lengths; zero past N and in rows without text)."""
+        text_count, frame_count = text_lengths[:, None].astype(jnp.float32), frame_lengths[:, None].astype(jnp.float32)
+        index = jnp.floor((jnp.arange(frames, dtype=jnp.float32)[None, :] + 0.5) * text_count
+                          / jnp.maximum(frame_count, 1.0)).astype(jnp.int32)  # fmt: skip
+        tokens = jnp.take_along_axis(text, jnp.clip(index, 0, text.shape[1] - 1), axis=1)
+        valid = (jnp.arange(frames)[None, :] < frame_lengths[:, None]) & (text_lengths[:, None] > 0)
+        return jnp.where(valid[..., None], self.frame_text(tokens), 0.0)
 
     def time_token(self, t_embedding: jax.Array) -> jax.Array:
         """[B, D] time embedding -> the timestep token [B, 1, D]."""
@@ -260,6 +272,9 @@ class UniVoice(SpeechLM):
         t_embedding = self.time_embed(rows.t)
         frames = (jnp.zeros((rows.text.shape[0], 0, speech.shape[2]), self.dtype) if rows.x_t is None
                   else self.frame_embeddings(rows.x_t, rows.cond).astype(self.dtype))  # fmt: skip
+        if self.frame_text is not None and rows.x_t is not None:
+            frames = frames + self.frame_text_embeddings(rows.text, rows.text_lengths, rows.frame_lengths,
+                                                         frames.shape[1]).astype(self.dtype)  # fmt: skip
         is_tts = (rows.frame_lengths > 0).astype(jnp.int32)
         lengths = jnp.stack([speech_lengths, rows.text_lengths, is_tts, rows.frame_lengths], axis=1)
         capacities = (speech.shape[1], rows.text.shape[1], 1, frames.shape[1])
