@@ -15,4 +15,5 @@ from jaxspeech.train.config import config_beside
 def get_config() -> ml_collections.ConfigDict:
     c = config_beside(__file__, "univoice_tiny.py")
     c.model.tts_head = "flow_omni"
+    c.model.frame_text = False  # Flow-Omni does not know how many frames it will generate
     return c
