@@ -22,6 +22,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+from benchmark_docs import save_report
 from flax import nnx
 
 from jaxspeech import audio
@@ -87,10 +88,10 @@ def main() -> None:
 
     report = {"workdir": args.workdir, "step": step, "split": args.split, "utterances": len(records),
               "own_speech": summary(results["own"]), "another_utterances_speech": summary(results["other"])}
-    print(json.dumps(report, indent=2))
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=2)
+        save_report(report, args.out)
+    else:
+        print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -8,18 +8,18 @@ flow times t with fixed noise three times: with the utterance's own text, with n
 trains it), and with the next utterance's text (in the split's order). A model that speaks the text it is
 given has a clearly lower error with its own text than with another's (``text_gain``: the relative drop); a
 model whose error is the same both ways draws speech-like frames in the prompt's voice whatever the text
-says, which is what the recognizer then fails to read. Prints one JSON object (and writes it with ``--out``).
+says, which is what the recognizer then fails to read. Prints one JSON object and writes it to ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from benchmark_docs import save_report
 from flax import nnx
 
 from jaxspeech import audio
@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--prompt", type=float, default=0.3, help="share of each utterance's frames given")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--out", default="experiments/results/univoice_text_use.json")
     args = parser.parse_args()
     speech, config, step = load_speech(args.workdir)
     records = load_records(config.data.dir, split=args.split)[: args.limit or None]
@@ -98,12 +98,9 @@ def main() -> None:
     mse = {name: {f"t={t}": s[0] / max(s[1], 1) for t, s in by_t.items()} for name, by_t in sums.items()}
     gain = {f"t={t}": 1.0 - mse["own_text"][f"t={t}"] / mse["another_text"][f"t={t}"] for t in TIMES}
     report = {"workdir": args.workdir, "step": step, "split": args.split, "utterances": len(records),
-              "prompt": args.prompt, "frame_positions": config.model.get("frame_positions", "sequential"),
+              "prompt": args.prompt, "frame_text": config.model.get("frame_text", False),
               "velocity_mse": mse, "text_gain": gain}  # fmt: skip
-    print(json.dumps(report, indent=2))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=2)
+    save_report(report, args.out)
 
 
 if __name__ == "__main__":
