@@ -88,6 +88,7 @@ def get_config() -> ml_collections.ConfigDict:
     # error drops 2.2% with the right text instead of another's (0.2% without frame_text), cloned-speech CER 75.6%
     # vs 77.2%, clone nearest its prompt's voice 65.8% vs 61.8%.
     c.model.frame_text = True
+    c.model.frame_text_blocks = 0  # ConvNeXt blocks over the frame text (F5-TTS); 1000 steps: see docs/univoice.md
     c.model.tts_head = "infill"  # UniVoice; "flow_omni": frames one by one (configs/flow_omni_tiny.py)
     c.model.flow_head_width = 256  # Flow-Omni's per-frame flow head
     c.model.flow_head_blocks = 3

@@ -44,7 +44,7 @@ from flax import nnx
 
 from jaxspeech.audio.features import get_preset
 from jaxspeech.audio.spectral import istft, window_function
-from jaxspeech.nn.depthwise_conv import depthwise_conv1d
+from jaxspeech.nn.depthwise_conv import ConvNeXtBlock
 
 _MAX_LOG_MAGNITUDE = math.log(1e2)
 
@@ -116,28 +116,6 @@ def istft_head(
     audio = audio[:, pad : pad + frames * hop_length]
     valid_samples = jnp.sum(frame_mask, axis=1, keepdims=True) * hop_length
     return jnp.where(jnp.arange(frames * hop_length)[None, :] < valid_samples, audio, 0.0)
-
-
-class ConvNeXtBlock(nnx.Module):
-    """x + gamma * Linear(GELU(Linear(LayerNorm(depthwise_conv(x))))), Liu et al. 2022 in 1D (Vocos; the
-    exact, erf GELU, as torch's ``nn.GELU`` that Vocos checkpoints were trained with)."""
-
-    def __init__(self, dim: int, intermediate_dim: int, kernel_size: int, layer_scale: float, *, rngs: nnx.Rngs):
-        self.depthwise_kernel = nnx.Param(
-            nnx.initializers.lecun_normal()(rngs.params(), (kernel_size, 1, dim))[:, 0]
-        )
-        self.depthwise_bias = nnx.Param(jnp.zeros((dim,)))
-        self.norm = nnx.LayerNorm(dim, rngs=rngs)
-        self.up = nnx.Linear(dim, intermediate_dim, rngs=rngs)
-        self.down = nnx.Linear(intermediate_dim, dim, rngs=rngs)
-        self.gamma = nnx.Param(jnp.full((dim,), layer_scale, jnp.float32))  # not weak-typed: one jit signature
-
-    def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
-        # Zero padding before the frame-mixing convolution: a valid frame near the end then sees
-        # the zeros that SAME padding gives the unpadded sequence.
-        h = depthwise_conv1d(jnp.where(mask[..., None], x, 0.0), self.depthwise_kernel[...])
-        h = self.down(jax.nn.gelu(self.up(self.norm(h + self.depthwise_bias[...])), approximate=False))
-        return x + self.gamma[...] * h
 
 
 class Vocoder(nnx.Module):

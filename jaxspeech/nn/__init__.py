@@ -11,7 +11,7 @@ their functions of the same name are not re-exported over them."""
 from jaxspeech.nn.attention import MaskSpec, rotary_embedding
 from jaxspeech.nn.causal_block import CausalBlock, KVCache, init_cache
 from jaxspeech.nn.conformer import ConformerBlock, ConformerEncoder
-from jaxspeech.nn.depthwise_conv import ConvModule, depthwise_conv1d
+from jaxspeech.nn.depthwise_conv import ConvModule, ConvNeXtBlock, depthwise_conv1d
 from jaxspeech.nn.dit import DiT, DiTBlock
 from jaxspeech.nn.feed_forward import FeedForward
 from jaxspeech.nn.flow_head import FlowHead
@@ -24,8 +24,8 @@ from jaxspeech.nn.transformer import Transformer, TransformerBlock
 from jaxspeech.nn.unet1d import UNet1D
 
 __all__ = [
-    "CausalBlock", "ConformerBlock", "ConformerEncoder", "ConvModule", "ConvSubsampling", "DiT", "DiTBlock",
-    "FeedForward", "FlowHead", "KVCache", "MLPField", "MaskSpec", "RotarySelfAttention", "TimestepEmbedding",
-    "Transformer", "TransformerBlock", "UNet1D", "depthwise_conv1d", "durations_from_log", "init_cache",
-    "length_regulate", "rotary_embedding", "sinusoidal_embedding",
+    "CausalBlock", "ConformerBlock", "ConformerEncoder", "ConvModule", "ConvNeXtBlock", "ConvSubsampling", "DiT",
+    "DiTBlock", "FeedForward", "FlowHead", "KVCache", "MLPField", "MaskSpec", "RotarySelfAttention",
+    "TimestepEmbedding", "Transformer", "TransformerBlock", "UNet1D", "depthwise_conv1d", "durations_from_log",
+    "init_cache", "length_regulate", "rotary_embedding", "sinusoidal_embedding",
 ]

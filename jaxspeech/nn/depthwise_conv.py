@@ -1,5 +1,6 @@
-"""Depthwise convolution along time, and the Conformer's convolution module built on it. Padding-safe:
-the convolution only ever reads zeros from padded frames."""
+"""Depthwise convolution along time, and the blocks built on it: the Conformer's convolution module and the 1-D
+ConvNeXt block (Vocos, F5-TTS's text refinement). Padding-safe: the convolution only ever reads zeros from padded
+frames."""
 
 from __future__ import annotations
 
@@ -53,3 +54,25 @@ class ConvModule(nnx.Module):
         h = depthwise_conv1d(h, self.depthwise_kernel[...]) + self.depthwise_bias[...]
         h = jax.nn.silu(self.conv_norm(h))
         return dropout(self.drop, self.pointwise_out(h), rngs)
+
+
+class ConvNeXtBlock(nnx.Module):
+    """x + gamma * Linear(GELU(Linear(LayerNorm(depthwise_conv(x))))), Liu et al. 2022 in 1D (Vocos; the
+    exact, erf GELU, as torch's ``nn.GELU`` that Vocos checkpoints were trained with)."""
+
+    def __init__(self, dim: int, intermediate_dim: int, kernel_size: int, layer_scale: float, *, rngs: nnx.Rngs):
+        self.depthwise_kernel = nnx.Param(
+            nnx.initializers.lecun_normal()(rngs.params(), (kernel_size, 1, dim))[:, 0]
+        )
+        self.depthwise_bias = nnx.Param(jnp.zeros((dim,)))
+        self.norm = nnx.LayerNorm(dim, rngs=rngs)
+        self.up = nnx.Linear(dim, intermediate_dim, rngs=rngs)
+        self.down = nnx.Linear(intermediate_dim, dim, rngs=rngs)
+        self.gamma = nnx.Param(jnp.full((dim,), layer_scale, jnp.float32))  # not weak-typed: one jit signature
+
+    def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+        # Zero padding before the frame-mixing convolution: a valid frame near the end then sees
+        # the zeros that SAME padding gives the unpadded sequence.
+        h = depthwise_conv1d(jnp.where(mask[..., None], x, 0.0), self.depthwise_kernel[...])
+        h = self.down(jax.nn.gelu(self.up(self.norm(h + self.depthwise_bias[...])), approximate=False))
+        return x + self.gamma[...] * h

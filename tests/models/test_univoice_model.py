@@ -165,6 +165,21 @@ def test_frame_text_changes_tts_rows_with_text_alone(model):
     np.testing.assert_allclose(learnt.velocity[4, :9], plain.velocity[4, :9], atol=1e-6)  # no text
 
 
+def test_frame_text_blocks_mix_only_nearby_frames_of_the_row():
+    """Two ConvNeXt blocks of kernel 7 see 6 frames each way: changing the token of frames 30-39 leaves frames
+    0-23 as they were; padding and rows without text stay zero."""
+    graphdef, params = init(dataclasses.replace(CONFIG, frame_text=True, frame_text_blocks=2), jax.random.key(0))
+    module = nnx.merge(graphdef, params)
+    text = jnp.array([[5, 6, 7, 8], [5, 6, 7, 9], [1, 0, 0, 0]])
+    embedded = np.asarray(module.frame_text_embeddings(text, jnp.array([4, 4, 0]), jnp.array([40, 40, 40]), 48))
+    np.testing.assert_allclose(embedded[0, :24], embedded[1, :24], atol=1e-6)
+    assert np.abs(embedded[0, 24:40] - embedded[1, 24:40]).max() > 1e-4
+    np.testing.assert_array_equal(embedded[:, 40:], 0.0)
+    np.testing.assert_array_equal(embedded[2], 0.0)
+    with pytest.raises(ValueError, match="set frame_text=True"):
+        dataclasses.replace(CONFIG, frame_text_blocks=2)
+
+
 def test_frame_text_needs_the_infilling_head():
     with pytest.raises(ValueError, match="frame_text needs tts_head='infill'"):
         dataclasses.replace(CONFIG, frame_text=True, tts_head="flow_omni")

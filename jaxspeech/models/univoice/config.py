@@ -34,6 +34,8 @@ class UniVoiceConfig:
     frame_text: each TTS frame's input also gets a learnt embedding of the text token an even speaking rate puts
       there (frame i of N: token floor((i + 1/2) L / N) of the row's L; E2/F5-TTS give frame i the i-th
       character), an alignment the LLM then only has to correct locally. Needs the infilling head.
+      frame_text_blocks: ConvNeXt blocks (kernel 7, F5-TTS's text refinement) over that frame-rate text before it
+      is added, so each frame also sees the characters around its guess.
     mel_mean, mel_std: the training data's log-mel statistics; the flow runs on normalised frames
       (``normalise``), the ASR encoder reads raw log-mels (its input LayerNorm normalises per frame).
     """
@@ -57,6 +59,7 @@ class UniVoiceConfig:
     flow_head_width: int = 256
     flow_head_blocks: int = 3
     frame_text: bool = False
+    frame_text_blocks: int = 0
     mel_mean: float = 0.0
     mel_std: float = 1.0
 
@@ -70,11 +73,15 @@ class UniVoiceConfig:
         if self.frame_text and self.tts_head != "infill":
             raise ValueError("frame_text needs tts_head='infill': Flow-Omni generates frames one by one without "
                              "knowing how many there will be")
+        if self.frame_text_blocks and not self.frame_text:
+            raise ValueError("frame_text_blocks refine the frame text: set frame_text=True")
         for name in ("n_mels", "encoder_dim", "encoder_layers", "encoder_heads", "pool", "ctc_upsample",
                      "time_sinusoid_dim"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"UniVoiceConfig.{name} must be a positive int, got {value!r}")
+        if not isinstance(self.frame_text_blocks, int) or self.frame_text_blocks < 0:
+            raise ValueError(f"frame_text_blocks must be an int >= 0, got {self.frame_text_blocks!r}")
         if not self.mel_std > 0:
             raise ValueError(f"mel_std must be > 0, got {self.mel_std}")
 

@@ -25,6 +25,7 @@ from jaxspeech.models.univoice.config import UniVoiceConfig
 from jaxspeech.models.univoice.layout import Packing, RowLayout, assemble, packed_rows, row_layout
 from jaxspeech.models.whisper.model import WhisperEncoder
 from jaxspeech.nn.conformer import ConformerEncoder
+from jaxspeech.nn.depthwise_conv import ConvNeXtBlock
 from jaxspeech.nn.dit import modulate
 from jaxspeech.nn.subsampling import ConvSubsampling, subsampled_length
 from jaxspeech.nn.timestep import TimestepEmbedding, sinusoidal_embedding
@@ -244,6 +245,8 @@ class UniVoice(SpeechLM):
         self.out_modulation = nnx.Linear(width, 2 * width, kernel_init=zeros, bias_init=zeros, rngs=rngs)
         self.out = nnx.Linear(width, n_mels, kernel_init=zeros, bias_init=zeros, rngs=rngs)
         self.frame_text = nnx.Embed(config.llm.vocab_size, width, rngs=rngs) if config.frame_text else None
+        self.frame_text_blocks = nnx.List([ConvNeXtBlock(width, 2 * width, 7, 0.1, rngs=rngs)
+                                           for _ in range(config.frame_text_blocks)])
 
     def frame_embeddings(self, x_t: jax.Array, cond: jax.Array) -> jax.Array:
         """x_t, cond [B, T, n_mels] -> Linear([x_t, cond]) + sinusoidal frame positions, [B, T, D]."""
@@ -255,13 +258,17 @@ class UniVoice(SpeechLM):
     def frame_text_embeddings(self, text: jax.Array, text_lengths: jax.Array, frame_lengths: jax.Array,
                               frames: int) -> jax.Array:
         """[B, frames, D]: frame i of a row's N gets the ``frame_text`` embedding of its text token floor((i + 1/2)
-        L / N) (L = text_lengths; zero past N and in rows without text)."""
+        L / N) (L = text_lengths), refined by the ``frame_text_blocks`` over the row's frames; zero past N and in
+        rows without text."""
         text_count, frame_count = text_lengths[:, None].astype(jnp.float32), frame_lengths[:, None].astype(jnp.float32)
         index = jnp.floor((jnp.arange(frames, dtype=jnp.float32)[None, :] + 0.5) * text_count
                           / jnp.maximum(frame_count, 1.0)).astype(jnp.int32)  # fmt: skip
         tokens = jnp.take_along_axis(text, jnp.clip(index, 0, text.shape[1] - 1), axis=1)
         valid = (jnp.arange(frames)[None, :] < frame_lengths[:, None]) & (text_lengths[:, None] > 0)
-        return jnp.where(valid[..., None], self.frame_text(tokens), 0.0)
+        x = jnp.where(valid[..., None], self.frame_text(tokens), 0.0)
+        for block in self.frame_text_blocks:
+            x = block(x, valid)
+        return jnp.where(valid[..., None], x, 0.0)
 
     def time_token(self, t_embedding: jax.Array) -> jax.Array:
         """[B, D] time embedding -> the timestep token [B, 1, D]."""

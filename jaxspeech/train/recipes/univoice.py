@@ -67,7 +67,7 @@ _LLM_FIELDS = tuple(f.name for f in dataclasses.fields(LlmConfig))
 _MODEL_FIELDS = ("n_mels", "audio_encoder", "freeze_audio_encoder", "encoder_dim", "encoder_layers",
                  "encoder_heads", "encoder_ff_mult", "encoder_conv_kernel", "encoder_subsampling_channels",
                  "encoder_dropout", "pool", "ctc_upsample", "time_sinusoid_dim", "tts_head", "flow_head_width",
-                 "flow_head_blocks", "frame_text", "mel_mean", "mel_std")  # fmt: skip
+                 "flow_head_blocks", "frame_text", "frame_text_blocks", "mel_mean", "mel_std")  # fmt: skip
 
 
 def model_config(model: ml_collections.ConfigDict) -> univoice.UniVoiceConfig:
