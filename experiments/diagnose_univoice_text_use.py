@@ -75,16 +75,14 @@ def main() -> None:
     tts = symbol_id(speech.tokenizer, TTS)
     texts = [np.array([tts, *speech.tokenizer.encode(spoken_text(r["text"]))], np.int32) for r in records]
     graphdef = hashed(speech.graphdef)
-    conditions = {"own_text": lambda i: texts[i], "no_text": lambda i: texts[i][:0],
+    conditions = {"own_text": lambda i: texts[i], "no_text": lambda i: texts[i],  # no_text: its length set to 0
                   "another_text": lambda i: texts[(i + 1) % len(texts)]}  # fmt: skip
     sums = {name: {t: [0.0, 0] for t in TIMES} for name in conditions}
     for start in range(0, len(records), args.batch_size):
         rows = range(start, min(start + args.batch_size, len(records)))
         prompts = np.array([int(args.prompt * len(mels[i])) for i in rows], np.int32)
         for name, text_of in conditions.items():
-            mel, lengths, text, text_lengths = padded_batch([mels[i] for i in rows],
-                                                            [text_of(i) if len(text_of(i)) else texts[i][:1]
-                                                             for i in rows])  # fmt: skip
+            mel, lengths, text, text_lengths = padded_batch([mels[i] for i in rows], [text_of(i) for i in rows])
             if name == "no_text":
                 text_lengths = np.zeros_like(text_lengths)
             for k, t in enumerate(TIMES):
