@@ -83,12 +83,13 @@ def get_config() -> ml_collections.ConfigDict:
         dict(num_freq_masks=0, max_freq_width=10, num_time_masks=0, max_time_ratio=0.05))
     c.model.time_sinusoid_dim = 256
     # Each TTS frame's input also embeds the text token an even speaking rate puts there (not UniVoice's: it gives
-    # the text to the frames through attention alone, which this model does not learn to read in 4000 steps). On
-    # valid after 4000 steps (experiments/diagnose_univoice_text_use.py; jaxspeech evaluate --split valid): the flow's
-    # error drops 2.2% with the right text instead of another's (0.2% without frame_text), cloned-speech CER 75.6%
-    # vs 77.2%, clone nearest its prompt's voice 65.8% vs 61.8%.
+    # the text to the frames through attention alone, which this model does not learn to read in 4000 steps), refined
+    # by two ConvNeXt blocks (F5-TTS's text refinement) so each frame sees the characters around its guess. On valid
+    # after 4000 steps (experiments/diagnose_univoice_text_use.py; jaxspeech evaluate --split valid), plain / frame
+    # text / + 2 blocks: the flow's error drops 0.2% / 2.2% / 8.8% with the right text instead of another's,
+    # cloned-speech CER 77.2% / 75.6% / 72.1%, clone nearest its prompt's voice 61.8% / 65.8% / 64.5%.
     c.model.frame_text = True
-    c.model.frame_text_blocks = 0  # ConvNeXt blocks over the frame text (F5-TTS); 1000 steps: see docs/univoice.md
+    c.model.frame_text_blocks = 2
     c.model.tts_head = "infill"  # UniVoice; "flow_omni": frames one by one (configs/flow_omni_tiny.py)
     c.model.flow_head_width = 256  # Flow-Omni's per-frame flow head
     c.model.flow_head_blocks = 3
