@@ -169,7 +169,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--student-lr", type=float, default=5e-4)
-    parser.add_argument("--samples", type=int, default=4096)
+    # SW_2 between two independent data sets is 0.056 +- 0.017 at 4096 points (12 draws) and 0.022 +- 0.006 at
+    # 65536: at 4096 every good one-step model sits inside the floor's spread and cannot be ranked.
+    parser.add_argument("--samples", type=int, default=65536)
     parser.add_argument("--out", default="experiments/results/consistency_2d.json")
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()

@@ -163,6 +163,8 @@ def generate(
         k = config.intonation.num_tokens
         if choice is not None and (choice.min(initial=0) < 0 or choice.max(initial=0) >= k):
             raise ValueError(f"intonation tokens must be in [0, {k}), got {choice.tolist()}")
+        intonation = intonation if choice is None else choice  # host arrays (or tracers): lists are not pytree leaves
+    token_mask = token_mask if mask_np is None else mask_np
 
     leaves, treedef = jax.tree.flatten(params)
     mu, hidden, durations, frames_needed = _encode_for_synthesis(
