@@ -16,4 +16,5 @@ def get_config() -> ml_collections.ConfigDict:
     c = config_beside(__file__, "univoice_tiny.py")
     c.model.tts_head = "flow_omni"
     c.model.frame_text = False  # Flow-Omni does not know how many frames it will generate
+    c.model.frame_text_blocks = 0
     return c

@@ -27,6 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.decode.beam_size = 0  # greedy: joint decoding needs the CTC, and the LLM alone gained little from a beam
     c.model.pool = 6  # Whisper's 1500 positions -> 250 speech embeddings (UniVoice)
     c.model.frame_text = False  # UniVoice's TTS rows: the frames read the text through attention alone
+    c.model.frame_text_blocks = 0
     c.model.llm.max_position_embeddings = 8192
     c.model.llm.attention_impl = "auto"  # cuDNN for the causal rows, the Pallas kernel for the dual mask
     c.model.llm.dropout = 0.0

@@ -235,5 +235,10 @@ def test_the_paper_scale_config_names_its_checkpoints_and_shards_the_llm():
     assert config.model.audio_encoder == "whisper" and config.model.freeze_audio_encoder
     assert config.init.llm_checkpoint.endswith("SmolLM2-360M") and "whisper" in config.model.whisper_checkpoint
     assert config.train.compute_dtype == "bfloat16" and config.model.pool == 6 and config.mesh.fsdp == 8
+    model = config.model.copy_and_resolve_references()
+    # the Whisper architecture and the vocabulary are only known once the checkpoints are read
+    model.audio_encoder, model.llm.vocab_size = "conformer", 49152
+    model = recipe.model_config(model)  # the other fields agree with each other (UniVoiceConfig checks them)
+    assert not model.frame_text and model.frame_text_blocks == 0
     with pytest.raises(FileNotFoundError, match="not found"):  # no hub here: the directories must exist
         recipe._pretrained_llm(config, 49154)
