@@ -127,13 +127,14 @@ def _race(contenders: dict[str, tuple[str, dict]], split: str, utterances: int, 
     loaded = {name: load_synthesizer(workdir) for name, (workdir, _) in contenders.items()}
     some_config = next(iter(loaded.values()))[0].config
     records = load_records(some_config.data.dir, split=split)[:utterances]
+    items = {name: [synthesizer.record_item(record) for record in records]
+             for name, (synthesizer, _, _) in loaded.items()}
     seconds: dict[str, list[float]] = {name: [] for name in contenders}
     key = jax.random.key(0)
     for _ in range(rounds):
         for name, (synthesizer, params, _) in loaded.items():
-            items = [synthesizer.record_item(record) for record in records]
             seconds[name].append(sum(time_call(synthesizer.generate, params, [item], key=key, warmup=1,
-                                               repeats=repeats, **contenders[name][1]) for item in items))
+                                               repeats=repeats, **contenders[name][1]) for item in items[name]))
     first, last = list(contenders)
     speedups = [a / b for a, b in zip(seconds[first], seconds[last])]
     print(f"[race] {first} vs {last}: {seconds}, speed-up {speedups}", flush=True)
