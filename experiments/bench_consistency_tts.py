@@ -16,12 +16,21 @@ CER points of the 50-step teacher and at least 20 times faster in acoustic RTF.
 
     python experiments/bench_consistency_tts.py --teacher runs/tts_edm_tiny --cd runs/tts_cd_tiny \
         --ict runs/tts_ict_tiny --ect runs/tts_ect_tiny --ctm runs/tts_ctm_tiny --asr-workdir runs/asr_ctc_tiny
+
+On a GPU machine that has the checkpoints but neither recordings nor recognizer, the table is synthesized and
+timed there with the settings an earlier (CPU) run chose, and scored here afterwards:
+
+    python experiments/bench_consistency_tts.py --teacher T --cd C --chosen-from REPORT.json --audio-out DIR
+    python experiments/bench_consistency_tts.py --teacher runs/tts_edm_tiny --cd runs/tts_cd_tiny --score-audio DIR
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
+import os
+import shutil
 import statistics
 
 import jax
@@ -31,7 +40,7 @@ from jaxspeech.data.readers import load_records
 from jaxspeech.eval.rtf import time_call
 from jaxspeech.train import recipes
 from jaxspeech.train.config import read_saved_config
-from jaxspeech.train.recipes.tts_fm import load_synthesizer
+from jaxspeech.train.recipes.tts_fm import load_synthesizer, score_audio
 
 SECTION = "## Consistency models for TTS: one-step students vs the EDM teacher (issue 17)"
 # model -> steps in the table; and the sampler candidates compared on the selection split.
@@ -69,19 +78,37 @@ def main() -> None:
     parser.add_argument("--race-repeats", type=int, default=5, help="timed calls per utterance and round")
     parser.add_argument("--out", default="experiments/results/bench_consistency_tts.json")
     parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument("--chosen-from", metavar="REPORT", help="take the settings an earlier report chose")
+    parser.add_argument("--audio-out", metavar="DIR", help="synthesize and time only: each row's audio to DIR/<row>/ "
+                        "and the report to DIR/report.json, for --score-audio (no recordings or recognizer needed)")
+    parser.add_argument("--score-audio", metavar="DIR", help="score the rows an --audio-out run left in DIR")
     args = parser.parse_args()
-    evaluate = recipes.get("tts_fm").require("evaluate")
     workdirs = {name: getattr(args, name) for name in ROWS if getattr(args, name)}
     if "teacher" not in workdirs:
         parser.error("--teacher is needed: the students are compared with it")
+    if args.score_audio:
+        report = _scored(args.score_audio, workdirs, args.asr_workdir)
+        save_report(report, args.out)
+        if not args.no_docs:
+            write_section(_title(report), _markdown(report))
+        return
+    evaluate = recipes.get("tts_fm").require("evaluate")
 
     def evaluated(workdir: str, split: str, limit: int | None, sampler: dict) -> dict:
-        result = evaluate(workdir, split=split, asr_workdir=args.asr_workdir, limit=limit, sampler=sampler)
+        result = evaluate(workdir, split=split, asr_workdir=args.asr_workdir, limit=limit, sampler=sampler,
+                          score=not args.audio_out)
         jax.clear_caches()  # each evaluation compiles its own programs: one process kept them all (LLVM OOM)
         return result
 
     selection, chosen = {}, {}
+    if args.chosen_from:
+        with open(args.chosen_from) as f:
+            earlier = json.load(f)
+        chosen = {name: earlier["chosen"].get(name, CANDIDATES[name][0]) for name in workdirs}
+        selection = {"chosen_from": args.chosen_from, "split": earlier["select_split"]}
     for name, workdir in workdirs.items():
+        if name in chosen:
+            continue
         if len(CANDIDATES[name]) == 1:  # the sampler's defaults: nothing to choose
             chosen[name] = CANDIDATES[name][0]
             continue
@@ -105,6 +132,8 @@ def main() -> None:
             objective = read_saved_config(workdir).model.decoder.objective
             table[f"{name} {steps}"] = {"workdir": workdir, "objective": objective, **_row(result)}
             print(f"[{args.split}] {name} {sampler}: {table[f'{name} {steps}']}", flush=True)
+            if args.audio_out:
+                shutil.copytree(os.path.join(workdir, f"eval_{args.split}"), _audio_dir(args.audio_out, name, steps))
     race = None
     if "cd" in workdirs:
         race = _race({"teacher 50": (workdirs["teacher"], {**chosen["teacher"], "steps": 50}),
@@ -113,9 +142,37 @@ def main() -> None:
     report = {"command": command(), "machine": machine(), "date": datetime.date.today().isoformat(),
               "split": args.split, "select_split": args.select_split, "chosen": chosen, "selection": selection,
               "table": table, "race": race, "targets": _targets(table, race)}
+    if args.audio_out:  # scored later, elsewhere (--score-audio)
+        save_report(report, os.path.join(args.audio_out, "report.json"))
+        return
     save_report(report, args.out)
     if not args.no_docs:
-        write_section(SECTION, _markdown(report))
+        write_section(_title(report), _markdown(report))
+
+
+def _audio_dir(root: str, name: str, steps: int) -> str:
+    return os.path.join(root, f"{name}_{steps}")
+
+
+def _scored(directory: str, workdirs: dict[str, str], asr_workdir: str) -> dict:
+    """The report an ``--audio-out`` run left in ``directory``, its rows scored here (``workdirs``: this
+    machine's runs, for their configs and records) with the recognizer of ``asr_workdir``."""
+    with open(os.path.join(directory, "report.json")) as f:
+        report = json.load(f)
+    for row_name, row in report["table"].items():
+        name, steps = row_name.split()
+        scores = score_audio(workdirs[name], _audio_dir(directory, name, int(steps)), split=report["split"],
+                             asr_workdir=asr_workdir)
+        row.update(_row({**row, **{k: v for k, v in scores.items() if k != "utterances"}}))
+        print(f"[scored] {row_name}: MCD {row['mcd_db']:.3f} CER {row['asr_cer']}", flush=True)
+    report["targets"] = _targets(report["table"], report["race"])
+    report["scored"] = {"command": command(), "machine": machine(), "date": datetime.date.today().isoformat()}
+    return report
+
+
+def _title(report: dict) -> str:
+    """The docs heading: one section per kind of machine the table was synthesized and timed on."""
+    return SECTION if ", cpu," in report["machine"] else f"{SECTION[:-1]}, on a GPU)"
 
 
 def _race(contenders: dict[str, tuple[str, dict]], split: str, utterances: int, rounds: int,
@@ -144,7 +201,7 @@ def _race(contenders: dict[str, tuple[str, dict]], split: str, utterances: int, 
 
 def _targets(table: dict, race: dict | None) -> dict:
     teacher, student = table.get("teacher 50"), table.get("cd 1")
-    if not (teacher and student):
+    if not (teacher and student) or student["mcd_db"] is None:  # not both there, or not scored yet
         return {}
     def cer(row):
         return None if row["asr_cer"] is None else 100 * row["asr_cer"]
@@ -159,7 +216,7 @@ def _markdown(report: dict) -> str:
     def pct(x):
         return "n/a" if x is None else f"{100 * x:.1f}%"
 
-    lines = [SECTION, "", f"On {report['split']} (settings chosen on {report['select_split']}: "
+    lines = [_title(report), "", f"On {report['split']} (settings chosen on {report['select_split']}: "
              + ", ".join(f"{k} {v}" for k, v in report["chosen"].items()) + "). Griffin-Lim on the model's mel; CER "
              "of the tiny CTC recognizer; RTF at batch 1 (acoustic model alone, and with the vocoder).", "",
              "| model | trained steps | steps (NFE) | MCD (dB) | CER | acoustic RTF | RTF with vocoder |",
@@ -178,7 +235,13 @@ def _markdown(report: dict) -> str:
         lines += ["", f"Side by side (the two taking turns on the first {race['utterances']} utterances, "
                   f"{race['rounds']} rounds, per-utterance medians of {race['repeats']} calls): acoustic speed-up "
                   f"{race['speedup']:.1f}x (rounds: " + ", ".join(f"{x:.1f}x" for x in race["speedups"]) + ")."]
-    lines += ["", f"`{report['command']}` — {report['machine']}, {report['date']}.", ""]
+    lines += ["", f"`{report['command']}` — {report['machine']}, {report['date']}."]
+    if "scored" in report:
+        scored, selection = report["scored"], report["selection"]
+        lines += ["", f"Synthesized and timed on that machine with the settings of {selection['chosen_from']} "
+                  f"(chosen on {selection['split']}); the audio scored (MCD, CER) on another: "
+                  f"`{scored['command']}` — {scored['machine']}, {scored['date']}."]
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -14,8 +14,10 @@ DOCS = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "benchmarks.md
 
 
 def machine() -> str:
-    """e.g. ``x86_64, 2 cores, cpu, jax 0.10.2``."""
-    return f"{platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].platform}, jax {jax.__version__}"
+    """e.g. ``x86_64, 2 cores, cpu, jax 0.10.2`` (``..., gpu NVIDIA H100 80GB HBM3, ...`` on an accelerator)."""
+    device = jax.devices()[0]
+    kind = device.platform if device.platform == "cpu" else f"{device.platform} {device.device_kind}"
+    return f"{platform.machine()}, {os.cpu_count()} cores, {kind}, jax {jax.__version__}"
 
 
 def command() -> str:

@@ -13,16 +13,21 @@ taken in turn (PyTorch, then jaxspeech) after warm-up; jaxspeech's compile time 
   ``Synthesizer.generate``, which pads frames to a multiple of 64 and tokens to 16);
 - acoustic model + vocoder: the same, then HiFi-GAN V1.
 
-RTF = wall time / seconds of audio produced. The outputs are compared on the same inputs: the vector
-field, and Euler synthesis from the same noise (max abs difference), and the frame count.
+RTF = wall time / seconds of audio produced; each timed call waits for its outputs (PyTorch's CUDA
+stream is synchronised, JAX's arrays are blocked on). The outputs are compared on the same inputs: the
+vector field, and Euler synthesis from the same noise (max abs difference), and the frame count.
 
     python experiments/matcha_speed_race.py --out experiments/results/matcha_speed_race.json
+    # on a GPU machine, batch 1 and 16, then the docs section from both reports:
+    python experiments/matcha_speed_race.py --torch-device cuda --batch 16 --out race_b16.json --no-docs
+    python experiments/matcha_speed_race.py --render race_b1.json race_b16.json
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import statistics
 import tempfile
@@ -62,6 +67,19 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def _synchronised(fn, torch_device: str):
+    """``fn`` followed by a wait for its outputs: PyTorch's CUDA stream (``torch_device`` cuda) or JAX's arrays."""
+    import torch
+
+    def call():
+        out = fn()
+        if torch_device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return jax.block_until_ready(out)  # leaves that are not JAX arrays are passed over
+
+    return call
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--text", default=TEXT)
@@ -69,9 +87,20 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--torch-threads", type=int, default=2)
-    parser.add_argument("--out", required=True, help="JSON report (experiments/results/matcha_speed_race.json)")
+    parser.add_argument("--torch-device", default="cpu", help="cpu, or cuda on a GPU machine (JAX takes its default)")
+    parser.add_argument("--out", help="JSON report (experiments/results/matcha_speed_race.json)")
     parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument("--render", nargs="+", metavar="JSON", help="only write the docs section of these reports")
     args = parser.parse_args()
+    if args.render:
+        reports = []
+        for path in args.render:
+            with open(path) as f:
+                reports.append(json.load(f))
+        write_section(_section(reports[0]), _markdown(reports))
+        return
+    if not args.out:
+        parser.error("--out is needed (or --render)")
 
     import torch
     from matcha.hifigan.config import v1
@@ -85,6 +114,7 @@ def main() -> None:
     with matcha_reference.matcha_modules() as module, tempfile.TemporaryDirectory() as directory:
         torch.manual_seed(0)
         model = matcha_reference.matcha_model(module, HPARAMS)
+        device = torch.device(args.torch_device)
         checkpoint = os.path.join(directory, "matcha.ckpt")
         torch.save({"state_dict": model.state_dict(), "hyper_parameters": HPARAMS}, checkpoint)
         torch.manual_seed(1)
@@ -92,14 +122,15 @@ def main() -> None:
         generator_path = os.path.join(directory, "generator_v1")
         torch.save({"generator": generator.state_dict()}, generator_path)
         generator.remove_weight_norm()
+        model, generator = model.to(device), generator.to(device)
 
         started = time.perf_counter()
         synthesizer, params, _ = load_synthesizer(checkpoint, generator_path)
         import_s = time.perf_counter() - started
         config = synthesizer.config.model
         ids = matcha_import.matcha_tokenizer().encode(phrase(espeak.phonemize(args.text)).text)
-        x = torch.tensor(np.tile(ids, (args.batch, 1)))
-        lengths = torch.full((args.batch,), len(ids))
+        x = torch.tensor(np.tile(ids, (args.batch, 1)), device=device)
+        lengths = torch.full((args.batch,), len(ids), device=device)
         items = [synthesizer.item(args.text)] * args.batch
         key = jax.random.key(0)
         sampler = dict(steps=args.steps, temperature=0.667)
@@ -126,8 +157,10 @@ def main() -> None:
         rng = np.random.default_rng(0)
         xt, mu = (rng.standard_normal((args.batch, padded, 80)).astype(np.float32) for _ in range(2))
         t = np.full((args.batch,), 0.5, np.float32)
-        xt_t, mu_t, mask_t = (torch.tensor(xt).transpose(1, 2), torch.tensor(mu).transpose(1, 2),
-                              torch.ones(args.batch, 1, padded))
+        xt_t, mu_t, mask_t = (torch.tensor(xt, device=device).transpose(1, 2),
+                              torch.tensor(mu, device=device).transpose(1, 2),
+                              torch.ones(args.batch, 1, padded, device=device))
+        t_t = torch.tensor(t, device=device)
         cond = {"mu": jnp.asarray(mu), "speaker": jnp.zeros(args.batch, jnp.int32),
                 "mask": jnp.ones((args.batch, padded), bool)}
         network = tts.decoder_network(synthesizer.graphdef, params)
@@ -135,7 +168,7 @@ def main() -> None:
 
         def torch_step():
             with torch.inference_mode():
-                return model.decoder.estimator(xt_t, mask_t, mu_t, torch.tensor(t))
+                return model.decoder.estimator(xt_t, mask_t, mu_t, t_t)
 
         def jax_step_run():
             return jax_step(jnp.asarray(xt), jnp.asarray(t)).block_until_ready()
@@ -145,17 +178,19 @@ def main() -> None:
             started = time.perf_counter()
             fn()
             compile_s[name] = time.perf_counter() - started  # first call: tracing + XLA compilation
-        field_diff = float(np.abs(np.asarray(jax_step_run()) - torch_step().transpose(1, 2).numpy()).max())
+        field_diff = float(np.abs(np.asarray(jax_step_run()) - torch_step().transpose(1, 2).cpu().numpy()).max())
         with torch.inference_mode():
-            euler = model.decoder.solve_euler(xt_t, torch.linspace(0, 1, args.steps + 1), mu_t, mask_t, None, None)
+            grid = torch.linspace(0, 1, args.steps + 1, device=device)
+            euler = model.decoder.solve_euler(xt_t, grid, mu_t, mask_t, None, None)
         ours = sample_ode(network, None, jnp.asarray(xt), cond=cond, steps=args.steps, method="euler")
-        euler_diff = float(np.abs(np.asarray(ours) - euler.transpose(1, 2).numpy()).max())
+        euler_diff = float(np.abs(np.asarray(ours) - euler.transpose(1, 2).cpu().numpy()).max())
         jax_frames = int(np.asarray(jax_acoustic().mel_mask)[0].sum())
 
-        pairs = {"step": (torch_step, jax_step_run), "acoustic": (torch_acoustic, jax_acoustic),
-                 "acoustic_vocoder": (torch_full, jax_full)}
-        for fn in (torch_step, torch_acoustic, torch_full):
-            fn()  # warm-up
+        pairs = {name: tuple(_synchronised(fn, args.torch_device) for fn in fns) for name, fns in
+                 {"step": (torch_step, jax_step_run), "acoustic": (torch_acoustic, jax_acoustic),
+                  "acoustic_vocoder": (torch_full, jax_full)}.items()}
+        for torch_fn, _ in pairs.values():
+            torch_fn()  # warm-up
         timings = {name: {"pytorch": [], "jaxspeech": []} for name in pairs}
         for _ in range(args.repeats):
             for name, (torch_fn, jax_fn) in pairs.items():
@@ -167,40 +202,62 @@ def main() -> None:
             p, j = statistics.median(t["pytorch"]), statistics.median(t["jaxspeech"])
             rows[name] = {"pytorch_s": p, "jaxspeech_s": j, "speedup": p / j,
                           **({} if name == "step" else {"pytorch_rtf": p / audio_s, "jaxspeech_rtf": j / audio_s})}
-    report = {"date": datetime.date.today().isoformat(), "machine": machine(), "torch": torch.__version__,
-              "torch_threads": args.torch_threads, "text": args.text, "tokens": len(ids), "batch": args.batch,
-              "steps": args.steps, "repeats": args.repeats, "frames": {"pytorch": frames, "jaxspeech": jax_frames},
-              "audio_s": audio_s, "parameters": int(sum(p.numel() for p in model.parameters())),
+    report = {"date": datetime.date.today().isoformat(), "command": command(), "machine": machine(),
+              "torch": torch.__version__, "torch_threads": args.torch_threads, "torch_device": str(device),
+              "torch_device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "text": args.text, "tokens": len(ids), "batch": args.batch, "steps": args.steps,
+              "repeats": args.repeats, "frames": {"pytorch": frames, "jaxspeech": jax_frames}, "audio_s": audio_s,
+              "parameters": int(sum(p.numel() for p in model.parameters())),
               "max_abs_diff": {"vector_field": field_diff, f"euler_{args.steps}_steps": euler_diff},
               "import_s": import_s, "jaxspeech_compile_s": compile_s, "rows": rows, "config": config.to_dict()}
     save_report(report, args.out)
-    if args.no_docs:
-        return
-    labels = {"step": "one ODE step (vector field)", "acoustic": f"acoustic model, {args.steps} steps",
-              "acoustic_vocoder": f"acoustic model + HiFi-GAN V1, {args.steps} steps"}
-    table = "\n".join(
-        f"| {labels[name]} | {1000 * r['pytorch_s']:.0f} ms | {1000 * r['jaxspeech_s']:.0f} ms | {r['speedup']:.2f}x | "
-        + (f"{r['pytorch_rtf']:.3f} | {r['jaxspeech_rtf']:.3f} |" if "pytorch_rtf" in r else "- | - |")
-        for name, r in rows.items())
-    write_section(SECTION, f"""{SECTION}
+    if not args.no_docs:
+        write_section(_section(report), _markdown([report]))
 
-Command: `{command()}`  
-Machine: {report['machine']}, torch {report['torch']} with {args.torch_threads} threads  
-Date: {report['date']}
 
-Matcha-TTS's default architecture ({report['parameters'] / 1e6:.1f} M parameters, random weights) run by the
-`matcha-tts` package and by jaxspeech from the same checkpoint; batch {args.batch}, {len(ids)} tokens,
-{frames} frames ({audio_s:.2f} s of audio); medians of {args.repeats} runs taken in turn. Same inputs give the
-same outputs: vector field within {field_diff:.1e}, {args.steps}-step Euler synthesis from the same noise within
-{euler_diff:.1e} (max abs, normalised mel units); frames {frames} (PyTorch) vs {jax_frames} (jaxspeech).
-jaxspeech compile time (first call): step {compile_s['step']:.1f} s, acoustic {compile_s['acoustic']:.1f} s,
-with vocoder {compile_s['acoustic_vocoder']:.1f} s; checkpoint import {import_s:.1f} s. jaxspeech's synthesis
-pads frames to a multiple of 64 (one compilation per bucket), Matcha's to a multiple of 4.
+def _section(report: dict) -> str:
+    """The docs heading: one section per kind of machine (CPU, or the GPU's name)."""
+    return SECTION if report.get("torch_device", "cpu") == "cpu" else f"{SECTION[:-1]}, on a GPU)"
 
-| row | PyTorch | jaxspeech | speed-up | RTF PyTorch | RTF jaxspeech |
-| --- | --- | --- | --- | --- | --- |
-{table}
-""")
+
+def _markdown(reports: list[dict]) -> str:
+    """The docs section of one or more reports of one machine (e.g. batch 1 and batch 16)."""
+    first = reports[0]
+    labels = {"step": "one ODE step (vector field)", "acoustic": f"acoustic model, {first['steps']} steps",
+              "acoustic_vocoder": f"acoustic model + HiFi-GAN V1, {first['steps']} steps"}
+    torch_on = (f"{first['torch_threads']} threads" if first.get("torch_device", "cpu") == "cpu"
+                else first["torch_device_name"])
+    lines = [_section(first), ""]
+    lines += [f"Command: `{r.get('command', 'python experiments/matcha_speed_race.py')}`  " for r in reports]
+    lines += [f"Machine: {first['machine']}, torch {first['torch']} on {torch_on}  ", f"Date: {first['date']}", "",
+              f"Matcha-TTS's default architecture ({first['parameters'] / 1e6:.1f} M parameters, random weights) run "
+              "by the `matcha-tts` package and by jaxspeech from the same checkpoint; "
+              f"{first['tokens']} tokens, {first['frames']['pytorch']} frames "
+              f"({first['audio_s'] / first['batch']:.2f} s of audio per utterance); medians of {first['repeats']} runs "
+              "taken in turn. jaxspeech's synthesis pads "
+              "frames to a multiple of 64 (one compilation per bucket), Matcha's to a multiple of 4."
+              + ("" if first.get("torch_device", "cpu") == "cpu" else
+                 " On a GPU both frameworks run float32 products at their default precision (TF32 on Hopper where "
+                 "allowed: XLA's dots and convolutions, cuDNN's convolutions), so the outputs agree less closely "
+                 "than on a CPU."), ""]
+    for r in reports:
+        diff, compile_s = r["max_abs_diff"], r["jaxspeech_compile_s"]
+        euler = diff[f"euler_{r['steps']}_steps"]
+        lines.append(f"Batch {r['batch']}: vector field within {diff['vector_field']:.1e}, "
+                     f"{r['steps']}-step Euler synthesis from the same noise within "
+                     f"{euler:.1e} "
+                     f"(max abs, normalised mel units); frames {r['frames']['pytorch']} (PyTorch) vs "
+                     f"{r['frames']['jaxspeech']} (jaxspeech); jaxspeech compile time (first call) step "
+                     f"{compile_s['step']:.1f} s, acoustic {compile_s['acoustic']:.1f} s, with vocoder "
+                     f"{compile_s['acoustic_vocoder']:.1f} s; checkpoint import {r['import_s']:.1f} s.")
+    lines += ["", "| batch | row | PyTorch | jaxspeech | speed-up | RTF PyTorch | RTF jaxspeech |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in reports:
+        for name, row in r["rows"].items():
+            rtf = (f"{row['pytorch_rtf']:.4f} | {row['jaxspeech_rtf']:.4f} |" if "pytorch_rtf" in row else "- | - |")
+            lines.append(f"| {r['batch']} | {labels[name]} | {1000 * row['pytorch_s']:.1f} ms | "
+                         f"{1000 * row['jaxspeech_s']:.1f} ms | {row['speedup']:.2f}x | {rtf}")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

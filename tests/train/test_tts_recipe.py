@@ -191,3 +191,25 @@ def test_evaluate_prints_quality_speed_and_prosody(resumed, capsys):
     assert len(wavs) == 3 and wavs[0] == "griffin_lim_on_model_mel"
     assert sorted(os.listdir(resumed / "eval_test-seen" / "griffin_lim_on_model_mel")) == wavs[1:]
     assert json.loads((resumed / "eval_test-seen.json").read_text()) == result
+
+
+def test_audio_synthesized_without_scoring_scores_as_evaluate_does(resumed, tmp_path):
+    """A GPU machine synthesizes and times (score=False: no recordings read); another scores the audio."""
+    options = dict(split="test-seen", limit=2, steps=2, vocoder="harmonic")
+    scored = recipe.evaluate(str(resumed), **options)
+    timed = recipe.evaluate(str(resumed), **options, score=False)
+    assert "mcd_db" not in timed and timed["rtf"] > 0 and timed["acoustic_rtf"] > 0 and timed["utterances"] == 2
+    audio_dir = tmp_path / "from_gpu"
+    os.rename(resumed / "eval_test-seen", audio_dir)
+    later = recipe.score_audio(str(resumed), str(audio_dir), split="test-seen")
+    assert later["utterances"] == 2 and later["asr_cer"] is None  # no recognizer configured
+    # evaluate scores the audio as written too: the same files give the same figures.
+    figures = set(later) - {"split", "utterances", "asr_workdir"}
+    assert {"mcd_db", "contour_accuracy", "griffin_lim_on_model_mel"} <= figures
+    assert {k: later[k] for k in figures} == {k: scored[k] for k in figures}
+    first = sorted(os.listdir(audio_dir / "griffin_lim_on_model_mel"))[0]
+    os.remove(audio_dir / "griffin_lim_on_model_mel" / first)
+    with pytest.raises(FileNotFoundError, match="1 records have no synthesized audio"):
+        recipe.score_audio(str(resumed), str(audio_dir), split="test-seen")
+    with pytest.raises(ValueError, match="no audio of split 'test-seen'"):
+        recipe.score_audio(str(resumed), str(tmp_path), split="test-seen")

@@ -72,7 +72,7 @@ def _scores(paths: Sequence[str], synthesized: Sequence[np.ndarray], references:
 def evaluate_items(synthesizer: Synthesizer, params, items: Sequence[SynthesisItem], records: Sequence[dict], *,
                    out_dir: str, key: jax.Array, batch_size: int, rtf_utterances: int, rtf_repeats: int,
                    reference_vocoders: Mapping[str, Vocoder], transcribe: Transcriber | None = None,
-                   **options) -> dict:
+                   score: bool = True, **options) -> dict:
     """Synthesizes ``items`` (one per record, in batches of ``batch_size`` sorted by length) and
     scores them against the records' audio and text.
 
@@ -82,8 +82,9 @@ def evaluate_items(synthesizer: Synthesizer, params, items: Sequence[SynthesisIt
     ``transcribe``), comma pause MAE, contour scores, ``rtf`` (acoustic model + vocoder seconds per
     second of audio, one utterance at a time, compiled, over the first ``rtf_utterances``),
     ``acoustic_rtf`` (the same for the acoustic model alone: text to mel), and
-    ``<name>: {same scores}`` for each reference vocoder. options: synthesis options (guidance,
-    sampler options) passed to :meth:`Synthesizer.generate`.
+    ``<name>: {same scores}`` for each reference vocoder. ``score=False``: the audio and the RTFs alone, no
+    recordings read (an accelerator machine that synthesizes; :func:`score_saved_audio` scores the folder
+    elsewhere). options: synthesis options (guidance, sampler options) passed to :meth:`Synthesizer.generate`.
     """
     preset, rate = synthesizer.preset, synthesizer.preset.sample_rate
     vocoders = {"": synthesizer.vocoder, **reference_vocoders}
@@ -98,18 +99,11 @@ def evaluate_items(synthesizer: Synthesizer, params, items: Sequence[SynthesisIt
             rendered = np.asarray(vocoder(out, jax.random.fold_in(batch_key, 1)))
             joined = synthesizer.join(rows, out, rendered, len(chunk))
             waveforms[name].update((i, waveform) for i, (_, waveform) in zip(chunk, joined))
-    references = [audio.load_audio(r["audio"], sample_rate=rate) for r in records]
-    texts = [r["text"] for r in records]
-    result = {}
     for name in vocoders:
-        folder = os.path.join(out_dir, name)
-        os.makedirs(folder, exist_ok=True)
-        paths = [os.path.join(folder, f"{record['id']}.wav") for record in records]
-        synthesized = [waveforms[name][i] for i in range(len(records))]
-        for path, waveform in zip(paths, synthesized):
-            audio.save_audio(path, waveform, rate)
-        scores = _scores(paths, synthesized, references, texts, rate, preset, transcribe)
-        result.update(scores) if name == "" else result.update({name: scores})
+        os.makedirs(os.path.join(out_dir, name), exist_ok=True)
+        for i, path in enumerate(_paths(out_dir, name, records)):
+            audio.save_audio(path, waveforms[name][i], rate)
+    result = score_saved_audio(out_dir, records, preset, transcribe, names=list(vocoders)) if score else {}
 
     rtf_items = items[:rtf_utterances]
     audio_seconds = sum(len(waveforms[""][i]) for i in range(len(rtf_items))) / rate
@@ -118,6 +112,33 @@ def evaluate_items(synthesizer: Synthesizer, params, items: Sequence[SynthesisIt
                       for item in rtf_items)
         result[name] = seconds / audio_seconds
     return _json_ready(result)
+
+
+def score_saved_audio(out_dir: str, records: Sequence[dict], preset, transcribe: Transcriber | None = None,
+                      names: Sequence[str] | None = None) -> dict:
+    """The scores of :func:`evaluate_items`, which are always taken on the audio as written (16-bit,
+    clipped: what a listener and the recognizer get), for ``out_dir``'s ``<id>.wav`` and the reference
+    vocoders' ``<name>/<id>.wav`` (names: "" and every subfolder, unless given); e.g. audio synthesized on
+    another machine with ``score=False``. Every record needs its file."""
+    if names is None:
+        names = [""] + sorted(n for n in os.listdir(out_dir) if os.path.isdir(os.path.join(out_dir, n)))
+    missing = [p for name in names for p in _paths(out_dir, name, records) if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} records have no synthesized audio in {out_dir}, e.g. {missing[0]}")
+    rate = preset.sample_rate
+    references = [audio.load_audio(r["audio"], sample_rate=rate) for r in records]
+    texts = [r["text"] for r in records]
+    result = {}
+    for name in names:
+        paths = _paths(out_dir, name, records)
+        synthesized = [audio.load_audio(p, sample_rate=rate) for p in paths]
+        scores = _scores(paths, synthesized, references, texts, rate, preset, transcribe)
+        result.update(scores) if name == "" else result.update({name: scores})
+    return _json_ready(result)
+
+
+def _paths(out_dir: str, name: str, records: Sequence[dict]) -> list[str]:
+    return [os.path.join(out_dir, name, f"{record['id']}.wav") for record in records]
 
 
 def _json_ready(value):

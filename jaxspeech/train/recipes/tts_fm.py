@@ -32,7 +32,7 @@ from jaxspeech.data.readers import load_records
 from jaxspeech.data.tts import DEFAULT_SPEAKER, TTSCollate, phrased_record, pitch_track, speaker_of, tokenizer_for
 from jaxspeech.models import neural_vocoder, tts
 from jaxspeech.models.tts import matcha_import
-from jaxspeech.models.tts.evaluation import MODEL_MEL, evaluate_items
+from jaxspeech.models.tts.evaluation import MODEL_MEL, evaluate_items, score_saved_audio
 from jaxspeech.models.tts.synthesizer import Synthesizer
 from jaxspeech.models.tts.vocoders import BUILTIN_VOCODERS, GRIFFIN_LIM, Vocoder, builtin_vocoder
 from jaxspeech.text import Tokenizer
@@ -261,6 +261,29 @@ def synthesize(workdir: str, texts: Sequence[str], *, speaker: str | int | None 
     return waveforms, synthesizer.preset.sample_rate
 
 
+def score_audio(workdir: str, audio_dir: str, *, split: str, asr_workdir: str | None = None) -> dict:
+    """The scores of :func:`evaluate` for audio it wrote with ``score=False`` (``eval_<split>/``, copied to
+    ``audio_dir``, e.g. from a GPU machine), against the records of ``split`` that have a file there."""
+    config = read_run_config(workdir)
+    records = [r for r in load_records(config.data.dir, split=split)
+               if os.path.isfile(os.path.join(audio_dir, f"{r['id']}.wav"))]
+    if not records:
+        raise ValueError(f"no audio of split {split!r} in {audio_dir}")
+    transcribe = _recognizer(asr_workdir or config.eval.asr_workdir)
+    scores = score_saved_audio(audio_dir, records, audio.get_preset(config.data.preset), transcribe)
+    return {"split": split, "utterances": len(records),
+            "asr_workdir": asr_workdir if transcribe else None, **scores}
+
+
+def _recognizer(asr_workdir: str | None):
+    """The transcriber of ``asr_workdir``, or None with a warning when it holds no trained recognizer."""
+    if asr_workdir and os.path.isfile(os.path.join(asr_workdir, "config.json")):
+        return _transcriber(asr_workdir)
+    log.warning("no recognizer at %r: asr_cer not measured (train configs/asr_ctc_tiny.py and pass "
+                "--asr-workdir)", asr_workdir)
+    return None
+
+
 def _transcriber(asr_workdir: str):
     recognizer = recipes.for_workdir(asr_workdir).require("transcribe")
     return lambda files: recognizer(asr_workdir, list(files), beam_size=0)
@@ -268,12 +291,14 @@ def _transcriber(asr_workdir: str):
 
 def evaluate(workdir: str, *, split: str, asr_workdir: str | None = None, vocoder: str | None = None,
              steps: int | None = None, guidance: float | None = None, temperature: float | None = None,
-             limit: int | None = None, sampler: Sequence[str] | Mapping[str, object] | None = None) -> dict:
+             limit: int | None = None, sampler: Sequence[str] | Mapping[str, object] | None = None,
+             score: bool = True) -> dict:
     """Synthesizes every utterance of ``split`` (its text and speaker) and scores it against the
     recording (``jaxspeech.models.tts.evaluation``): with the vocoder, and with Griffin-Lim on the
     model's own mel (``griffin_lim_on_model_mel``). ASR figures use the recognizer of
     ``asr_workdir`` (default ``config.eval.asr_workdir``; null with a warning when there is none).
-    Written to ``eval_<split>.json``; audio to ``eval_<split>/``."""
+    Written to ``eval_<split>.json``; audio to ``eval_<split>/``. ``score=False``: audio and RTFs only,
+    neither recordings nor recognizer needed (a GPU machine); :func:`score_audio` scores it later."""
     synthesizer, params, step = load_synthesizer(workdir, vocoder)
     config = synthesizer.config
     skips = SkipCounter()
@@ -295,12 +320,7 @@ def evaluate(workdir: str, *, split: str, asr_workdir: str | None = None, vocode
     if not kept:
         raise ValueError(f"nothing to synthesize in split {split!r} ({skips.summary()})")
     asr_workdir = asr_workdir or config.eval.asr_workdir
-    transcribe = None
-    if asr_workdir and os.path.isfile(os.path.join(asr_workdir, "config.json")):
-        transcribe = _transcriber(asr_workdir)
-    else:
-        log.warning("no recognizer at %r: asr_cer not measured (train configs/asr_ctc_tiny.py and pass "
-                    "--asr-workdir)", asr_workdir)
+    transcribe = _recognizer(asr_workdir) if score else None
     vocoder = vocoder or config.synth.vocoder
     reference = {} if vocoder == GRIFFIN_LIM else {MODEL_MEL: builtin_vocoder(GRIFFIN_LIM, config)}
     options = _options(guidance, steps, temperature, sampler)
@@ -310,7 +330,7 @@ def evaluate(workdir: str, *, split: str, asr_workdir: str | None = None, vocode
     scores = evaluate_items(synthesizer, params, items, kept, out_dir=os.path.join(workdir, f"eval_{split}"),
                             key=jax.random.key(config.seed), batch_size=config.synth.batch_size,
                             rtf_utterances=e.rtf_utterances, rtf_repeats=e.rtf_repeats,
-                            reference_vocoders=reference, transcribe=transcribe, **options)
+                            reference_vocoders=reference, transcribe=transcribe, score=score, **options)
     guidance = options.get("guidance", config.synth.guidance)
     result = {"split": split, "step": step, "utterances": len(kept), "skipped": skips.total, "vocoder": vocoder,
               "objective": objective.name, "sampler": sampler, "guidance": guidance,
