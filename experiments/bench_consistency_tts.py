@@ -86,6 +86,8 @@ def main() -> None:
     workdirs = {name: getattr(args, name) for name in ROWS if getattr(args, name)}
     if "teacher" not in workdirs:
         parser.error("--teacher is needed: the students are compared with it")
+    if args.audio_out and not args.chosen_from:
+        parser.error("--audio-out needs --chosen-from: choosing the settings needs the scores it leaves out")
     if args.score_audio:
         report = _scored(args.score_audio, workdirs, args.asr_workdir)
         save_report(report, args.out)
