@@ -111,7 +111,7 @@ def evaluate_items(synthesizer: Synthesizer, params, items: Sequence[SynthesisIt
         seconds = sum(time_call(call, params, [item], key=key, warmup=1, repeats=rtf_repeats, **options)
                       for item in rtf_items)
         result[name] = seconds / audio_seconds
-    return _json_ready(result)
+    return json_ready(result)
 
 
 def score_saved_audio(out_dir: str, records: Sequence[dict], preset, transcribe: Transcriber | None = None,
@@ -134,15 +134,15 @@ def score_saved_audio(out_dir: str, records: Sequence[dict], preset, transcribe:
         synthesized = [audio.load_audio(p, sample_rate=rate) for p in paths]
         scores = _scores(paths, synthesized, references, texts, rate, preset, transcribe)
         result.update(scores) if name == "" else result.update({name: scores})
-    return _json_ready(result)
+    return json_ready(result)
 
 
 def _paths(out_dir: str, name: str, records: Sequence[dict]) -> list[str]:
     return [os.path.join(out_dir, name, f"{record['id']}.wav") for record in records]
 
 
-def _json_ready(value):
+def json_ready(value):
     """NaN shares (nothing judged) as None, so the result is valid JSON."""
     if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
+        return {k: json_ready(v) for k, v in value.items()}
     return None if isinstance(value, float) and math.isnan(value) else value

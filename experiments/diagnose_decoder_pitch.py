@@ -1,0 +1,172 @@
+"""Does the decoder's mel carry the terminal pitch movement it is given? (issue 19: where the pitch is lost)
+
+    python experiments/diagnose_decoder_pitch.py --tts-workdir runs/tts_fm_tiny [--split valid] [--limit 76]
+
+Each utterance of the split is decoded at the recording's own timing (MAS of its mel to the text means, as in
+training), so that predicted durations cannot hide or fake a contour, and rendered by Griffin-Lim; the terminal
+contour direction of that audio (``eval.prosody.terminal_direction``) is scored against the punctuation
+(``contour_accuracy``) and against the recording (``contour_agreement_with_reference``). Rows:
+
+- ``recording_mel``: Griffin-Lim on the recording's own mel, the ceiling of this measurement;
+- ``decoder``: the decoder's mel from the text-predicted intonation style and, for a decoder that reads pitch
+  (``model.pitch.condition_decoder``), the pitch predictor's F0 at those durations: synthesis, the timing aside;
+- ``decoder_recorded_pitch`` (a decoder that reads pitch): the recording's F0 and voicing instead, as in training;
+- ``decoder_mirrored_pitch`` (likewise): the recording's log-F0 mirrored over its last ``--window-ms`` of voiced
+  frames about the window's first value, a rise made a fall and back; ``follows_mirror`` is the share of judged
+  utterances whose audio turns the other way from ``decoder_recorded_pitch``'s.
+
+Reading it: the text side's direction is ``diagnose_intonation.py``'s; ``recording_mel`` high and ``decoder`` at
+chance puts the loss in the decoder (or, with pitch, in the predicted F0 if ``decoder_recorded_pitch`` is high);
+``decoder_recorded_pitch`` near chance or ``follows_mirror`` low means the decoder does not read its pitch input.
+Prints one JSON object (``--out`` also writes it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from benchmark_docs import save_report
+from flax import nnx
+
+from jaxspeech import audio
+from jaxspeech.data.bucketing import make_buckets
+from jaxspeech.data.manifest import SkipCounter
+from jaxspeech.data.pipeline import SpeechBatches, SpeechDataset
+from jaxspeech.data.readers import load_records
+from jaxspeech.eval.prosody import expected_direction, terminal_direction
+from jaxspeech.models import tts
+from jaxspeech.models.tts.conv_stack import masked
+from jaxspeech.models.tts.decoder import reads_pitch
+from jaxspeech.models.tts.encoder import align
+from jaxspeech.models.tts.evaluation import intonation_metrics, json_ready
+from jaxspeech.models.tts.prosody import pitch_condition, pitch_inputs, pitch_targets
+from jaxspeech.models.tts.synthesizer import SILENCE
+from jaxspeech.train.recipes.tts_fm import batch_collate, load_synthesizer, phoneme_labeler
+
+
+def mirrored_tail(log_f0: np.ndarray, voiced: np.ndarray, frames: int) -> np.ndarray:
+    """[B,T] log-F0 with each row's last ``frames`` voiced frames (up to its last voiced one) mirrored about the
+    first of them: ``2 f[s] - f[t]``, so the movement over the window changes sign and its start stays put."""
+    out = log_f0.copy()
+    for row in range(log_f0.shape[0]):
+        idx = np.flatnonzero(voiced[row])
+        if idx.size < 2:
+            continue
+        window = idx[idx > idx[-1] - frames]
+        out[row, window] = 2 * log_f0[row, window[0]] - log_f0[row, window]
+    return out
+
+
+def decode(graphdef, params, config, batch, key, pitch: str | None, sampler: dict, window_frames: int):
+    """The decoder's log-mel [B,T,F] (data units) at the recording's timing; pitch: None (the decoder reads
+    none), "predicted", "recorded" or "mirrored"."""
+    m = config.model
+    model = nnx.merge(graphdef, params)
+    tokens, token_mask, speaker = (jnp.asarray(batch[k]) for k in ("tokens", "token_mask", "speaker"))
+    token_mask = token_mask.astype(bool)
+    mel_mask = jnp.asarray(batch["mel_mask"]).astype(bool)
+    boundaries = {name: jnp.asarray(batch[name]) for name in tts.BOUNDARY_KEYS}
+    enc = model.encode(tokens, token_mask, speaker, boundaries)  # the text-predicted style, as in synthesis
+    mel = masked((jnp.asarray(batch["mel"], jnp.float32) - m.mel_mean) / m.mel_std, mel_mask)
+    path, durations = align(enc["mu"], mel, token_mask, mel_mask)
+    mu_frames = jnp.einsum("blt,blf->btf", path, enc["mu"])
+    cond = {"mu": mu_frames, "speaker": speaker, "mask": mel_mask}
+    if pitch == "predicted":
+        frames = jnp.einsum("blt,bld->btd", path, pitch_inputs(enc["hidden"], durations))
+        prediction = model.pitch(frames, mel_mask, None)
+        cond["pitch"] = pitch_condition(prediction[..., 0], jax.nn.sigmoid(prediction[..., 1]), mel_mask)
+    elif pitch in ("recorded", "mirrored"):
+        log_f0, voiced = (np.asarray(x) for x in pitch_targets(m.pitch, batch, mel_mask))
+        if pitch == "mirrored":
+            log_f0 = mirrored_tail(log_f0, voiced, window_frames)
+        cond["pitch"] = pitch_condition(jnp.asarray(log_f0), jnp.asarray(voiced, jnp.float32), mel_mask)
+    objective, objective_config = tts.objective_of(m)
+    x = objective.sample(tts.decoder_network(graphdef, params), key, mel.shape, cond=cond, config=objective_config,
+                         noise_mean=mu_frames if m.decoder.noise_around_mu else None, **sampler)
+    return np.asarray(x * m.mel_std + m.mel_mean)
+
+
+def griffin_lim(log_mel: np.ndarray, mel_mask: np.ndarray, config) -> list[np.ndarray]:
+    """Each row's waveform (silence past its mask, as synthesis pads), its valid frames only."""
+    hop = audio.get_preset(config.data.preset).hop_length
+    log_mel = np.where(mel_mask[..., None], log_mel, SILENCE)
+    waveforms = np.asarray(audio.log_mel_to_audio(jnp.asarray(log_mel), config.data.preset,
+                                                  n_iter=config.synth.griffin_lim.iterations))
+    return [waveforms[r, :int(mel_mask[r].sum()) * hop] for r in range(log_mel.shape[0])]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tts-workdir", required=True)
+    parser.add_argument("--split", default="valid")
+    parser.add_argument("--limit", type=int, default=None, help="utterances (default: all)")
+    parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the config's)")
+    parser.add_argument("--window-ms", type=float, default=500.0, help="the mirrored stretch of voiced frames")
+    parser.add_argument("--out", default=None, help="also write the JSON here")
+    args = parser.parse_args()
+    synthesizer, params, step = load_synthesizer(args.tts_workdir)
+    config, d = synthesizer.config, synthesizer.config.data
+    preset = audio.get_preset(d.preset)
+    records = load_records(d.dir, split=args.split)[:args.limit or None]
+    dataset = SpeechDataset(records, preset=d.preset, labeler=phoneme_labeler(synthesizer.tokenizer),
+                            skips=SkipCounter(), cache=True)
+    loader = SpeechBatches(dataset, make_buckets(dataset.lengths, max_frames=d.max_frames, num_buckets=1),
+                           shuffle=False, num_threads=1, collate=batch_collate(config, synthesizer.speakers))
+    sampler = tts.sampler_options(config.model, {**config.synth.sampler.to_dict(),
+                                                 **({"steps": args.steps} if args.steps else {})})
+    rows = ["recording_mel", "decoder"]
+    if reads_pitch(config.model):
+        rows += ["decoder_recorded_pitch", "decoder_mirrored_pitch"]
+    window = int(round(args.window_ms / 1000 * preset.sample_rate / preset.hop_length))
+    audio_of = {name: [] for name in rows}
+    references, texts = [], []
+    key = jax.random.key(config.seed)
+    for b in range(loader.batches_per_epoch):
+        batch = next(loader)
+        kept = np.flatnonzero(np.asarray(batch["index"]) >= 0)  # the last batch's filler rows are empty
+        batch = {name: np.asarray(value)[kept] for name, value in batch.items()}
+        mel_mask = batch["mel_mask"].astype(bool)
+        texts += [dataset.records[i]["text"] for i in batch["index"]]
+        references += [audio.load_audio(dataset.records[i]["audio"], sample_rate=preset.sample_rate)
+                       for i in batch["index"]]
+        mels = {"recording_mel": np.asarray(batch["mel"], np.float32)}
+        batch_key = jax.random.fold_in(key, b)
+        pitch_of = {"decoder": "predicted" if reads_pitch(config.model) else None,
+                    "decoder_recorded_pitch": "recorded", "decoder_mirrored_pitch": "mirrored"}
+        for name in rows[1:]:
+            mels[name] = decode(synthesizer.graphdef, params, config, batch, batch_key, pitch_of[name], sampler,
+                                window)
+        for name in rows:
+            audio_of[name] += griffin_lim(mels[name], mel_mask, config)
+    report = {"workdir": args.tts_workdir, "step": step, "split": args.split, "utterances": len(texts),
+              "sampler": sampler, "decoder_reads_pitch": reads_pitch(config.model),
+              "rows": {name: intonation_metrics(audio_of[name], references, texts, preset.sample_rate)
+                       for name in rows}}
+    if reads_pitch(config.model):
+        report["follows_mirror"] = follows(audio_of["decoder_recorded_pitch"], audio_of["decoder_mirrored_pitch"],
+                                           texts, preset.sample_rate)
+    report = json_ready(report)
+    if args.out:
+        save_report(report, args.out, echo=False)
+    print(json.dumps(report, indent=2))
+
+
+def follows(plain: list[np.ndarray], mirrored: list[np.ndarray], texts: list[str], sample_rate: int) -> float:
+    """Share of the judged utterances (a ? or . ending) whose mirrored-pitch audio turns the other way."""
+    turned = []
+    for a, b, text in zip(plain, mirrored, texts):
+        if not expected_direction(text):
+            continue
+        try:
+            turned.append(terminal_direction(a, sample_rate) != terminal_direction(b, sample_rate))
+        except ValueError:  # nothing voiced
+            continue
+    return float(np.mean(turned)) if turned else float("nan")
+
+
+if __name__ == "__main__":
+    main()
