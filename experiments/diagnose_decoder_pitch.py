@@ -11,9 +11,9 @@ contour direction of that audio (``eval.prosody.terminal_direction``) is scored 
 - ``decoder``: the decoder's mel from the text-predicted intonation style and, for a decoder that reads pitch
   (``model.pitch.condition_decoder``), the pitch predictor's F0 at those durations: synthesis, the timing aside;
 - ``decoder_recorded_pitch`` (a decoder that reads pitch): the recording's F0 and voicing instead, as in training;
-- ``decoder_mirrored_pitch`` (likewise): the recording's log-F0 mirrored over its last ``--window-ms`` of voiced
-  frames about the window's first value, a rise made a fall and back; ``follows_mirror`` is the share of judged
-  utterances whose audio turns the other way from ``decoder_recorded_pitch``'s.
+- ``decoder_mirrored_pitch`` (likewise): the recording's log-F0 mirrored over the ``--window-ms`` that end at
+  its last voiced frame, about the window's first voiced value, a rise made a fall and back; ``follows_mirror``
+  is the share of judged utterances whose audio turns the other way from ``decoder_recorded_pitch``'s.
 
 Reading it: the text side's direction is ``diagnose_intonation.py``'s; ``recording_mel`` high and ``decoder`` at
 chance puts the loss in the decoder (or, with pitch, in the predicted F0 if ``decoder_recorded_pitch`` is high);
@@ -49,8 +49,9 @@ from jaxspeech.train.recipes.tts_fm import batch_collate, load_synthesizer, phon
 
 
 def mirrored_tail(log_f0: np.ndarray, voiced: np.ndarray, frames: int) -> np.ndarray:
-    """[B,T] log-F0 with each row's last ``frames`` voiced frames (up to its last voiced one) mirrored about the
-    first of them: ``2 f[s] - f[t]``, so the movement over the window changes sign and its start stays put."""
+    """[B,T] log-F0 with each row's voiced frames among the ``frames`` frames that end at its last voiced one
+    mirrored about the first of them: ``2 f[s] - f[t]``, so the movement over the window changes sign and its
+    start stays put."""
     out = log_f0.copy()
     for row in range(log_f0.shape[0]):
         idx = np.flatnonzero(voiced[row])
