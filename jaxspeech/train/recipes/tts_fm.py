@@ -269,7 +269,8 @@ def score_audio(workdir: str, audio_dir: str, *, split: str, asr_workdir: str | 
                if os.path.isfile(os.path.join(audio_dir, f"{r['id']}.wav"))]
     if not records:
         raise ValueError(f"no audio of split {split!r} in {audio_dir}")
-    transcribe = _recognizer(asr_workdir or config.eval.asr_workdir)
+    asr_workdir = asr_workdir or config.eval.asr_workdir
+    transcribe = _recognizer(asr_workdir)
     scores = score_saved_audio(audio_dir, records, audio.get_preset(config.data.preset), transcribe)
     return {"split": split, "utterances": len(records),
             "asr_workdir": asr_workdir if transcribe else None, **scores}
