@@ -33,9 +33,6 @@ from benchmark_docs import save_report
 from flax import nnx
 
 from jaxspeech import audio
-from jaxspeech.data.bucketing import make_buckets
-from jaxspeech.data.manifest import SkipCounter
-from jaxspeech.data.pipeline import SpeechBatches, SpeechDataset
 from jaxspeech.data.readers import load_records
 from jaxspeech.eval.prosody import expected_direction, terminal_direction
 from jaxspeech.models import tts
@@ -45,7 +42,7 @@ from jaxspeech.models.tts.encoder import align
 from jaxspeech.models.tts.evaluation import intonation_metrics, json_ready
 from jaxspeech.models.tts.prosody import pitch_condition, pitch_inputs, pitch_targets
 from jaxspeech.models.tts.synthesizer import SILENCE
-from jaxspeech.train.recipes.tts_fm import batch_collate, load_synthesizer, phoneme_labeler
+from jaxspeech.train.recipes.tts_fm import load_synthesizer, ordered_batches
 
 
 def mirrored_tail(log_f0: np.ndarray, voiced: np.ndarray, frames: int) -> np.ndarray:
@@ -113,10 +110,7 @@ def main() -> None:
     config, d = synthesizer.config, synthesizer.config.data
     preset = audio.get_preset(d.preset)
     records = load_records(d.dir, split=args.split)[:args.limit or None]
-    dataset = SpeechDataset(records, preset=d.preset, labeler=phoneme_labeler(synthesizer.tokenizer),
-                            skips=SkipCounter(), cache=True)
-    loader = SpeechBatches(dataset, make_buckets(dataset.lengths, max_frames=d.max_frames, num_buckets=1),
-                           shuffle=False, num_threads=1, collate=batch_collate(config, synthesizer.speakers))
+    dataset, loader = ordered_batches(config, synthesizer.tokenizer, synthesizer.speakers, records)
     sampler = tts.sampler_options(config.model, {**config.synth.sampler.to_dict(),
                                                  **({"steps": args.steps} if args.steps else {})})
     rows = ["recording_mel", "decoder"]

@@ -8,9 +8,9 @@ text-side predictor's style, as in synthesis), and compares the token weights of
 contour head (``model.intonation.reconstruction_weight`` > 0) it also decodes each style back to a
 contour and reports the relative squared error against the recording's contour, and how often the
 terminal slope of the predicted style's contour has the recording's sign (``audio.f0.terminal_slope``,
-the least-squares slope the audio metrics use, over the second half of the last boundary's contour). If that agreement is high while
-``bench_tts.py``'s synthesized contour accuracy stays low, the text side is right and the decoder or
-the vocoder loses the pitch movement. Prints one JSON object; measures nothing about audio.
+the least-squares slope the audio metrics use, over the second half of the last boundary's contour).
+If that agreement is high while ``bench_tts.py``'s synthesized contour accuracy stays low, the text
+side is right and the decoder or the vocoder loses the pitch movement. Prints one JSON object; measures nothing about audio.
 """
 
 from __future__ import annotations
@@ -23,12 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxspeech.audio.f0 import terminal_slope
-from jaxspeech.data.bucketing import make_buckets
-from jaxspeech.data.manifest import SkipCounter
-from jaxspeech.data.pipeline import SpeechBatches, SpeechDataset
 from jaxspeech.data.readers import load_records
 from jaxspeech.models import tts
-from jaxspeech.train.recipes.tts_fm import batch_collate, load_synthesizer, phoneme_labeler
+from jaxspeech.train.recipes.tts_fm import load_synthesizer, ordered_batches
 
 
 def second_half_slopes(contours: np.ndarray) -> np.ndarray:
@@ -52,10 +49,8 @@ def main() -> None:
     args = parser.parse_args()
     synthesizer, params, step = load_synthesizer(args.tts_workdir)
     config, d = synthesizer.config, synthesizer.config.data
-    dataset = SpeechDataset(load_records(d.dir, split=args.split), preset=d.preset,
-                            labeler=phoneme_labeler(synthesizer.tokenizer), skips=SkipCounter(), cache=True)
-    loader = SpeechBatches(dataset, make_buckets(dataset.lengths, max_frames=d.max_frames, num_buckets=1),
-                           shuffle=False, num_threads=1, collate=batch_collate(config, synthesizer.speakers))
+    dataset, loader = ordered_batches(config, synthesizer.tokenizer, synthesizer.speakers,
+                                      load_records(d.dir, split=args.split))
     errors = {"reference": [], "predicted": []}
     weights = {"reference": [], "predicted": []}
     last = {"recorded": [], "predicted": []}  # the last boundary's contour per utterance

@@ -82,6 +82,18 @@ def batch_collate(config, speakers: Sequence[str]) -> TTSCollate:
                       contour_points=config.model.intonation.contour_points)
 
 
+def ordered_batches(config: ml_collections.ConfigDict, tokenizer: Tokenizer, speakers: Sequence[str],
+                    records: Sequence[dict], *, num_threads: int = 1) -> tuple[SpeechDataset, SpeechBatches]:
+    """``records`` as labelled features (cached) in fixed, unshuffled batches of one bucket: the validation
+    batches and the diagnostics' passes over a split. A short last batch is filled with empty rows (index -1)."""
+    d = config.data
+    dataset = SpeechDataset(records, preset=d.preset, labeler=phoneme_labeler(tokenizer), skips=SkipCounter(),
+                            cache=True)
+    loader = SpeechBatches(dataset, make_buckets(dataset.lengths, max_frames=d.max_frames, num_buckets=1),
+                           shuffle=False, num_threads=num_threads, collate=batch_collate(config, speakers))
+    return dataset, loader
+
+
 def _hz(log_f0: np.ndarray, voiced: np.ndarray) -> np.ndarray:
     """A pitch track as Hz on voiced frames, 0 elsewhere (for plots)."""
     return np.where(voiced, np.exp(log_f0), 0.0)
@@ -114,8 +126,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     save_config(config, workdir)
 
     mesh = mesh_from_config(config)
-    collate = batch_collate(config, speakers)
-    batches = bucketed_batches(config, dataset, collate=collate)
+    batches = bucketed_batches(config, dataset, collate=batch_collate(config, speakers))
     write_data_stats(workdir, {**batches.describe(), "speakers": len(speakers), "vocab_size": tokenizer.vocab_size,
                                "mel_mean": m.mel_mean, "mel_std": m.mel_std, "skips": dict(skips.counts)})
 
@@ -131,10 +142,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
                                          mesh, config, with_progress=True, ema_decay=ema_decay)
 
     # Fixed validation batches (deterministic loss with a fixed key) and one sentence to synthesize.
-    valid = SpeechDataset(load_records(d.dir, split=d.eval_split), preset=d.preset, labeler=phoneme_labeler(tokenizer),
-                          skips=SkipCounter(), cache=True)
-    valid_loader = SpeechBatches(valid, make_buckets(valid.lengths, max_frames=d.max_frames, num_buckets=1),
-                                 shuffle=False, num_threads=d.num_threads, collate=collate)
+    valid, valid_loader = ordered_batches(config, tokenizer, speakers, load_records(d.dir, split=d.eval_split),
+                                          num_threads=d.num_threads)
     valid_batches = [next(valid_loader) for _ in range(min(config.train.eval_batches, valid_loader.batches_per_epoch))]
     eval_loss = jax.jit(tts.make_loss_fn(graphdef, m, train=False, total_steps=config.train.steps,
                                          teacher=None if teacher is None else teacher.network))
