@@ -15,6 +15,12 @@ contour direction of that audio (``eval.prosody.terminal_direction``) is scored 
   its last voiced frame, about the window's first voiced value, a rise made a fall and back; ``follows_mirror``
   is the share of judged utterances whose audio turns the other way from ``decoder_recorded_pitch``'s.
 
+Besides the audio's direction, each row's mel is compared frame by frame with the pitch it should carry
+(``ripple_agreement``: ``audio.pitch_comb.ripple_agreement`` over the recording's voiced frames, against the
+recording's F0, or the mirrored F0 for the mirrored row); ``mirror_window`` compares the mirrored row's mel in the
+mirrored frames alone with the mirrored F0 and with the recorded one: a decoder that draws its input's harmonics
+agrees with the first, one that ignores its input with the second.
+
 Reading it: the text side's direction is ``diagnose_intonation.py``'s; ``recording_mel`` high and ``decoder`` at
 chance puts the loss in the decoder (or, with pitch, in the predicted F0 if ``decoder_recorded_pitch`` is high);
 ``decoder_recorded_pitch`` near chance or ``follows_mirror`` low means the decoder does not read its pitch input.
@@ -33,6 +39,7 @@ from benchmark_docs import save_report
 from flax import nnx
 
 from jaxspeech import audio
+from jaxspeech.audio.pitch_comb import ripple_agreement
 from jaxspeech.data.readers import load_records
 from jaxspeech.eval.prosody import expected_direction, terminal_direction
 from jaxspeech.models import tts
@@ -76,12 +83,12 @@ def decode(graphdef, params, config, batch, key, pitch: str | None, sampler: dic
     if pitch == "predicted":
         frames = jnp.einsum("blt,bld->btd", path, pitch_inputs(enc["hidden"], durations))
         prediction = model.pitch(frames, mel_mask, None)
-        cond["pitch"] = pitch_condition(prediction[..., 0], jax.nn.sigmoid(prediction[..., 1]), mel_mask)
+        cond["pitch"] = pitch_condition(m.pitch, prediction[..., 0], jax.nn.sigmoid(prediction[..., 1]), mel_mask)
     elif pitch in ("recorded", "mirrored"):
         log_f0, voiced = (np.asarray(x) for x in pitch_targets(m.pitch, batch, mel_mask))
         if pitch == "mirrored":
             log_f0 = mirrored_tail(log_f0, voiced, window_frames)
-        cond["pitch"] = pitch_condition(jnp.asarray(log_f0), jnp.asarray(voiced, jnp.float32), mel_mask)
+        cond["pitch"] = pitch_condition(m.pitch, jnp.asarray(log_f0), jnp.asarray(voiced, jnp.float32), mel_mask)
     objective, objective_config = tts.objective_of(m)
     x = objective.sample(tts.decoder_network(graphdef, params), key, mel.shape, cond=cond, config=objective_config,
                          noise_mean=mu_frames if m.decoder.noise_around_mu else None, **sampler)
@@ -118,6 +125,8 @@ def main() -> None:
         rows += ["decoder_recorded_pitch", "decoder_mirrored_pitch"]
     window = int(round(args.window_ms / 1000 * preset.sample_rate / preset.hop_length))
     audio_of = {name: [] for name in rows}
+    frames_of = {name: [] for name in rows}  # (log-mel [T,F], F0 [T] Hz, 0 where unvoiced) per utterance
+    window_frames = {"mirrored": [], "recorded": []}  # the mirrored row's mel in the mirrored frames
     references, texts = [], []
     key = jax.random.key(config.seed)
     for b in range(loader.batches_per_epoch):
@@ -137,17 +146,43 @@ def main() -> None:
                                 window)
         for name in rows:
             audio_of[name] += griffin_lim(mels[name], mel_mask, config)
+        log_f0, voiced = (np.asarray(x) for x in pitch_targets(config.model.pitch, batch, jnp.asarray(mel_mask)))
+        f0 = {"recorded": hz(log_f0, voiced, config.model.pitch),
+              "mirrored": hz(mirrored_tail(log_f0, voiced, window), voiced, config.model.pitch)}
+        for name in rows:
+            given = f0["mirrored" if name == "decoder_mirrored_pitch" else "recorded"]
+            frames_of[name] += [(mels[name][r, mel_mask[r]], given[r, mel_mask[r]]) for r in range(len(mel_mask))]
+        if "decoder_mirrored_pitch" in mels:
+            moved = f0["mirrored"] != f0["recorded"]
+            for which in window_frames:
+                window_frames[which] += [(mels["decoder_mirrored_pitch"][r, moved[r]], f0[which][r, moved[r]])
+                                         for r in range(len(mel_mask))]
     report = {"workdir": args.tts_workdir, "step": step, "split": args.split, "utterances": len(texts),
               "sampler": sampler, "decoder_reads_pitch": reads_pitch(config.model),
               "rows": {name: intonation_metrics(audio_of[name], references, texts, preset.sample_rate)
                        for name in rows}}
+    for name in rows:
+        report["rows"][name]["ripple_agreement"] = agreement(frames_of[name], preset)
     if reads_pitch(config.model):
+        report["mirror_window"] = {f"ripple_agreement_{which}": agreement(pairs, preset)
+                                   for which, pairs in window_frames.items()}
         report["follows_mirror"] = follows(audio_of["decoder_recorded_pitch"], audio_of["decoder_mirrored_pitch"],
                                            texts, preset.sample_rate)
     report = json_ready(report)
     if args.out:
         save_report(report, args.out, echo=False)
     print(json.dumps(report, indent=2))
+
+
+def hz(log_f0: np.ndarray, voiced: np.ndarray, pitch) -> np.ndarray:
+    """[B,T] F0 in Hz from the normalised log-F0, 0 on unvoiced frames."""
+    return np.where(voiced, np.exp(log_f0 * pitch.log_f0_std + pitch.log_f0_mean), 0.0)
+
+
+def agreement(pairs: list[tuple[np.ndarray, np.ndarray]], preset) -> float:
+    """``ripple_agreement`` over the frames of all (log-mel [T,F], F0 [T]) pairs together."""
+    return ripple_agreement(np.concatenate([mel for mel, _ in pairs]), np.concatenate([f0 for _, f0 in pairs]),
+                            preset)
 
 
 def follows(plain: list[np.ndarray], mirrored: list[np.ndarray], texts: list[str], sample_rate: int) -> float:

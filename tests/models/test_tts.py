@@ -7,6 +7,8 @@ import numpy as np
 import optax
 import pytest
 
+from jaxspeech import audio
+from jaxspeech.audio.pitch_comb import harmonic_comb_mel
 from jaxspeech.models import hashed_graph, tts
 from jaxspeech.nn.length_regulator import length_regulate
 
@@ -361,14 +363,14 @@ def test_models_without_a_pitch_predictor_return_no_pitch():
     assert out.f0 is None and out.voiced is None
 
 
-@pytest.mark.parametrize("kind", ["unet", "dit"])
-def test_decoder_reads_the_recordings_pitch_in_training_and_the_predicted_pitch_in_synthesis(kind):
+@pytest.mark.parametrize("kind,decoder_input", [("unet", "log_f0"), ("dit", "log_f0"), ("unet", "harmonic_comb")])
+def test_decoder_reads_the_recordings_pitch_in_training_and_the_predicted_pitch_in_synthesis(kind, decoder_input):
     batch = tiny_batch()
     shifted = dict(batch, log_f0=batch["log_f0"] + 0.3)
     runs = {}
     for reads in (False, True):
         config = tiny_config(kind)
-        config.pitch.condition_decoder = reads
+        config.pitch.condition_decoder, config.pitch.decoder_input = reads, decoder_input
         graphdef, params = tts.init(config, jax.random.key(6))
         # adaLN-zero (DiT) starts as the zero field: perturb the decoder so that its output depends on its input.
         leaves, treedef = jax.tree.flatten(params["decoder"])
@@ -400,9 +402,26 @@ def test_decoder_reads_the_recordings_pitch_in_training_and_the_predicted_pitch_
 
 
 def test_pitch_condition_stacks_log_f0_and_voicing_and_zeroes_padding():
+    pitch = tts.default_config().pitch
     mask = jnp.array([[True, True, False]])
-    out = tts.pitch_condition(jnp.array([[0.5, -1.0, 3.0]]), jnp.array([[1.0, 0.25, 1.0]]), mask)
+    out = tts.pitch_condition(pitch, jnp.array([[0.5, -1.0, 3.0]]), jnp.array([[1.0, 0.25, 1.0]]), mask)
     np.testing.assert_array_equal(out, [[[0.5, 1.0], [-1.0, 0.25], [0.0, 0.0]]])
+
+
+def test_the_harmonic_comb_condition_draws_the_f0_on_the_presets_filters_scaled_by_the_voicing():
+    pitch = tts.default_config().pitch
+    pitch.decoder_input = "harmonic_comb"
+    log_f0, voicing = jnp.array([[0.5, -1.0, 3.0]]), jnp.array([[1.0, 0.25, 1.0]])
+    out = tts.pitch_condition(pitch, log_f0, voicing, jnp.array([[True, True, False]]))
+    n_mels = audio.get_preset(pitch.mel_preset).n_mels
+    assert out.shape == (1, 3, n_mels + 1) and tts.pitch_channels(pitch) == n_mels + 1
+    comb = harmonic_comb_mel(jnp.exp(log_f0 * pitch.log_f0_std + pitch.log_f0_mean), pitch.mel_preset)
+    np.testing.assert_allclose(out[0, :2, :n_mels], comb[0, :2] * voicing[0, :2, None], atol=1e-6)
+    np.testing.assert_array_equal(out[0, :2, n_mels], voicing[0, :2])
+    np.testing.assert_array_equal(out[0, 2], 0.0)
+    pitch.decoder_input = "f0_hz"
+    with pytest.raises(ValueError, match="decoder_input"):
+        tts.pitch_channels(pitch)
 
 
 def test_a_saved_config_gains_the_fields_added_since_at_values_that_keep_its_behaviour():

@@ -50,6 +50,7 @@ from jaxspeech.models.tts.prosody import (
     IntonationPredictor,
     PitchPredictor,
     TerminalIntonationEncoder,
+    pitch_channels,
     pitch_condition,
     pitch_inputs,
 )
@@ -58,6 +59,6 @@ __all__ = [
     "BOUNDARY_KEYS", "FRAME_BUCKET", "NETWORKS", "AcousticModel", "DecoderNetwork", "DurationPredictor",
     "IntonationPredictor", "PitchPredictor", "Synthesis", "TerminalIntonationEncoder", "TextEncoder", "align",
     "decoder_network", "default_config", "encode", "generate", "init", "make_loss_fn", "null_condition",
-    "objective_of", "pitch_condition", "pitch_inputs", "random_segment", "sampler_options", "upgrade_saved",
-    "with_objective",
+    "objective_of", "pitch_channels", "pitch_condition", "pitch_inputs", "random_segment", "sampler_options",
+    "upgrade_saved", "with_objective",
 ]

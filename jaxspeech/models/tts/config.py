@@ -30,10 +30,12 @@ def default_config(objective: str = "flow_matching") -> ml_collections.ConfigDic
             intonation=dict(num_tokens=6, contour_points=32, lstm_hidden=128, attention_dim=384, num_heads=8,
                             reconstruction_weight=0.0),
             # log_f0_mean/std normalise the target (ln 150 Hz, a quarter octave-ish spread): fixed, not measured.
-            # condition_decoder: the decoder network also reads (normalised log-F0, voicing) per frame: the
-            # recording's in training (teacher forcing), the predictor's in synthesis (FastSpeech 2).
+            # condition_decoder: the decoder network also reads the frame pitch: the recording's in training
+            # (teacher forcing), the predictor's in synthesis (FastSpeech 2); as decoder_input "log_f0" (normalised
+            # log-F0, voicing) or "harmonic_comb" (where the harmonics fall on mel_preset's filters, voicing;
+            # mel_preset is set from data.preset by the recipe).
             pitch=dict(enabled=False, channels=256, layers=3, kernel=5, dropout=0.1, log_f0_mean=5.0,
-                       log_f0_std=0.4, condition_decoder=False),
+                       log_f0_std=0.4, condition_decoder=False, decoder_input="log_f0", mel_preset="tts_22k"),
             decoder=dict(
                 network="unet",
                 objective=objective,

@@ -3,7 +3,7 @@ means, the speaker and (optionally) the frame pitch. What the output means (a ve
 mel, ...) is the objective's business (``jaxspeech.objectives``), not the network's.
 
 cond: ``{"mu": [B,T,F] frame-level text means, "speaker": [B] int (num_speakers = the null speaker
-of classifier-free guidance), "mask": [B,T] bool}``, plus ``"pitch": [B,T,2]`` (``prosody.pitch_condition``)
+of classifier-free guidance), "mask": [B,T] bool}``, plus ``"pitch": [B,T,C]`` (``prosody.pitch_condition``)
 when ``pitch.condition_decoder``.
 """
 
@@ -15,7 +15,7 @@ import ml_collections
 from flax import nnx
 
 from jaxspeech import objectives
-from jaxspeech.models.tts.prosody import PITCH_CHANNELS
+from jaxspeech.models.tts.prosody import pitch_channels
 from jaxspeech.nn.dit import DiT
 from jaxspeech.nn.unet1d import UNet1D
 
@@ -38,7 +38,7 @@ class DecoderNetwork(nnx.Module):
             raise ValueError(f"unknown decoder network {dec.network!r}; known: {', '.join(NETWORKS)}")
         self.network = dec.network
         self.reads_pitch = reads_pitch(config)
-        d_in = 2 * n_mels + (PITCH_CHANNELS if self.reads_pitch else 0)
+        d_in = 2 * n_mels + (pitch_channels(config.pitch) if self.reads_pitch else 0)
         if dec.speaker_dim < (1 if dec.network == "dit" else 0):
             raise ValueError(f"decoder.speaker_dim must be >= {1 if dec.network == 'dit' else 0} for the "
                              f"{dec.network} network, got {dec.speaker_dim}")
@@ -52,7 +52,7 @@ class DecoderNetwork(nnx.Module):
     def __call__(self, x: jax.Array, time: jax.Array, cond, *, rngs: nnx.Rngs | None = None) -> jax.Array:
         if self.reads_pitch != ("pitch" in cond):
             raise ValueError("the decoder was built with pitch.condition_decoder="
-                             f"{self.reads_pitch}: cond['pitch'] [B,T,2] must be "
+                             f"{self.reads_pitch}: cond['pitch'] [B,T,C] must be "
                              f"{'given' if self.reads_pitch else 'absent'}")
         spk = None if self.speaker is None else self.speaker(cond["speaker"])
         pitch = [cond["pitch"].astype(x.dtype)] if self.reads_pitch else []
@@ -70,5 +70,5 @@ def null_condition(config: ml_collections.ConfigDict, mask: jax.Array) -> dict[s
     null = {"mu": jnp.zeros((1, 1, config.n_mels)), "speaker": jnp.full((1,), config.num_speakers, jnp.int32),
             "mask": mask}
     if reads_pitch(config):
-        null["pitch"] = jnp.zeros((1, 1, PITCH_CHANNELS))
+        null["pitch"] = jnp.zeros((1, 1, pitch_channels(config.pitch)))
     return null

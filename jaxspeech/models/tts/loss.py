@@ -108,7 +108,7 @@ def make_loss_fn(
         if pitch_conditioned or model.pitch is not None:
             log_f0, voiced = pitch_targets(config.pitch, batch, mel_mask)
         if pitch_conditioned:  # teacher forcing: the recording's pitch
-            cond["pitch"] = pitch_condition(log_f0, voiced.astype(jnp.float32), mel_mask)
+            cond["pitch"] = pitch_condition(config.pitch, log_f0, voiced.astype(jnp.float32), mel_mask)
         target = mel
         if segment is not None and segment < mel.shape[1]:
             names = [name for name in cond if name != "speaker"]

@@ -21,11 +21,15 @@ import ml_collections
 import optax
 from flax import nnx
 
+from jaxspeech.audio import get_preset
+from jaxspeech.audio.pitch_comb import harmonic_comb_mel
 from jaxspeech.models.tts.conv_stack import ConvStack
 from jaxspeech.nn.transformer import Transformer
 
 BOUNDARY_KEYS = ("boundary_word_start", "boundary_word_end", "boundary_mask")
-PITCH_CHANNELS = 2  # (normalised log-F0, voicing) per frame, when the decoder reads pitch
+# What a pitch-reading decoder gets per frame (``pitch.decoder_input``): "log_f0", the normalised log-F0 and the
+# voicing; "harmonic_comb", where the harmonics fall on the mel filters (``audio.pitch_comb``) and the voicing.
+DECODER_PITCH_INPUTS = ("log_f0", "harmonic_comb")
 
 
 class TerminalIntonationEncoder(nnx.Module):
@@ -166,11 +170,29 @@ def pitch_inputs(hidden: jax.Array, durations: jax.Array) -> jax.Array:
     return jnp.concatenate([jax.lax.stop_gradient(hidden), start[..., None], durations[..., None]], axis=-1)
 
 
-def pitch_condition(log_f0: jax.Array, voicing: jax.Array, mask: jax.Array) -> jax.Array:
-    """The decoder's pitch input [B,T,2]: normalised log-F0 [B,T] ((ln F0 - pitch.log_f0_mean) /
-    pitch.log_f0_std) and voicing [B,T] (0/1, or a probability), zero where ``mask`` is False."""
+def pitch_channels(pitch: ml_collections.ConfigDict) -> int:
+    """Channels of :func:`pitch_condition`: 2 for "log_f0", the preset's mel filters + 1 for "harmonic_comb"."""
+    if pitch.decoder_input not in DECODER_PITCH_INPUTS:
+        raise ValueError(f"unknown pitch.decoder_input {pitch.decoder_input!r}; "
+                         f"known: {', '.join(DECODER_PITCH_INPUTS)}")
+    return 2 if pitch.decoder_input == "log_f0" else get_preset(pitch.mel_preset).n_mels + 1
+
+
+def pitch_condition(pitch: ml_collections.ConfigDict, log_f0: jax.Array, voicing: jax.Array,
+                    mask: jax.Array) -> jax.Array:
+    """The decoder's pitch input [B,T,:func:`pitch_channels`] from the normalised log-F0 [B,T] ((ln F0 -
+    pitch.log_f0_mean) / pitch.log_f0_std) and the voicing [B,T] (0/1, or a probability), zero where ``mask`` is
+    False: (log-F0, voicing), or (the F0's :func:`~jaxspeech.audio.pitch_comb.harmonic_comb_mel` on
+    ``pitch.mel_preset``'s filters x the voicing, voicing)."""
     chex.assert_equal_shape([log_f0, voicing, mask])
-    return jnp.where(mask[..., None], jnp.stack([log_f0, voicing], axis=-1).astype(jnp.float32), 0.0)
+    voicing = voicing.astype(jnp.float32)
+    if pitch_channels(pitch) == 2:
+        channels = jnp.stack([log_f0.astype(jnp.float32), voicing], axis=-1)
+    else:
+        f0 = jnp.exp(log_f0.astype(jnp.float32) * pitch.log_f0_std + pitch.log_f0_mean)
+        comb = harmonic_comb_mel(f0, pitch.mel_preset) * voicing[..., None]
+        channels = jnp.concatenate([comb, voicing[..., None]], axis=-1)
+    return jnp.where(mask[..., None], channels, 0.0)
 
 
 def pitch_targets(pitch: ml_collections.ConfigDict, batch, mel_mask: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -78,7 +78,7 @@ def _synthesise(leaves, mu, hidden, durations, token_mask, speaker, key, guidanc
         f0 = jnp.where(mel_mask, jnp.exp(prediction[..., 0] * config.pitch.log_f0_std + config.pitch.log_f0_mean), 0.0)
         voiced = jnp.where(mel_mask, jax.nn.sigmoid(prediction[..., 1]), 0.0)
         if reads_pitch(config):
-            cond["pitch"] = pitch_condition(prediction[..., 0], voiced, mel_mask)
+            cond["pitch"] = pitch_condition(config.pitch, prediction[..., 0], voiced, mel_mask)
         if not pitch:
             f0 = voiced = None
     objective, objective_config = objective_of(config)

@@ -121,6 +121,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     dataset.keep(lambda frames, label: len(label) <= frames, "more phoneme tokens than mel frames")
     m = config.model
     m.vocab_size, m.num_speakers, m.break_token = tokenizer.vocab_size, len(speakers), tokenizer.symbols.index(BREAK)
+    m.pitch.mel_preset = d.preset  # the filters a harmonic-comb pitch input is drawn on
     if teacher is None:  # a student keeps its teacher's statistics
         m.mel_mean, m.mel_std = dataset.mel_statistics()
     save_config(config, workdir)
