@@ -22,5 +22,8 @@ def get_config() -> ml_collections.ConfigDict:
     # corpus statistics (EDM's 0.5 is for images in [-1, 1]).
     c.model.decoder.edm.sigma_data = 1.0
     c.model.decoder.cond_drop_prob = 0.0
+    # The teacher behind the consistency figures (docs/benchmarks.md) reads no pitch; the flow-matching config's
+    # harmonic-comb pitch input came later and is untried here.
+    c.model.pitch.condition_decoder = False
     c.synth.sampler = ml_collections.ConfigDict(dict(steps=50, method="euler", temperature=1.0))
     return c
