@@ -2,9 +2,9 @@
 
 Phrase-break tokens, terminal intonation encoder and predictor, 1D U-Net decoder (set
 ``--config.model.decoder.network=dit`` for the adaLN-zero DiT), frame-level pitch predictor (whose F0 the
-decoder reads), and Griffin-Lim on the model's mel by default (``--config.synth.vocoder=harmonic`` renders the predicted F0
-with the harmonic-plus-noise vocoder). The decoder network is trained with ``model.decoder.objective``
-(flow matching; ``jaxspeech.objectives``). Settings chosen by measurement say which split chose them;
+decoder reads), and Griffin-Lim on the model's mel by default (``--config.synth.vocoder=harmonic`` renders
+the predicted F0 with the harmonic-plus-noise vocoder). The decoder network is trained with
+``model.decoder.objective`` (flow matching; ``jaxspeech.objectives``). Settings chosen by measurement say which split chose them;
 the figures are in docs/benchmarks.md.
 
     jaxspeech train --config configs/tts_fm_tiny.py --workdir runs/tts_fm_tiny
