@@ -4,8 +4,8 @@ Phrase-break tokens, terminal intonation encoder and predictor, 1D U-Net decoder
 ``--config.model.decoder.network=dit`` for the adaLN-zero DiT), frame-level pitch predictor (whose F0 the
 decoder reads), and Griffin-Lim on the model's mel by default (``--config.synth.vocoder=harmonic`` renders
 the predicted F0 with the harmonic-plus-noise vocoder). The decoder network is trained with
-``model.decoder.objective`` (flow matching; ``jaxspeech.objectives``). Settings chosen by measurement say which split chose them;
-the figures are in docs/benchmarks.md.
+``model.decoder.objective`` (flow matching; ``jaxspeech.objectives``). Settings chosen by measurement say
+which split chose them; the figures are in docs/benchmarks.md.
 
     jaxspeech train --config configs/tts_fm_tiny.py --workdir runs/tts_fm_tiny
     jaxspeech train --config configs/asr_ctc_tiny.py --workdir runs/asr_ctc_tiny   # for asr_cer
