@@ -19,7 +19,9 @@ Besides the audio's direction, each row's mel is compared frame by frame with th
 (``ripple_agreement``: ``audio.pitch_comb.ripple_agreement`` over the recording's voiced frames, against the
 recording's F0, or the mirrored F0 for the mirrored row); ``mirror_window`` compares the mirrored row's mel in the
 mirrored frames alone with the mirrored F0 and with the recorded one: a decoder that draws its input's harmonics
-agrees with the first, one that ignores its input with the second.
+agrees with the first, one that ignores its input with the second. ``terminal_rising`` and ``terminal_falling``
+give it over each utterance's last ``--window-ms`` of voiced frames alone, for questions and for statements, with
+the ripple's depth (``audio.pitch_comb.ripple_depth``: how deep the harmonic peaks are, in log-mel units).
 
 Reading it: the text side's direction is ``diagnose_intonation.py``'s; ``recording_mel`` high and ``decoder`` at
 chance puts the loss in the decoder (or, with pitch, in the predicted F0 if ``decoder_recorded_pitch`` is high);
@@ -39,7 +41,7 @@ from benchmark_docs import save_report
 from flax import nnx
 
 from jaxspeech import audio
-from jaxspeech.audio.pitch_comb import ripple_agreement
+from jaxspeech.audio.pitch_comb import ripple_agreement, ripple_depth
 from jaxspeech.data.readers import load_records
 from jaxspeech.eval.prosody import expected_direction, terminal_direction
 from jaxspeech.models import tts
@@ -163,6 +165,11 @@ def main() -> None:
                        for name in rows}}
     for name in rows:
         report["rows"][name]["ripple_agreement"] = agreement(frames_of[name], preset)
+        for direction in ("rising", "falling"):
+            tails = [tail(mel, f0, window) for (mel, f0), text in zip(frames_of[name], texts)
+                     if expected_direction(text) == direction]
+            report["rows"][name][f"terminal_{direction}"] = {"ripple_agreement": agreement(tails, preset),
+                                                              "ripple_depth": agreement(tails, preset, ripple_depth)}
     if reads_pitch(config.model):
         report["mirror_window"] = {f"ripple_agreement_{which}": agreement(pairs, preset)
                                    for which, pairs in window_frames.items()}
@@ -179,10 +186,17 @@ def hz(log_f0: np.ndarray, voiced: np.ndarray, pitch) -> np.ndarray:
     return np.where(voiced, np.exp(log_f0 * pitch.log_f0_std + pitch.log_f0_mean), 0.0)
 
 
-def agreement(pairs: list[tuple[np.ndarray, np.ndarray]], preset) -> float:
-    """``ripple_agreement`` over the frames of all (log-mel [T,F], F0 [T]) pairs together."""
-    return ripple_agreement(np.concatenate([mel for mel, _ in pairs]), np.concatenate([f0 for _, f0 in pairs]),
-                            preset)
+def tail(log_mel: np.ndarray, f0: np.ndarray, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (log-mel, F0) of the voiced frames among the ``frames`` that end at the last voiced one."""
+    idx = np.flatnonzero(f0 > 0)
+    kept = idx[idx > idx[-1] - frames] if idx.size else idx
+    return log_mel[kept], f0[kept]
+
+
+def agreement(pairs: list[tuple[np.ndarray, np.ndarray]], preset, measure=ripple_agreement) -> float:
+    """``measure`` (``ripple_agreement`` or ``ripple_depth``) over the frames of all (log-mel [T,F], F0 [T]) pairs
+    together."""
+    return measure(np.concatenate([mel for mel, _ in pairs]), np.concatenate([f0 for _, f0 in pairs]), preset)
 
 
 def follows(plain: list[np.ndarray], mirrored: list[np.ndarray], texts: list[str], sample_rate: int) -> float:

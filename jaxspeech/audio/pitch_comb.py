@@ -61,15 +61,28 @@ def resolved_filters(preset: str | MelPreset, band_hz: tuple[float, float] = (10
     return np.flatnonzero((peaks >= band_hz[0]) & (peaks < band_hz[1]))
 
 
-def ripple_agreement(log_mel: np.ndarray, f0: np.ndarray, preset: str | MelPreset) -> float:
-    """Pearson correlation, over the frames with ``f0 > 0`` and the :func:`resolved_filters`, between the
-    :func:`mel_ripple` of ``log_mel [..., T, M]`` and :func:`harmonic_comb_mel` of ``f0 [..., T]`` Hz: how
-    closely the mel's harmonics sit where that pitch puts them (a recording's own pitch: about 0.7 on eSpeak
-    voices; one semitone off: about 0.2)."""
+def _ripple_and_comb(log_mel: np.ndarray, f0: np.ndarray, preset: str | MelPreset) -> tuple[np.ndarray, np.ndarray]:
+    """The :func:`mel_ripple` and the :func:`harmonic_comb_mel` on the voiced frames and the resolved filters."""
     voiced = np.asarray(f0) > 0
     filters = resolved_filters(preset)
     ripple = np.asarray(mel_ripple(log_mel))[voiced][:, filters]
     comb = np.asarray(harmonic_comb_mel(f0, preset))[voiced][:, filters]
     if ripple.size < 2:
         raise ValueError("no voiced frames to compare")
-    return float(np.corrcoef(ripple.ravel(), comb.ravel())[0, 1])
+    return ripple.ravel(), comb.ravel()
+
+
+def ripple_agreement(log_mel: np.ndarray, f0: np.ndarray, preset: str | MelPreset) -> float:
+    """Pearson correlation, over the frames with ``f0 > 0`` and the :func:`resolved_filters`, between the
+    :func:`mel_ripple` of ``log_mel [..., T, M]`` and :func:`harmonic_comb_mel` of ``f0 [..., T]`` Hz: how
+    closely the mel's harmonics sit where that pitch puts them (a recording's own pitch: about 0.7 on eSpeak
+    voices; one semitone off: about 0.2)."""
+    return float(np.corrcoef(*_ripple_and_comb(log_mel, f0, preset))[0, 1])
+
+
+def ripple_depth(log_mel: np.ndarray, f0: np.ndarray, preset: str | MelPreset) -> float:
+    """The least-squares slope of the mel's ripple on the comb (same frames and filters as
+    :func:`ripple_agreement`), in the log-mel's units: how deep the harmonic peaks of that pitch are."""
+    ripple, comb = _ripple_and_comb(log_mel, f0, preset)
+    comb = comb - comb.mean()
+    return float(np.dot(comb, ripple - ripple.mean()) / max(float(np.dot(comb, comb)), 1e-12))

@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 
 from jaxspeech import audio
-from jaxspeech.audio.pitch_comb import harmonic_comb_mel, mel_ripple, resolved_filters, ripple_agreement
+from jaxspeech.audio.pitch_comb import (
+    harmonic_comb_mel,
+    mel_ripple,
+    resolved_filters,
+    ripple_agreement,
+    ripple_depth,
+)
 
 PRESET = audio.get_preset("tts_22k")
 
@@ -58,3 +64,17 @@ def test_the_ripple_removes_the_envelope_and_the_resolved_filters_lie_between_10
     assert 20 <= len(filters) <= 30 and centres[filters].min() >= 100 and centres[filters].max() < 1000
     with pytest.raises(ValueError, match="voiced"):
         ripple_agreement(np.zeros((3, PRESET.n_mels)), np.zeros(3), PRESET)
+
+
+def test_the_ripple_depth_scales_with_the_harmonic_peaks():
+    f0 = 150.0
+    log_mel = _harmonic_log_mel(f0)[4:-4]
+    pitch = np.full(log_mel.shape[0], f0)
+    depth = ripple_depth(log_mel, pitch, PRESET)
+    assert depth > 0.5
+    # Half the log-mel's contrast: half the peaks' depth, the same agreement; an envelope alone has no depth.
+    np.testing.assert_allclose(ripple_depth(0.5 * log_mel, pitch, PRESET), 0.5 * depth, rtol=1e-4)
+    np.testing.assert_allclose(ripple_agreement(0.5 * log_mel, pitch, PRESET), ripple_agreement(log_mel, pitch, PRESET),
+                               rtol=1e-4)
+    ramp = np.tile(np.linspace(-3.0, 1.0, PRESET.n_mels), (log_mel.shape[0], 1))
+    assert abs(ripple_depth(ramp, pitch, PRESET)) < 1e-3
