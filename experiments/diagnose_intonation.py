@@ -10,7 +10,8 @@ contour and reports the relative squared error against the recording's contour, 
 terminal slope of the predicted style's contour has the recording's sign (``audio.f0.terminal_slope``,
 the least-squares slope the audio metrics use, over the second half of the last boundary's contour).
 If that agreement is high while ``bench_tts.py``'s synthesized contour accuracy stays low, the text
-side is right and the decoder or the vocoder loses the pitch movement. Prints one JSON object; measures nothing about audio.
+side is right and the decoder or the vocoder loses the pitch movement. Prints one JSON object; measures
+nothing about audio.
 """
 
 from __future__ import annotations
