@@ -4,9 +4,10 @@ visible (issue 17).
 Data: a ring of 8 Gaussians (radius sqrt 2, std 0.1: unit variance per coordinate, sigma_data = 1).
 Network: ``nn.MLPField``. Objectives from the registry, trained with ``train.make_train_step``:
 an EDM teacher; iCT from scratch, its two ablations (squared L2 instead of pseudo-Huber; uniform
-instead of lognormal grid indices) and its lognormal indices centred at larger noise; ECT, CD and CTM from the teacher, all students for the same number
-of steps. Each is sampled at 1, 2 and 4 steps (the teacher at 10 and 50 Euler steps) and scored by the
-sliced Wasserstein distance SW_2 to fresh data, against the floor of two data sets of the same size.
+instead of lognormal grid indices) and its lognormal indices centred at larger noise; ECT, CD and CTM from
+the teacher, all students for the same number of steps. Each is sampled at 1, 2 and 4 steps (the teacher at
+10 and 50 Euler steps) and scored by the sliced Wasserstein distance SW_2 to fresh data, against the floor of
+two data sets of the same size.
 Seeds repeat the whole run; ``--methods`` runs some of them (the teacher only when one is distilled from it).
 
     python experiments/consistency_2d.py --out experiments/results/consistency_2d.json

@@ -49,7 +49,7 @@ from jaxspeech.models.tts.conv_stack import masked
 from jaxspeech.models.tts.decoder import reads_pitch
 from jaxspeech.models.tts.encoder import align
 from jaxspeech.models.tts.evaluation import intonation_metrics, json_ready
-from jaxspeech.models.tts.prosody import pitch_condition, pitch_inputs, pitch_targets
+from jaxspeech.models.tts.prosody import f0_hz, pitch_condition, pitch_inputs, pitch_targets
 from jaxspeech.models.tts.synthesizer import SILENCE
 from jaxspeech.train.recipes.tts_fm import load_synthesizer, ordered_batches
 
@@ -68,9 +68,10 @@ def mirrored_tail(log_f0: np.ndarray, voiced: np.ndarray, frames: int) -> np.nda
     return out
 
 
-def decode(graphdef, params, config, batch, key, pitch: str | None, sampler: dict, window_frames: int):
+def decode(graphdef, params, config, batch, key, pitch, sampler: dict):
     """The decoder's log-mel [B,T,F] (data units) at the recording's timing; pitch: None (the decoder reads
-    none), "predicted", "recorded" or "mirrored"."""
+    none), "predicted" (the pitch predictor's at those durations) or a given (normalised log-F0 [B,T], voiced
+    [B,T]) pair."""
     m = config.model
     model = nnx.merge(graphdef, params)
     tokens, token_mask, speaker = (jnp.asarray(batch[k]) for k in ("tokens", "token_mask", "speaker"))
@@ -86,10 +87,8 @@ def decode(graphdef, params, config, batch, key, pitch: str | None, sampler: dic
         frames = jnp.einsum("blt,bld->btd", path, pitch_inputs(enc["hidden"], durations))
         prediction = model.pitch(frames, mel_mask, None)
         cond["pitch"] = pitch_condition(m.pitch, prediction[..., 0], jax.nn.sigmoid(prediction[..., 1]), mel_mask)
-    elif pitch in ("recorded", "mirrored"):
-        log_f0, voiced = (np.asarray(x) for x in pitch_targets(m.pitch, batch, mel_mask))
-        if pitch == "mirrored":
-            log_f0 = mirrored_tail(log_f0, voiced, window_frames)
+    elif pitch is not None:
+        log_f0, voiced = pitch
         cond["pitch"] = pitch_condition(m.pitch, jnp.asarray(log_f0), jnp.asarray(voiced, jnp.float32), mel_mask)
     objective, objective_config = tts.objective_of(m)
     x = objective.sample(tts.decoder_network(graphdef, params), key, mel.shape, cond=cond, config=objective_config,
@@ -128,7 +127,7 @@ def main() -> None:
     window = int(round(args.window_ms / 1000 * preset.sample_rate / preset.hop_length))
     audio_of = {name: [] for name in rows}
     frames_of = {name: [] for name in rows}  # (log-mel [T,F], F0 [T] Hz, 0 where unvoiced) per utterance
-    window_frames = {"mirrored": [], "recorded": []}  # the mirrored row's mel in the mirrored frames
+    mirror_pairs = {"mirrored": [], "recorded": []}  # the mirrored row's mel in the mirrored frames
     references, texts = [], []
     key = jax.random.key(config.seed)
     for b in range(loader.batches_per_epoch):
@@ -141,23 +140,23 @@ def main() -> None:
                        for i in batch["index"]]
         mels = {"recording_mel": np.asarray(batch["mel"], np.float32)}
         batch_key = jax.random.fold_in(key, b)
+        log_f0, voiced = (np.asarray(x) for x in pitch_targets(config.model.pitch, batch, jnp.asarray(mel_mask)))
+        given = {"recorded": (log_f0, voiced), "mirrored": (mirrored_tail(log_f0, voiced, window), voiced)}
         pitch_of = {"decoder": "predicted" if reads_pitch(config.model) else None,
-                    "decoder_recorded_pitch": "recorded", "decoder_mirrored_pitch": "mirrored"}
+                    "decoder_recorded_pitch": given["recorded"], "decoder_mirrored_pitch": given["mirrored"]}
         for name in rows[1:]:
-            mels[name] = decode(synthesizer.graphdef, params, config, batch, batch_key, pitch_of[name], sampler,
-                                window)
+            mels[name] = decode(synthesizer.graphdef, params, config, batch, batch_key, pitch_of[name], sampler)
         for name in rows:
             audio_of[name] += griffin_lim(mels[name], mel_mask, config)
-        log_f0, voiced = (np.asarray(x) for x in pitch_targets(config.model.pitch, batch, jnp.asarray(mel_mask)))
-        f0 = {"recorded": hz(log_f0, voiced, config.model.pitch),
-              "mirrored": hz(mirrored_tail(log_f0, voiced, window), voiced, config.model.pitch)}
+        f0 = {which: np.where(voiced, np.asarray(f0_hz(config.model.pitch, log_f0)), 0.0)
+              for which, (log_f0, voiced) in given.items()}
         for name in rows:
             given = f0["mirrored" if name == "decoder_mirrored_pitch" else "recorded"]
             frames_of[name] += [(mels[name][r, mel_mask[r]], given[r, mel_mask[r]]) for r in range(len(mel_mask))]
         if "decoder_mirrored_pitch" in mels:
             moved = f0["mirrored"] != f0["recorded"]
-            for which in window_frames:
-                window_frames[which] += [(mels["decoder_mirrored_pitch"][r, moved[r]], f0[which][r, moved[r]])
+            for which in mirror_pairs:
+                mirror_pairs[which] += [(mels["decoder_mirrored_pitch"][r, moved[r]], f0[which][r, moved[r]])
                                          for r in range(len(mel_mask))]
     report = {"workdir": args.tts_workdir, "step": step, "split": args.split, "utterances": len(texts),
               "sampler": sampler, "decoder_reads_pitch": reads_pitch(config.model),
@@ -172,18 +171,13 @@ def main() -> None:
                                                               "ripple_depth": agreement(tails, preset, ripple_depth)}
     if reads_pitch(config.model):
         report["mirror_window"] = {f"ripple_agreement_{which}": agreement(pairs, preset)
-                                   for which, pairs in window_frames.items()}
+                                   for which, pairs in mirror_pairs.items()}
         report["follows_mirror"] = follows(audio_of["decoder_recorded_pitch"], audio_of["decoder_mirrored_pitch"],
                                            texts, preset.sample_rate)
     report = json_ready(report)
     if args.out:
         save_report(report, args.out, echo=False)
     print(json.dumps(report, indent=2))
-
-
-def hz(log_f0: np.ndarray, voiced: np.ndarray, pitch) -> np.ndarray:
-    """[B,T] F0 in Hz from the normalised log-F0, 0 on unvoiced frames."""
-    return np.where(voiced, np.exp(log_f0 * pitch.log_f0_std + pitch.log_f0_mean), 0.0)
 
 
 def tail(log_mel: np.ndarray, f0: np.ndarray, frames: int) -> tuple[np.ndarray, np.ndarray]:

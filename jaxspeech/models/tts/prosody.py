@@ -170,6 +170,11 @@ def pitch_inputs(hidden: jax.Array, durations: jax.Array) -> jax.Array:
     return jnp.concatenate([jax.lax.stop_gradient(hidden), start[..., None], durations[..., None]], axis=-1)
 
 
+def f0_hz(pitch: ml_collections.ConfigDict, log_f0: jax.Array) -> jax.Array:
+    """F0 in Hz from the normalised log-F0 ((ln F0 - pitch.log_f0_mean) / pitch.log_f0_std), any shape."""
+    return jnp.exp(jnp.asarray(log_f0, jnp.float32) * pitch.log_f0_std + pitch.log_f0_mean)
+
+
 def pitch_channels(pitch: ml_collections.ConfigDict) -> int:
     """Channels of :func:`pitch_condition`: 2 for "log_f0", the preset's mel filters + 1 for "harmonic_comb"."""
     if pitch.decoder_input not in DECODER_PITCH_INPUTS:
@@ -189,8 +194,7 @@ def pitch_condition(pitch: ml_collections.ConfigDict, log_f0: jax.Array, voicing
     if pitch_channels(pitch) == 2:
         channels = jnp.stack([log_f0.astype(jnp.float32), voicing], axis=-1)
     else:
-        f0 = jnp.exp(log_f0.astype(jnp.float32) * pitch.log_f0_std + pitch.log_f0_mean)
-        comb = harmonic_comb_mel(f0, pitch.mel_preset) * voicing[..., None]
+        comb = harmonic_comb_mel(f0_hz(pitch, log_f0), pitch.mel_preset) * voicing[..., None]
         channels = jnp.concatenate([comb, voicing[..., None]], axis=-1)
     return jnp.where(mask[..., None], channels, 0.0)
 

@@ -20,7 +20,7 @@ from jaxspeech.models.hashed_graph import HashedGraphDef, hashed, plain
 from jaxspeech.models.tts.conv_stack import masked
 from jaxspeech.models.tts.decoder import null_condition, reads_pitch
 from jaxspeech.models.tts.model import as_config, decoder_network, encode, objective_of
-from jaxspeech.models.tts.prosody import boundaries_of, pitch_condition, pitch_inputs
+from jaxspeech.models.tts.prosody import boundaries_of, f0_hz, pitch_condition, pitch_inputs
 from jaxspeech.nn.length_regulator import durations_from_log, length_regulate
 
 FRAME_BUCKET = 64  # generate() pads frames to a multiple of this, so jit sees few shapes
@@ -75,7 +75,7 @@ def _synthesise(leaves, mu, hidden, durations, token_mask, speaker, key, guidanc
     if pitch_predictor is not None and (pitch or reads_pitch(config)):
         frames, _ = length_regulate(pitch_inputs(hidden, durations), durations, token_mask, max_frames)
         prediction = pitch_predictor(frames, mel_mask, None)
-        f0 = jnp.where(mel_mask, jnp.exp(prediction[..., 0] * config.pitch.log_f0_std + config.pitch.log_f0_mean), 0.0)
+        f0 = jnp.where(mel_mask, f0_hz(config.pitch, prediction[..., 0]), 0.0)
         voiced = jnp.where(mel_mask, jax.nn.sigmoid(prediction[..., 1]), 0.0)
         if reads_pitch(config):
             cond["pitch"] = pitch_condition(config.pitch, prediction[..., 0], voiced, mel_mask)
