@@ -22,6 +22,9 @@ mirrored frames alone with the mirrored F0 and with the recorded one: a decoder 
 agrees with the first, one that ignores its input with the second. ``terminal_rising`` and ``terminal_falling``
 give it over each utterance's last ``--window-ms`` of voiced frames alone, for questions and for statements, with
 the ripple's depth (``audio.pitch_comb.ripple_depth``: how deep the harmonic peaks are, in log-mel units).
+``read_from_mel`` scores each row's terminal direction read off the mel itself (``models.tts.evaluation.
+mel_contour_metrics``: the F0 of ``audio.pitch_comb.mel_f0``, no vocoder), so a contour the mel carries and
+Griffin-Lim loses shows as ``read_from_mel`` above the audio's ``contour_accuracy``.
 
 Reading it: the text side's direction is ``diagnose_intonation.py``'s; ``recording_mel`` high and ``decoder`` at
 chance puts the loss in the decoder (or, with pitch, in the predicted F0 if ``decoder_recorded_pitch`` is high);
@@ -48,7 +51,7 @@ from jaxspeech.models import tts
 from jaxspeech.models.tts.conv_stack import masked
 from jaxspeech.models.tts.decoder import reads_pitch
 from jaxspeech.models.tts.encoder import align
-from jaxspeech.models.tts.evaluation import intonation_metrics, json_ready
+from jaxspeech.models.tts.evaluation import intonation_metrics, json_ready, mel_contour_metrics
 from jaxspeech.models.tts.prosody import f0_hz, pitch_condition, pitch_inputs, pitch_targets
 from jaxspeech.models.tts.synthesizer import SILENCE
 from jaxspeech.train.recipes.tts_fm import load_synthesizer, ordered_batches
@@ -164,6 +167,8 @@ def main() -> None:
                        for name in rows}}
     for name in rows:
         report["rows"][name]["ripple_agreement"] = agreement(frames_of[name], preset)
+        report["rows"][name]["read_from_mel"] = mel_contour_metrics([mel for mel, _ in frames_of[name]], texts,
+                                                                    preset)
         for direction in ("rising", "falling"):
             tails = [tail(mel, f0, window) for (mel, f0), text in zip(frames_of[name], texts)
                      if expected_direction(text) == direction]

@@ -11,6 +11,7 @@ from jaxspeech.eval.prosody import (
     expected_direction,
     f0_agreement,
     intonation_scores,
+    mel_terminal_direction,
     terminal_direction,
 )
 from jaxspeech.eval.rtf import real_time_factor, time_call
@@ -27,6 +28,7 @@ __all__ = [
     "intonation_scores",
     "mel_cepstral_distortion",
     "mel_cepstrum",
+    "mel_terminal_direction",
     "real_time_factor",
     "sliced_wasserstein",
     "terminal_direction",

@@ -21,6 +21,7 @@ from jaxspeech.audio.f0 import (
     terminal_slope,
 )
 from jaxspeech.audio.features import get_preset
+from jaxspeech.audio.pitch_comb import mel_f0
 
 _EXPECTED = {"?": "rising", ".": "falling", "!": "falling"}
 
@@ -187,7 +188,11 @@ def terminal_direction(
     estimator. Audio with no voiced frame raises ValueError.
     """
     preset = get_preset(preset)
-    f0, voiced = _f0_of(audio, sample_rate, preset, fmin, fmax)
+    return _track_direction(*_f0_of(audio, sample_rate, preset, fmin, fmax), preset, window_ms)
+
+
+def _track_direction(f0: np.ndarray, voiced: np.ndarray, preset, window_ms: float) -> str:
+    """The terminal direction of an F0 track ``[T]`` (see :func:`terminal_direction`)."""
     kept = reject_octave_outliers(f0, voiced)
     kept_index = np.flatnonzero(np.asarray(kept))
     if kept_index.size == 0:
@@ -197,6 +202,20 @@ def terminal_direction(
         frame_rate=preset.sample_rate / preset.hop_length, window_ms=window_ms,
     )
     return contour_direction(slope)
+
+
+def mel_terminal_direction(log_mel: np.ndarray, *, preset: str = "tts_22k", window_ms: float = 200.0) -> str:
+    """:func:`terminal_direction` of the pitch a log-mel ``[T, M]`` carries, read off its harmonic ripple by
+    :func:`jaxspeech.audio.pitch_comb.mel_f0` (no vocoder between): how a generated mel's own intonation
+    scores. The mel is padded with its quietest value to a multiple of 64 frames (few compiled shapes)."""
+    preset = get_preset(preset)
+    log_mel = np.asarray(log_mel, np.float32)
+    if log_mel.ndim != 2 or log_mel.shape[0] == 0:
+        raise ValueError(f"log_mel must be [T, M] with T > 0, got {log_mel.shape}")
+    frames = log_mel.shape[0]
+    padded = np.pad(log_mel, ((0, -frames % 64), (0, 0)), constant_values=float(log_mel.min()))
+    f0, voiced = (np.asarray(x)[:frames] for x in mel_f0(padded, preset))
+    return _track_direction(f0, voiced, preset, window_ms)
 
 
 def intonation_scores(

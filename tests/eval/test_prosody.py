@@ -5,6 +5,7 @@ eSpeak utterances."""
 import numpy as np
 import pytest
 
+from jaxspeech.audio import log_mel
 from jaxspeech.eval import (
     comma_pause_mae,
     comma_pauses,
@@ -12,6 +13,7 @@ from jaxspeech.eval import (
     expected_direction,
     f0_agreement,
     intonation_scores,
+    mel_terminal_direction,
     terminal_direction,
 )
 
@@ -84,6 +86,16 @@ def test_terminal_direction_on_known_tones():
     )
     assert scores == {"question_rising": 0.5, "statement_falling": 1.0, "contour_accuracy": 0.75,
                       "questions": 2, "statements": 2}
+
+
+def test_the_direction_read_off_the_mel_alone_matches_the_audio():
+    head = _voiced(0.5, 180.0, 160.0)
+    rising = np.concatenate([head, _silence(0.1), _voiced(0.4, 160.0, 240.0), _silence(0.3)])
+    late_fall = np.concatenate([_voiced(0.6, 130.0, 250.0), _voiced(0.4, 250.0, 180.0), _silence(0.3)])
+    mels = [np.asarray(log_mel(x, "tts_22k")) for x in (rising, late_fall)]
+    assert [mel_terminal_direction(m) for m in mels] == ["rising", "falling"]
+    with pytest.raises(ValueError, match="no voiced frame"):
+        mel_terminal_direction(np.full((30, 80), -11.5, np.float32))
 
 
 def test_f0_agreement_measures_known_detunings_and_voicing():

@@ -2,12 +2,14 @@
 comma pauses, terminal contour direction, RTF.
 
 Every figure is also taken on the acoustic model's own mel through Griffin-Lim
-(``griffin_lim_on_model_mel``), beside the default vocoder's: a vocoder that renders pitch from a
-separate predictor cannot hide a decoder that lost it.
+(``griffin_lim_on_model_mel``), beside the default vocoder's, and the contour also as read off that mel with
+no vocoder (``contour_read_from_model_mel``): a vocoder that renders pitch from a separate predictor cannot
+hide a decoder that lost it.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -18,18 +20,19 @@ import numpy as np
 from jaxspeech import audio
 from jaxspeech.eval import error_rates
 from jaxspeech.eval.mcd import mel_cepstral_distortion
-from jaxspeech.eval.prosody import comma_pause_mae, expected_direction, terminal_direction
+from jaxspeech.eval.prosody import comma_pause_mae, expected_direction, mel_terminal_direction, terminal_direction
 from jaxspeech.eval.rtf import time_call
 from jaxspeech.models.tts.synthesizer import SynthesisItem, Synthesizer
 from jaxspeech.models.tts.vocoders import Vocoder, vocoder_reads_pitch
 
 Transcriber = Callable[[list[str]], list[str]]
 MODEL_MEL = "griffin_lim_on_model_mel"
+MEL_READ = "contour_read_from_model_mel"
 
 
-def _direction(waveform: np.ndarray, sample_rate: int) -> str | None:
+def _direction(read: Callable[[np.ndarray], str], signal: np.ndarray) -> str | None:
     try:
-        return terminal_direction(waveform, sample_rate)
+        return read(signal)
     except ValueError:  # nothing voiced: no contour to judge
         return None
 
@@ -42,18 +45,33 @@ def intonation_metrics(synthesized: Sequence[np.ndarray], references: Sequence[n
                        sample_rate: int) -> dict[str, float]:
     """Terminal contour direction of the synthesized audio against the punctuation (? rises,
     . falls) and against the reference audio's measured direction."""
+    read = functools.partial(terminal_direction, sample_rate=sample_rate)
+    return _contour_metrics(synthesized, texts, read, references)
+
+
+def mel_contour_metrics(log_mels: Sequence[np.ndarray], texts: Sequence[str], preset) -> dict[str, float]:
+    """:func:`intonation_metrics` against the punctuation of the pitch read off each log-mel ``[T, M]``
+    itself (``eval.prosody.mel_terminal_direction``): what a mel carries, no vocoder between."""
+    return _contour_metrics(log_mels, texts, functools.partial(mel_terminal_direction, preset=preset))
+
+
+def _contour_metrics(signals: Sequence[np.ndarray], texts: Sequence[str], read: Callable[[np.ndarray], str],
+                     references: Sequence[np.ndarray] | None = None) -> dict[str, float]:
+    """Contour scores of ``read(signal) -> "rising" | "falling"`` (a signal with nothing voiced counts as
+    a miss), and against ``read`` of the references where given."""
     expected = [expected_direction(t) for t in texts]
-    ours = [_direction(w, sample_rate) if e else None for w, e in zip(synthesized, expected)]
-    theirs = [_direction(w, sample_rate) if e else None for w, e in zip(references, expected)]
     judged = [k for k, e in enumerate(expected) if e]
-    return {
+    ours = {k: _direction(read, signals[k]) for k in judged}
+    scores = {
         "contour_accuracy": _share([ours[k] == expected[k] for k in judged]),
         "question_rising": _share([ours[k] == "rising" for k in judged if expected[k] == "rising"]),
         "statement_falling": _share([ours[k] == "falling" for k in judged if expected[k] == "falling"]),
-        "contour_agreement_with_reference": _share([ours[k] == theirs[k] for k in judged]),
-        "reference_contour_accuracy": _share([theirs[k] == expected[k] for k in judged]),
-        "contours_judged": len(judged),
     }
+    if references is not None:
+        theirs = {k: _direction(read, references[k]) for k in judged}
+        scores["contour_agreement_with_reference"] = _share([ours[k] == theirs[k] for k in judged])
+        scores["reference_contour_accuracy"] = _share([theirs[k] == expected[k] for k in judged])
+    return {**scores, "contours_judged": len(judged)}
 
 
 def _scores(paths: Sequence[str], synthesized: Sequence[np.ndarray], references: Sequence[np.ndarray],
@@ -81,7 +99,8 @@ def evaluate_items(synthesizer: Synthesizer, params, items: Sequence[SynthesisIt
     model output). Result: the default path's ``mcd_db``, ``asr_cer``/``asr_wer`` (None without a
     ``transcribe``), comma pause MAE, contour scores, ``rtf`` (acoustic model + vocoder seconds per
     second of audio, one utterance at a time, compiled, over the first ``rtf_utterances``),
-    ``acoustic_rtf`` (the same for the acoustic model alone: text to mel), and
+    ``acoustic_rtf`` (the same for the acoustic model alone: text to mel), ``contour_read_from_model_mel`` (the
+    contour scores of the pitch read off the model's mel itself, ``eval.prosody.mel_terminal_direction``), and
     ``<name>: {same scores}`` for each reference vocoder. ``score=False``: the audio and the RTFs alone, no
     recordings read (an accelerator machine that synthesizes; :func:`score_saved_audio` scores the folder
     elsewhere). options: synthesis options (guidance, sampler options) passed to :meth:`Synthesizer.generate`.
@@ -90,6 +109,7 @@ def evaluate_items(synthesizer: Synthesizer, params, items: Sequence[SynthesisIt
     vocoders = {"": synthesizer.vocoder, **reference_vocoders}
     pitch = any(vocoder_reads_pitch(vocoder) for vocoder in vocoders.values())
     waveforms: dict[str, dict[int, np.ndarray]] = {name: {} for name in vocoders}
+    mels: dict[int, np.ndarray] = {}
     order = sorted(range(len(items)), key=lambda i: sum(len(p) for p in items[i].pieces))
     for b in range(0, len(order), batch_size):
         chunk = order[b:b + batch_size]
@@ -99,11 +119,15 @@ def evaluate_items(synthesizer: Synthesizer, params, items: Sequence[SynthesisIt
             rendered = np.asarray(vocoder(out, jax.random.fold_in(batch_key, 1)))
             joined = synthesizer.join(rows, out, rendered, len(chunk))
             waveforms[name].update((i, waveform) for i, (_, waveform) in zip(chunk, joined))
+            mels.update((i, mel) for i, (mel, _) in zip(chunk, joined))
     for name in vocoders:
         os.makedirs(os.path.join(out_dir, name), exist_ok=True)
         for i, path in enumerate(_paths(out_dir, name, records)):
             audio.save_audio(path, waveforms[name][i], rate)
     result = score_saved_audio(out_dir, records, preset, transcribe, names=list(vocoders)) if score else {}
+    if score:
+        result[MEL_READ] = mel_contour_metrics([mels[i] for i in range(len(items))], [r["text"] for r in records],
+                                               preset)
 
     rtf_items = items[:rtf_utterances]
     audio_seconds = sum(len(waveforms[""][i]) for i in range(len(rtf_items))) / rate

@@ -122,6 +122,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     m = config.model
     m.vocab_size, m.num_speakers, m.break_token = tokenizer.vocab_size, len(speakers), tokenizer.symbols.index(BREAK)
     m.pitch.mel_preset = d.preset  # the filters a harmonic-comb pitch input is drawn on
+    m.n_mels = audio.get_preset(d.preset).n_mels  # the data's mel bins, whatever the preset
     if teacher is None:  # a student keeps its teacher's statistics
         m.mel_mean, m.mel_std = dataset.mel_statistics()
     save_config(config, workdir)
