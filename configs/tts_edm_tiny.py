@@ -25,5 +25,6 @@ def get_config() -> ml_collections.ConfigDict:
     # The teacher behind the consistency figures (docs/benchmarks.md) reads no pitch; the flow-matching config's
     # harmonic-comb pitch input came later and is untried here.
     c.model.pitch.condition_decoder = False
+    c.data.preset = "tts_22k"  # likewise its 80 filters (the flow-matching config's 128 came later)
     c.synth.sampler = ml_collections.ConfigDict(dict(steps=50, method="euler", temperature=1.0))
     return c

@@ -12,8 +12,13 @@ Per vocoder: MCD against the eSpeak recording, the recognizer's CER, F0 error an
 with the recording (where a vocoder loses the pitch), the terminal-contour direction against the
 punctuation (``?`` rises, ``.`` falls; next to the recordings' own direction score: the ceiling a TTS
 model's intonation score can reach through that vocoder) and the real-time factor of a second pass
-over the split (compiled shapes only). Writes JSON and the split's "Vocoder copy
-synthesis" section of docs/benchmarks.md.
+over the split (compiled shapes only). The contour is also split by the recording's terminal F0 (the median over
+its last 200 ms of voiced frames, YIN): below ``audio.pitch_comb.lowest_resolved_f0`` of tts_22k's 80 filters
+(75 Hz: their harmonics unresolved there), up to 100 Hz, and above, whatever ``--preset``. The row
+``read_from_mel`` scores the pitch read off the recording's mel itself (``audio.pitch_comb.mel_f0``, no
+vocoder). ``--preset`` picks the mel (``tts_22k``; ``tts_22k_128`` has filters fine enough for low voices); MCD
+is always taken on tts_22k's.
+Writes JSON and the split's (and preset's) "Vocoder copy synthesis" section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ import numpy as np
 from benchmark_docs import command, machine, save_report, write_section
 
 from jaxspeech.audio import get_preset, load_audio, log_mel, log_mel_to_audio, save_audio
+from jaxspeech.audio.f0 import estimate_f0
 from jaxspeech.audio.harmonic import log_mel_f0_to_audio
+from jaxspeech.audio.pitch_comb import lowest_resolved_f0
 from jaxspeech.data.readers import load_records
 from jaxspeech.data.tts import pitch_track
 from jaxspeech.eval import error_rates, f0_agreement, mel_cepstral_distortion
-from jaxspeech.eval.prosody import intonation_scores
+from jaxspeech.eval.prosody import expected_direction, intonation_scores, mel_terminal_direction, terminal_direction
+from jaxspeech.models.tts.evaluation import mel_contour_metrics
 from jaxspeech.train import recipes
 from jaxspeech.train.config import read_saved_config
 from jaxspeech.train.metrics import read_metrics
@@ -41,8 +49,30 @@ from jaxspeech.train.recipes.vocoder import vocode
 SAMPLE_RATE = 22050
 
 
-def title(split: str) -> str:
-    return f"## Vocoder copy synthesis on {split} (issues 3, 19)"
+def title(split: str, preset: str = "tts_22k") -> str:
+    mels = "" if preset == "tts_22k" else f", {preset} mels"
+    return f"## Vocoder copy synthesis on {split}{mels} (issues 3, 19)"
+
+
+def terminal_f0(recording: np.ndarray, preset) -> float:
+    """Median YIN F0 (Hz) of the recording's last 200 ms of voiced frames."""
+    f0, voiced = (np.asarray(x) for x in estimate_f0(recording, preset, fmin=60.0, fmax=600.0))
+    frames = max(2, round(0.2 * preset.sample_rate / preset.hop_length))
+    return float(np.median(f0[np.flatnonzero(voiced)[-frames:]])) if voiced.any() else float("nan")
+
+
+def contour_by_terminal_f0(directions: list[str | None], texts: list[str], f0: list[float],
+                           lowest_resolved: float) -> dict[str, dict]:
+    """Contour accuracy (and count) of the judged utterances grouped by the recording's terminal F0."""
+    groups = {f"below_{lowest_resolved:.0f}_hz": lambda f: f < lowest_resolved,
+              f"{lowest_resolved:.0f}_to_100_hz": lambda f: lowest_resolved <= f < 100.0,
+              "from_100_hz": lambda f: f >= 100.0}
+    out = {}
+    for name, inside in groups.items():
+        hits = [d == expected_direction(t) for d, t, f in zip(directions, texts, f0)
+                if expected_direction(t) and inside(f)]
+        out[name] = {"contour_accuracy": float(np.mean(hits)) if hits else float("nan"), "utterances": len(hits)}
+    return out
 
 
 def _trained(workdir: str) -> dict:
@@ -64,10 +94,12 @@ def _f0_agreement(audios, recordings) -> dict[str, float]:
 
 
 def compare(data: str, split: str, vocoder_workdirs: dict[str, str], limit: int | None, griffin_lim_iterations: int,
-            crossover_iterations: int, crossover_hz: float, audio_dir: str, asr_workdir: str | None) -> dict:
+            crossover_iterations: int, crossover_hz: float, audio_dir: str, asr_workdir: str | None,
+            preset_name: str = "tts_22k") -> dict:
     records = load_records(data, split=split)[:limit]
     texts = [r["text"] for r in records]
-    preset = get_preset("tts_22k")
+    preset = get_preset(preset_name)
+    edge = lowest_resolved_f0("tts_22k")  # the same groups whatever the preset, to compare presets
     recordings = [load_audio(os.path.join(data, r["audio"]), sample_rate=SAMPLE_RATE) for r in records]
     mels = [np.asarray(log_mel(a, preset)) for a in recordings]
     tracks = [pitch_track(a, preset) for a in recordings]
@@ -96,7 +128,21 @@ def compare(data: str, split: str, vocoder_workdirs: dict[str, str], limit: int 
         hypotheses = recipes.for_workdir(asr_workdir).require("transcribe")(asr_workdir, paths, beam_size=0)
         return {"asr_cer": error_rates(texts, hypotheses)["cer"]}
 
-    results = {"recordings": intonation_scores(recordings, texts, SAMPLE_RATE)}
+    end_f0 = [terminal_f0(a, preset) for a in recordings]
+
+    def by_terminal_f0(read, signals):
+        return contour_by_terminal_f0([read(x) for x in signals], texts, end_f0, edge)
+
+    def audio_direction(waveform):
+        return terminal_direction(waveform, SAMPLE_RATE)
+
+    def mel_direction(mel):
+        return mel_terminal_direction(mel, preset=preset)
+
+    results = {"recordings": {**intonation_scores(recordings, texts, SAMPLE_RATE),
+                              "by_terminal_f0": by_terminal_f0(audio_direction, recordings)},
+               "read_from_mel": {**mel_contour_metrics(mels, texts, preset),
+                                 "by_terminal_f0": by_terminal_f0(mel_direction, mels)}}
     if asr_workdir:
         results["recordings"].update(recognise([os.path.join(data, r["audio"]) for r in records]))
     audio_seconds = sum(len(a) for a in recordings) / SAMPLE_RATE
@@ -116,6 +162,7 @@ def compare(data: str, split: str, vocoder_workdirs: dict[str, str], limit: int 
             "wall_s_including_compilation": seconds,
             "rtf": rtf,
             **intonation_scores(audios, texts, SAMPLE_RATE),
+            "by_terminal_f0": by_terminal_f0(audio_direction, audios),
             **_f0_agreement(audios, recordings),
         }
         os.makedirs(os.path.join(audio_dir, name), exist_ok=True)
@@ -124,15 +171,18 @@ def compare(data: str, split: str, vocoder_workdirs: dict[str, str], limit: int 
             save_audio(path, waveform, SAMPLE_RATE)
         if asr_workdir:
             results[name].update(recognise(paths))
-    return {"split": split, "utterances": len(records), "audio_seconds": audio_seconds,
+    return {"split": split, "preset": preset_name, "lowest_resolved_f0": lowest_resolved_f0(preset),
+            "utterances": len(records),
+            "audio_seconds": audio_seconds,
             "trained_vocoders": {name: _trained(w) for name, w in vocoder_workdirs.items()},
             "asr_workdir": asr_workdir, "results": results}
 
 
 def _docs_section(report: dict, command_line: str) -> str:
     rows = ["| audio | MCD dB | ASR CER | contour direction | questions rising | statements falling | "
-            "F0 error, cents: all / last 200 ms | voicing agreement: all / last 200 ms | RTF |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "F0 error, cents: all / last 200 ms | voicing agreement: all / last 200 ms | RTF | "
+            "contour by the recording's terminal F0 (utterances) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in report["results"].items():
         mcd = f"{r['mcd_db']:.2f}" if "mcd_db" in r else "-"
         cer = f"{r['asr_cer']:.1%}" if "asr_cer" in r else "-"
@@ -140,12 +190,14 @@ def _docs_section(report: dict, command_line: str) -> str:
         f0 = f"{r['f0_cents']:.0f} / {r['tail_f0_cents']:.0f}" if "f0_cents" in r else "-"
         voicing = (f"{r['voicing_agreement']:.1%} / {r['tail_voicing_agreement']:.1%}"
                    if "voicing_agreement" in r else "-")
+        groups = "; ".join(f"{group.replace('_', ' ')}: {g['contour_accuracy']:.1%} ({g['utterances']})"
+                           for group, g in r.get("by_terminal_f0", {}).items())
         rows.append(f"| {name} | {mcd} | {cer} | {r['contour_accuracy']:.1%} | {r['question_rising']:.1%} | "
-                    f"{r['statement_falling']:.1%} | {f0} | {voicing} | {rtf} |")
+                    f"{r['statement_falling']:.1%} | {f0} | {voicing} | {rtf} | {groups or '-'} |")
     trained = "".join(
         f"{name}: generator {v['generator']}, discriminators {', '.join(v['discriminators']) or 'none'}, "
         f"{v['steps']} steps (`{v['workdir']}`); " for name, v in report["trained_vocoders"].items())
-    return (f"{title(report['split'])}\n\nMachine: {report['machine']}. Date: {report['date']}.\n\n"
+    return (f"{title(report['split'], report['preset'])}\n\nMachine: {report['machine']}. Date: {report['date']}.\n\n"
             f"```bash\n{command_line}\n```\n\n"
             f"{report['utterances']} {report['split']} utterances; each vocoder renders the recording's own log-mel "
             f"({trained}harmonic-plus-noise: `jaxspeech.audio.harmonic`, with the recording's pitch track; "
@@ -155,7 +207,12 @@ def _docs_section(report: dict, command_line: str) -> str:
             "against the recording, frame by frame (`jaxspeech.eval.f0_agreement`; median over utterances of the "
             "median error on frames voiced in both, mean agreement), also over the last 200 ms up to the "
             "recording's last voiced frame, where the contour is measured. RTF: seconds per second of "
-            "audio on a second, compiled pass.\n\n" + "\n".join(rows) + "\n")
+            "audio on a second, compiled pass. `read_from_mel`: the pitch read off the recording's mel itself "
+            "(`jaxspeech.audio.pitch_comb.mel_f0`, no vocoder). Last column: the contour grouped by the "
+            "recording's terminal F0 (median YIN F0 of its last 200 ms voiced), below the lowest F0 whose "
+            "harmonics tts_22k's 80 filters resolve (`audio.pitch_comb.lowest_resolved_f0`; "
+            f"{report['lowest_resolved_f0']:.0f} Hz for the {report['preset']} filters used here), up to 100 Hz, "
+            "and above.\n\n" + "\n".join(rows) + "\n")
 
 
 def main() -> None:
@@ -170,16 +227,17 @@ def main() -> None:
     parser.add_argument("--griffin-lim-iterations", type=int, default=32)
     parser.add_argument("--crossover-iterations", type=int, default=4, help="refinement above the crossover")
     parser.add_argument("--crossover-hz", type=float, default=2000.0)
+    parser.add_argument("--preset", default="tts_22k", help="the mel every vocoder renders (MCD stays tts_22k's)")
     parser.add_argument("--out", required=True, help="JSON report path")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args()
     workdirs = dict(item.split("=", 1) for item in args.vocoder_workdir)
     report = compare(args.data, args.split, workdirs, args.limit, args.griffin_lim_iterations,
-                     args.crossover_iterations, args.crossover_hz, args.audio_dir, args.asr_workdir)
+                     args.crossover_iterations, args.crossover_hz, args.audio_dir, args.asr_workdir, args.preset)
     report.update(date=datetime.date.today().isoformat(), machine=machine(), load_average=os.getloadavg())
     save_report(report, args.out)
     if not args.no_docs:
-        write_section(title(args.split), _docs_section(report, command()))
+        write_section(title(args.split, args.preset), _docs_section(report, command()))
 
 
 if __name__ == "__main__":

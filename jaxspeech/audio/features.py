@@ -161,7 +161,7 @@ PRESETS: dict[str, MelPreset] = {
     "whisper_128": _whisper(128),
 }
 # tts_22k with 128 filters: 23 Hz apart below 1 kHz instead of 37, so harmonics down to 47 Hz are resolved
-# (audio.pitch_comb.lowest_resolved_f0; 74 Hz at 80 filters, above the 60 Hz where low voices end statements).
+# (audio.pitch_comb.lowest_resolved_f0; 75 Hz at 80 filters, above the 60 Hz where low voices end statements).
 PRESETS["tts_22k_128"] = dataclasses.replace(PRESETS["tts_22k"], n_mels=128)
 
 

@@ -150,7 +150,7 @@ def mel_f0(
     its score on the path reaches ``voicing_threshold``. The defaults were chosen on 60 training recordings of
     the embedded corpus against YIN (median error 11 cents, 2% of frames off by more than a semitone; white
     noise scores under 0.6 in 95% of its frames, YIN-voiced speech over 0.86 in half of them). Below
-    :func:`lowest_resolved_f0` (74 Hz for tts_22k, 47 Hz for tts_22k_128) the mel holds an alias of the
+    :func:`lowest_resolved_f0` (75 Hz for tts_22k, 47 Hz for tts_22k_128) the mel holds an alias of the
     pitch, not the pitch, so the grid starts there by default. Use it
     to read what pitch a generated mel carries without a vocoder, or to drive a source-filter vocoder from the
     mel alone."""
@@ -181,7 +181,7 @@ def mel_f0(
 def lowest_resolved_f0(preset: str | MelPreset, band_hz: tuple[float, float] = (100.0, 1000.0)) -> float:
     """Twice the mean spacing (Hz) of the filters' centres (their weighted mean frequency) in ``band_hz``:
     below this F0 the filters sample the harmonic ripple under its Nyquist rate, so a log-mel holds an alias
-    of the pitch, not the pitch (tts_22k: 74 Hz, above the 60 Hz where eSpeak's low voices end statements)."""
+    of the pitch, not the pitch (tts_22k: 75 Hz, above the 60 Hz where eSpeak's low voices end statements)."""
     preset = get_preset(preset)
     frequencies, filters = _comb_operators(preset)
     centres = np.sort((frequencies @ filters)[resolved_filters(preset, band_hz)])
