@@ -161,7 +161,7 @@ def test_tts_gradient_is_finite_at_silence():
 
 
 def test_bad_preset_and_pad_or_trim_errors():
-    with pytest.raises(ValueError, match="tts_22k, vocos_24k, whisper_128, whisper_80"):
+    with pytest.raises(ValueError, match="tts_22k, tts_22k_128, vocos_24k, whisper_128, whisper_80"):
         get_preset("whisper_tiny")
     with pytest.raises(ValueError, match="pad_or_trim"):
         log_mel(jnp.zeros(4000), "tts_22k", pad_or_trim=True)
