@@ -83,7 +83,7 @@ def test_synthesize_text_and_text_file(resumed, tmp_path, capsys):
     assert sorted(os.listdir(tmp_path / "many")) == ["0000.wav", "0001.wav"]
 
 
-def test_synthesize_through_a_pytorch_hifigan_file(resumed, tmp_path, capsys):
+def test_synthesize_through_a_pytorch_hifigan_file(resumed, tiny_corpus, tmp_path, capsys):
     torch = pytest.importorskip("torch")
     matcha_models = pytest.importorskip("matcha.hifigan.models")
     small = dict(resblock="2", upsample_rates=(8, 8, 4), upsample_kernel_sizes=(16, 16, 8), upsample_initial_channel=16,
@@ -92,8 +92,15 @@ def test_synthesize_through_a_pytorch_hifigan_file(resumed, tmp_path, capsys):
     torch.save({"generator": matcha_models.Generator(type("H", (), small)).state_dict()}, tmp_path / "generator")
     (tmp_path / "config.json").write_text(json.dumps(small))
     out = tmp_path / "hifigan.wav"
-    assert main(["synthesize", "--workdir", str(resumed), "--text", QUESTION, "--out", str(out),
-                 "--vocoder", str(tmp_path / "generator")]) == 0
+    run = ["synthesize", "--text", QUESTION, "--out", str(out), "--vocoder", str(tmp_path / "generator")]
+    # Matcha's HiFi-GAN reads HiFi-GAN's 80 mels: the tiny config's 128-filter model is refused, by name.
+    with pytest.raises(SystemExit, match="reads 80 mels and upsamples by 256; preset 'tts_22k_128' has 128 mels"):
+        main(run + ["--workdir", str(resumed)])
+    eighty = tmp_path / "tts_22k"
+    recipe.train(recipe_config("configs/tts_fm_tiny.py", tiny_corpus, 1, TINY + ["--config.data.preset=tts_22k"]),
+                 str(eighty))
+    capsys.readouterr()
+    assert main(run + ["--workdir", str(eighty)]) == 0
     waveform, rate = soundfile.read(out)
     seconds = json.loads(capsys.readouterr().out)["seconds"]
     assert rate == 22050 and len(waveform) == pytest.approx(seconds * rate, abs=rate / 1000)
@@ -187,6 +194,8 @@ def test_evaluate_prints_quality_speed_and_prosody(resumed, capsys):
     # The model's own mel through Griffin-Lim, beside the harmonic vocoder's rendering of the same mel.
     own = result["griffin_lim_on_model_mel"]
     assert {"mcd_db", "asr_cer", "contour_accuracy"} <= set(own) and own["mcd_db"] != result["mcd_db"]
+    # The contour read off the model's mel itself, no vocoder: judged on the same utterances.
+    assert result["contour_read_from_model_mel"]["contours_judged"] == result["contours_judged"]
     wavs = sorted(os.listdir(resumed / "eval_test-seen"))
     assert len(wavs) == 3 and wavs[0] == "griffin_lim_on_model_mel"
     assert sorted(os.listdir(resumed / "eval_test-seen" / "griffin_lim_on_model_mel")) == wavs[1:]
