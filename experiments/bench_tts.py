@@ -75,9 +75,9 @@ def _section(results: dict, command: str) -> str:
         f"Model: {r['parameters'] / 1e6:.2f} M parameters, {r['decoder']} decoder, trained {trained}; "
         f"vocoder {r['vocoder']}{_vocoder_settings(r)}; noise temperature {first['sampler']['temperature']}; "
         f"{first['utterances']} {r['split']} utterances ({first['commas']} commas, "
-        f"{first['contours_judged']} questions and statements). The recognizer's CER on the eSpeak recordings "
-        f"themselves: {_pct(r['reference_asr_cer'])}; terminal direction of the recordings against the punctuation: "
-        f"{_pct(first['reference_contour_accuracy'])}.\n\n"
+        f"{first['questions']} questions and {first['statements']} statements). The recognizer's CER on the eSpeak "
+        f"recordings themselves: {_pct(r['reference_asr_cer'])}; terminal direction of the recordings against the "
+        f"punctuation: {_pct(first['reference_contour_accuracy'])}.\n\n"
         "| NFE | MCD (dB) | ASR CER | RTF | comma pause MAE | questions rising / statements falling | "
         "contour vs punctuation | contour vs recording |"
         + (" Griffin-Lim on the model's mel: ASR CER | contour |" if model_mel else "")

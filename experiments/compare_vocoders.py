@@ -39,8 +39,13 @@ from jaxspeech.audio.pitch_comb import lowest_resolved_f0
 from jaxspeech.data.readers import load_records
 from jaxspeech.data.tts import pitch_track
 from jaxspeech.eval import error_rates, f0_agreement, mel_cepstral_distortion
-from jaxspeech.eval.prosody import expected_direction, intonation_scores, mel_terminal_direction, terminal_direction
-from jaxspeech.models.tts.evaluation import mel_contour_metrics
+from jaxspeech.eval.prosody import (
+    contour_shares,
+    expected_direction,
+    judged_directions,
+    mel_terminal_direction,
+    terminal_direction,
+)
 from jaxspeech.train import recipes
 from jaxspeech.train.config import read_saved_config
 from jaxspeech.train.metrics import read_metrics
@@ -130,8 +135,11 @@ def compare(data: str, split: str, vocoder_workdirs: dict[str, str], limit: int 
 
     end_f0 = [terminal_f0(a, preset) for a in recordings]
 
-    def by_terminal_f0(read, signals):
-        return contour_by_terminal_f0([read(x) for x in signals], texts, end_f0, edge)
+    def contour(read, signals):
+        """Each judged signal's direction read once (nothing voiced: a miss), scored overall and by group."""
+        directions = judged_directions(signals, texts, read)
+        return {**contour_shares(directions, texts),
+                "by_terminal_f0": contour_by_terminal_f0(directions, texts, end_f0, edge)}
 
     def audio_direction(waveform):
         return terminal_direction(waveform, SAMPLE_RATE)
@@ -139,10 +147,7 @@ def compare(data: str, split: str, vocoder_workdirs: dict[str, str], limit: int 
     def mel_direction(mel):
         return mel_terminal_direction(mel, preset=preset)
 
-    results = {"recordings": {**intonation_scores(recordings, texts, SAMPLE_RATE),
-                              "by_terminal_f0": by_terminal_f0(audio_direction, recordings)},
-               "read_from_mel": {**mel_contour_metrics(mels, texts, preset),
-                                 "by_terminal_f0": by_terminal_f0(mel_direction, mels)}}
+    results = {"recordings": contour(audio_direction, recordings), "read_from_mel": contour(mel_direction, mels)}
     if asr_workdir:
         results["recordings"].update(recognise([os.path.join(data, r["audio"]) for r in records]))
     audio_seconds = sum(len(a) for a in recordings) / SAMPLE_RATE
@@ -161,8 +166,7 @@ def compare(data: str, split: str, vocoder_workdirs: dict[str, str], limit: int 
             "mcd_db": float(np.mean([mel_cepstral_distortion(a, r) for a, r in zip(audios, recordings)])),
             "wall_s_including_compilation": seconds,
             "rtf": rtf,
-            **intonation_scores(audios, texts, SAMPLE_RATE),
-            "by_terminal_f0": by_terminal_f0(audio_direction, audios),
+            **contour(audio_direction, audios),
             **_f0_agreement(audios, recordings),
         }
         os.makedirs(os.path.join(audio_dir, name), exist_ok=True)

@@ -10,11 +10,14 @@ the dB-scaled RMS difference of the two (mean-removed, cepstrally smoothed) log-
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from jaxspeech.audio.features import MelPreset, get_preset, log_mel
 
 _DB_PER_NEPER = 10.0 / np.log(10.0)
+MCD_MEL_FILTERS = 80  # the filterbank the cepstra are taken over by default, whatever a preset's own n_mels
 
 
 def mel_cepstrum(ln_mel: np.ndarray, n_coefficients: int = 13) -> np.ndarray:
@@ -89,14 +92,19 @@ def mel_cepstral_distortion(
     *,
     preset: str | MelPreset = "tts_22k",
     n_coefficients: int = 13,
+    n_mels: int | None = MCD_MEL_FILTERS,
 ) -> float:
     """DTW-aligned MCD (dB) between waveforms ``audio [S1]`` and ``reference [S2]``.
 
-    Both must be at ``preset.sample_rate``; each becomes the preset's log-mel, converted to
-    ln amplitude, then :func:`mel_cepstrum` (c_1..c_``n_coefficients``) and
-    :func:`cepstral_distortion`. All frames count, silences included.
+    Both must be at ``preset.sample_rate``; each becomes the preset's log-mel over ``n_mels`` filters
+    (default 80 whatever the preset's own count, so that models with different filterbanks, e.g. tts_22k and
+    tts_22k_128, are scored on one scale; None: the preset's), converted to ln amplitude, then
+    :func:`mel_cepstrum` (c_1..c_``n_coefficients``) and :func:`cepstral_distortion`. All frames count,
+    silences included.
     """
     preset = get_preset(preset)
+    if n_mels is not None:
+        preset = dataclasses.replace(preset, n_mels=n_mels)
     audio, reference = np.asarray(audio), np.asarray(reference)
     if audio.ndim != 1 or reference.ndim != 1:
         raise ValueError(f"audio and reference must be 1-D waveforms, got {audio.shape}, {reference.shape}")

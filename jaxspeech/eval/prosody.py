@@ -9,7 +9,7 @@ detector's biases.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -218,23 +218,19 @@ def mel_terminal_direction(log_mel: np.ndarray, *, preset: str = "tts_22k", wind
     return _track_direction(f0, voiced, preset, window_ms)
 
 
-def intonation_scores(
-    audios: Sequence[np.ndarray], texts: Sequence[str], sample_rate: int, **direction_kwargs
-) -> dict[str, float]:
-    """Terminal-contour agreement with the texts' punctuation.
-
-    Returns ``question_rising`` (share of ``?`` texts whose audio rises),
-    ``statement_falling`` (share of ``.``/``!`` texts whose audio falls), ``contour_accuracy``
-    (share of both kinds with the expected direction), and the counts ``questions`` and
-    ``statements``. Shares over zero items are NaN; texts with other endings are skipped.
-    """
-    if len(audios) != len(texts):
-        raise ValueError(f"got {len(audios)} audios but {len(texts)} texts")
-    hits = {"rising": [], "falling": []}
-    for audio, text in zip(audios, texts):
+def contour_shares(directions: Sequence[str | None], texts: Sequence[str]) -> dict[str, float]:
+    """Agreement of measured terminal directions (``"rising"``, ``"falling"``, or None where nothing was
+    voiced: a miss) with the texts' punctuation: ``question_rising`` (share of ``?`` texts read rising),
+    ``statement_falling`` (share of ``.``/``!`` texts read falling), ``contour_accuracy`` (share of both kinds
+    read as expected) and the counts ``questions`` and ``statements``. Shares over zero items are NaN; texts
+    with other endings are skipped (their directions are not looked at)."""
+    if len(directions) != len(texts):
+        raise ValueError(f"got {len(directions)} directions but {len(texts)} texts")
+    hits: dict[str, list[bool]] = {"rising": [], "falling": []}
+    for direction, text in zip(directions, texts):
         expected = expected_direction(text)
         if expected is not None:
-            hits[expected].append(terminal_direction(audio, sample_rate, **direction_kwargs) == expected)
+            hits[expected].append(direction == expected)
     share = lambda xs: float(np.mean(xs)) if xs else float("nan")  # noqa: E731
     return {
         "question_rising": share(hits["rising"]),
@@ -243,6 +239,34 @@ def intonation_scores(
         "questions": len(hits["rising"]),
         "statements": len(hits["falling"]),
     }
+
+
+def judged_directions(signals: Sequence, texts: Sequence[str], read: Callable[[object], str]) -> list[str | None]:
+    """``read(signal)`` (e.g. :func:`terminal_direction` or :func:`mel_terminal_direction`) of each signal whose text
+    ends in ``?``, ``.`` or ``!``; None for the other texts and where ``read`` finds nothing voiced (a miss for
+    :func:`contour_shares`)."""
+    if len(signals) != len(texts):
+        raise ValueError(f"got {len(signals)} signals but {len(texts)} texts")
+
+    def direction(signal):
+        try:
+            return read(signal)
+        except ValueError:  # nothing voiced: no contour to judge
+            return None
+
+    return [direction(signal) if expected_direction(text) else None for signal, text in zip(signals, texts)]
+
+
+def intonation_scores(
+    audios: Sequence[np.ndarray], texts: Sequence[str], sample_rate: int, **direction_kwargs
+) -> dict[str, float]:
+    """:func:`contour_shares` of the :func:`terminal_direction` of each audio whose text ends in ``?``,
+    ``.`` or ``!`` (the others are not measured). Audio with no voiced frame raises ValueError."""
+    if len(audios) != len(texts):
+        raise ValueError(f"got {len(audios)} audios but {len(texts)} texts")
+    directions = [terminal_direction(audio, sample_rate, **direction_kwargs) if expected_direction(text) else None
+                  for audio, text in zip(audios, texts)]
+    return contour_shares(directions, texts)
 
 
 def f0_agreement(

@@ -77,3 +77,17 @@ def test_bad_inputs():
         mel_cepstral_distortion(np.zeros((2, 100)), np.zeros(100))
     with pytest.raises(ValueError, match="finite"):
         dtw(np.array([[np.nan]]))
+
+
+def test_mcd_is_taken_over_80_filters_whatever_the_presets_own_count():
+    sr = 22050
+    rng = np.random.default_rng(3)
+    t = np.arange(int(0.4 * sr)) / sr
+    x = (0.3 * np.sin(2 * np.pi * 150.0 * t) + 0.02 * rng.standard_normal(t.shape)).astype(np.float32)
+    noisy = x + 0.05 * rng.standard_normal(x.shape).astype(np.float32)
+    on_80 = mel_cepstral_distortion(noisy, x, preset="tts_22k")
+    # A 128-filter model is scored on the same scale as an 80-filter one ...
+    assert mel_cepstral_distortion(noisy, x, preset="tts_22k_128") == on_80
+    # ... unless asked for its own filterbank, which smooths the spectrum differently.
+    own = mel_cepstral_distortion(noisy, x, preset="tts_22k_128", n_mels=None)
+    assert own != pytest.approx(on_80, rel=1e-3)

@@ -9,10 +9,12 @@ from jaxspeech.audio import log_mel
 from jaxspeech.eval import (
     comma_pause_mae,
     comma_pauses,
+    contour_shares,
     detect_pauses,
     expected_direction,
     f0_agreement,
     intonation_scores,
+    judged_directions,
     mel_terminal_direction,
     terminal_direction,
 )
@@ -86,6 +88,23 @@ def test_terminal_direction_on_known_tones():
     )
     assert scores == {"question_rising": 0.5, "statement_falling": 1.0, "contour_accuracy": 0.75,
                       "questions": 2, "statements": 2}
+
+
+def test_judged_directions_read_only_punctuated_texts_and_silence_is_a_miss():
+    rising = np.concatenate([_voiced(0.5, 160.0, 240.0), _silence(0.3)])
+    read = []
+
+    def direction(audio):
+        read.append(len(audio))
+        return terminal_direction(audio, SR)
+
+    texts = ["Is it red?", "Is it red?", "Hmm", "It is red."]
+    directions = judged_directions([rising, _silence(0.5), rising, rising], texts, direction)
+    assert directions == ["rising", None, None, "rising"] and len(read) == 3  # "Hmm" is never measured
+    assert contour_shares(directions, texts) == {"question_rising": 0.5, "statement_falling": 0.0,
+                                                 "contour_accuracy": 1 / 3, "questions": 2, "statements": 1}
+    with pytest.raises(ValueError, match="3 signals but 4 texts"):
+        judged_directions([rising] * 3, texts, direction)
 
 
 def test_the_direction_read_off_the_mel_alone_matches_the_audio():

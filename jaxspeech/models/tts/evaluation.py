@@ -20,7 +20,14 @@ import numpy as np
 from jaxspeech import audio
 from jaxspeech.eval import error_rates
 from jaxspeech.eval.mcd import mel_cepstral_distortion
-from jaxspeech.eval.prosody import comma_pause_mae, expected_direction, mel_terminal_direction, terminal_direction
+from jaxspeech.eval.prosody import (
+    comma_pause_mae,
+    contour_shares,
+    expected_direction,
+    judged_directions,
+    mel_terminal_direction,
+    terminal_direction,
+)
 from jaxspeech.eval.rtf import time_call
 from jaxspeech.models.tts.synthesizer import SynthesisItem, Synthesizer
 from jaxspeech.models.tts.vocoders import Vocoder, vocoder_reads_pitch
@@ -28,13 +35,6 @@ from jaxspeech.models.tts.vocoders import Vocoder, vocoder_reads_pitch
 Transcriber = Callable[[list[str]], list[str]]
 MODEL_MEL = "griffin_lim_on_model_mel"
 MEL_READ = "contour_read_from_model_mel"
-
-
-def _direction(read: Callable[[np.ndarray], str], signal: np.ndarray) -> str | None:
-    try:
-        return read(signal)
-    except ValueError:  # nothing voiced: no contour to judge
-        return None
 
 
 def _share(hits: Sequence[bool]) -> float:
@@ -57,21 +57,16 @@ def mel_contour_metrics(log_mels: Sequence[np.ndarray], texts: Sequence[str], pr
 
 def _contour_metrics(signals: Sequence[np.ndarray], texts: Sequence[str], read: Callable[[np.ndarray], str],
                      references: Sequence[np.ndarray] | None = None) -> dict[str, float]:
-    """Contour scores of ``read(signal) -> "rising" | "falling"`` (a signal with nothing voiced counts as
-    a miss), and against ``read`` of the references where given."""
-    expected = [expected_direction(t) for t in texts]
-    judged = [k for k, e in enumerate(expected) if e]
-    ours = {k: _direction(read, signals[k]) for k in judged}
-    scores = {
-        "contour_accuracy": _share([ours[k] == expected[k] for k in judged]),
-        "question_rising": _share([ours[k] == "rising" for k in judged if expected[k] == "rising"]),
-        "statement_falling": _share([ours[k] == "falling" for k in judged if expected[k] == "falling"]),
-    }
+    """``eval.prosody.contour_shares`` of ``read(signal) -> "rising" | "falling"`` (a signal with nothing voiced
+    counts as a miss), and the agreement with ``read`` of the references where given."""
+    ours = judged_directions(signals, texts, read)
+    scores = contour_shares(ours, texts)
     if references is not None:
-        theirs = {k: _direction(read, references[k]) for k in judged}
+        theirs = judged_directions(references, texts, read)
+        judged = [k for k, text in enumerate(texts) if expected_direction(text)]
         scores["contour_agreement_with_reference"] = _share([ours[k] == theirs[k] for k in judged])
-        scores["reference_contour_accuracy"] = _share([theirs[k] == expected[k] for k in judged])
-    return {**scores, "contours_judged": len(judged)}
+        scores["reference_contour_accuracy"] = contour_shares(theirs, texts)["contour_accuracy"]
+    return scores
 
 
 def _scores(paths: Sequence[str], synthesized: Sequence[np.ndarray], references: Sequence[np.ndarray],
@@ -119,7 +114,7 @@ def evaluate_items(synthesizer: Synthesizer, params, items: Sequence[SynthesisIt
             rendered = np.asarray(vocoder(out, jax.random.fold_in(batch_key, 1)))
             joined = synthesizer.join(rows, out, rendered, len(chunk))
             waveforms[name].update((i, waveform) for i, (_, waveform) in zip(chunk, joined))
-            mels.update((i, mel) for i, (mel, _) in zip(chunk, joined))
+        mels.update((i, mel) for i, (mel, _) in zip(chunk, joined))  # the same model mel whatever the vocoder
     for name in vocoders:
         os.makedirs(os.path.join(out_dir, name), exist_ok=True)
         for i, path in enumerate(_paths(out_dir, name, records)):
