@@ -2,6 +2,7 @@
 prompt clip (any sample rate), evaluate, and bad input named."""
 
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -102,6 +103,18 @@ def test_evaluate_scores_both_tasks(resumed, tiny_corpus):
     assert -1 <= result["sim_floor"] < result["sim_ceiling"] <= 1 and 0 <= result["nearest_clone"] <= 1
     assert json.loads((resumed / "eval_train.json").read_text())["step"] == 5
     assert result["asr_decoding"] == {"beam_size": None, "ctc_weight": 0.0}  # the TINY config's greedy decoding
+
+
+def test_evaluate_on_another_corpus_judges_among_its_voices(resumed, tiny_corpus, tmp_path):
+    other = tmp_path / "other_corpus"
+    shutil.copytree(tiny_corpus, other)
+    lines = (other / "train.jsonl").read_text().splitlines()
+    kept = sorted({speaker_of(json.loads(line)) for line in lines})[:2]
+    (other / "train.jsonl").write_text("".join(f"{x}\n" for x in lines if speaker_of(json.loads(x)) in kept))
+    result = recipe.evaluate(str(resumed), split="train", limit=3, data_dir=str(other))
+    assert result["data_dir"] == str(other) and result["voices"] == 2  # the other corpus's voices, not the model's
+    assert result["tts_utterances"] > 0 and json.loads((resumed / "eval_other_corpus_train.json").read_text())
+    assert len(list((resumed / "eval_other_corpus_train").glob("*.wav"))) == result["tts_utterances"]
 
 
 def test_joint_ctc_decoding_through_the_cli_and_its_bad_settings(resumed, tiny_corpus, capsys):

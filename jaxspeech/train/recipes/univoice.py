@@ -342,17 +342,22 @@ def synthesize(workdir: str, texts: list[str], *, prompt_audio: str | None = Non
 
 
 def evaluate(workdir: str, *, split: str, asr_workdir: str | None = None, limit: int | None = None,
-             beam_size: int | None = None, ctc_weight: float | None = None) -> dict:
+             beam_size: int | None = None, ctc_weight: float | None = None, data_dir: str | None = None) -> dict:
     """ASR CER of ``split`` (its first ``limit`` utterances, decoded as ``decoding`` says; with the encoder's
     CTC also that alone's, ``encoder_ctc_cer``), and TTS: each of them cloned from the next
     utterance of its speaker in the split (prompt audio and text; speakers with one utterance are
     left out), scored by the recognizer of ``asr_workdir`` (default ``config.eval.asr_workdir``) and
     by speaker similarity to the prompt (``_speaker_scores``, when ``eval.speaker_similarity``).
-    Written to ``eval_<split>.json``, audio to ``eval_<split>/``."""
+    ``data_dir``: another corpus than the model's (its ``split``, and its training voices among the
+    candidates of speaker identification), e.g. one model's clones judged among another corpus's voices.
+    Written to ``eval_<split>.json`` (``eval_<corpus folder>_<split>.json`` for another corpus), audio
+    to the folder of that name."""
     speech, config, step = load_speech(workdir)
     settings = decoding(config, beam_size=beam_size, ctc_weight=ctc_weight)
     preset = speech.preset
-    split_records = load_records(config.data.dir, split=split)
+    own_corpus = data_dir is None
+    data_dir = config.data.dir if own_corpus else data_dir
+    split_records = load_records(data_dir, split=split)
     records = split_records[: limit or None]
     waves = [_load_wave(r, preset) for r in records]
     references = [r["text"] for r in records]
@@ -364,10 +369,11 @@ def evaluate(workdir: str, *, split: str, asr_workdir: str | None = None, limit:
     started = time.time()
     asr = error_rates_of(functools.partial(speech.transcribe, **settings))
     result = {"split": split, "step": step, "utterances": len(records), "asr_cer": asr["cer"], "asr_wer": asr["wer"],
-              "asr_seconds": time.time() - started, "asr_decoding": settings}
+              "asr_seconds": time.time() - started, "asr_decoding": settings, "data_dir": data_dir}
     if config.loss.ctc_weight:  # what the encoder hears on its own (best-path CTC, no LLM)
         result["encoder_ctc_cer"] = error_rates_of(speech.transcribe_ctc)["cer"]
-    out_dir = os.path.join(workdir, f"eval_{split}")
+    name = f"eval_{split}" if own_corpus else f"eval_{os.path.basename(os.path.normpath(data_dir))}_{split}"
+    out_dir = os.path.join(workdir, name)
     os.makedirs(out_dir, exist_ok=True)
     by_speaker: dict[str, list[int]] = {}
     for i, record in enumerate(split_records):
@@ -395,21 +401,22 @@ def evaluate(workdir: str, *, split: str, asr_workdir: str | None = None, limit:
     else:
         log.warning("no recognizer at %r: tts_asr_cer not measured", asr_workdir)
     if files and config.eval.speaker_similarity:
-        result.update(_speaker_scores(config, trials, files, split_records, preset))
-    with open(os.path.join(workdir, f"eval_{split}.json"), "w") as f:
+        train_records = load_records(data_dir, split=config.data.train_split)
+        result.update(_speaker_scores(config, trials, files, train_records, split_records, preset))
+    with open(f"{out_dir}.json", "w") as f:
         json.dump(result, f, indent=2, sort_keys=True)
     return result
 
 
-def _speaker_scores(config, trials: list[tuple[dict, dict]], files: list[str], split_records: list[dict],
-                    preset: audio.MelPreset) -> dict:
+def _speaker_scores(config, trials: list[tuple[dict, dict]], files: list[str], train_records: list[dict],
+                    split_records: list[dict], preset: audio.MelPreset) -> dict:
     """``eval.speaker.cloning_scores`` of the cloned files: each against its prompt, with the target's own
     recording as the ceiling and an utterance of the split's next voice as the floor, identified among
-    every voice of the training split and of ``split_records`` (``eval.reference_utterances`` each)."""
+    every voice of ``train_records`` and of ``split_records`` (``eval.reference_utterances`` each)."""
     from jaxspeech.eval.speaker import cloning_scores
 
     references: dict[str, list[dict]] = {}
-    for record in [*load_records(config.data.dir, split=config.data.train_split), *split_records]:
+    for record in [*train_records, *split_records]:
         chosen = references.setdefault(speaker_of(record), [])
         if len(chosen) < config.eval.reference_utterances:
             chosen.append(record)
@@ -437,6 +444,8 @@ def _decoding_options(parser) -> None:
 def _evaluate_options(parser) -> None:
     parser.add_argument("--asr-workdir", default=None, help="recognizer for the TTS CER (default: the config's)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N utterances only")
+    parser.add_argument("--data", dest="data_dir", default=None,
+                        help="another corpus directory to evaluate on (default: the one the model trained on)")
     _decoding_options(parser)
 
 
