@@ -35,6 +35,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.num_layers = 4
     c.model.kernel_size = 7
     c.model.n_fft = 1024
+    # "mel_f0": the head's phase starts from a harmonic excitation at the pitch read off the mel (NSF-style
+    # source-filter; with preset "tts_22k_128" for low voices, whose pitch 80 filters alias).
+    c.model.source = "none"
     c.model.loss = ml_collections.ConfigDict()
     c.model.loss.resolutions = ((512, 128, 512), (1024, 256, 1024), (2048, 512, 2048))
     c.model.loss.stft_weight = 1.0

@@ -90,6 +90,59 @@ def _voicing_probability(f0: jax.Array, voiced: jax.Array) -> jax.Array:
     return jnp.where(f0 > 0, jnp.clip(jnp.asarray(voiced, jnp.float32), 0.0, 1.0), 0.0)
 
 
+def _glide_f0(f0: jax.Array, voiced: jax.Array) -> jax.Array:
+    """F0 ``[..., T]`` (Hz) through every frame: log-F0 interpolated between the ``voiced`` frames (held
+    beyond the first and last), 100 Hz in a row with none voiced."""
+    frames = f0.shape[-1]
+    log_f0 = jax.vmap(interpolate_gaps)(jnp.log(jnp.maximum(f0, 1e-3)).reshape(-1, frames),
+                                        voiced.reshape(-1, frames)).reshape(f0.shape)
+    return jnp.where(jnp.any(voiced, axis=-1, keepdims=True), jnp.exp(log_f0), 100.0)
+
+
+def _sample_positions(length: int, n_fft: int, hop_length: int) -> np.ndarray:
+    """Fractional frame of each of ``length`` samples: frame t is centred on sample ``t * hop + n_fft / 2``."""
+    return (np.arange(length) - n_fft / 2) / hop_length
+
+
+def _phase_cycles(sample_f0: jax.Array, sample_rate: int, hop_length: int) -> jax.Array:
+    """The phase ``[..., S]`` in cycles, in [0, 1), of an oscillator at ``sample_f0 [..., S]`` Hz, from 0.
+
+    Accumulated per hop-sized block and wrapped at block edges (mod 1 is associative), so float32
+    keeps sub-1e-5-cycle precision over minutes of audio."""
+    lead, length = sample_f0.shape[:-1], sample_f0.shape[-1]
+    padded = -length % hop_length
+    steps = jnp.pad(sample_f0 / sample_rate, [(0, 0)] * len(lead) + [(0, padded)])
+    steps = steps.reshape(*lead, -1, hop_length)
+    within = jnp.cumsum(steps, axis=-1)
+    block_start = jax.lax.associative_scan(lambda a, b: jnp.mod(a + b, 1.0), within[..., -1], axis=-1)
+    block_start = jnp.concatenate([jnp.zeros_like(block_start[..., :1]), block_start[..., :-1]], axis=-1)
+    return jnp.mod(block_start[..., None] + within, 1.0).reshape(*lead, -1)[..., :length]
+
+
+@functools.partial(jax.jit, static_argnames=("sample_rate", "n_fft", "hop_length", "num_harmonics"))
+def harmonic_excitation(f0: jax.Array, voiced: jax.Array, *, sample_rate: int, n_fft: int, hop_length: int,
+                        num_harmonics: int = 128) -> jax.Array:
+    """The source of a source-filter vocoder (NSF's sine source): ``[..., (T - 1) * hop + n_fft]``, the
+    harmonics ``h * f0`` (h = 1 .. ``num_harmonics``, those below Nyquist) at unit amplitude where
+    ``voiced [..., T]`` (bool or probability, as :func:`harmonic_plus_noise`), silence elsewhere, with
+    :func:`harmonic_plus_noise`'s phase and framing: frame t's ``stft(center=False)`` window covers samples
+    ``[t * hop, t * hop + n_fft)``. ``f0 [..., T]`` in Hz."""
+    f0 = jnp.asarray(f0, jnp.float32)
+    chex.assert_equal_shape([f0, voiced])
+    length = (f0.shape[-1] - 1) * hop_length + n_fft
+    voicing = _voicing_probability(f0, voiced)
+    positions = _sample_positions(length, n_fft, hop_length)
+    sample_f0 = _to_samples(_glide_f0(f0, voicing > 0.5), positions)
+    cycles = _phase_cycles(sample_f0, sample_rate, hop_length)
+
+    def add_harmonic(h, signal):
+        below_nyquist = (h + 1.0) * sample_f0 < sample_rate / 2
+        return signal + jnp.where(below_nyquist, jnp.cos(2.0 * jnp.pi * jnp.mod((h + 1.0) * cycles, 1.0)), 0.0)
+
+    harmonics = jax.lax.fori_loop(0, num_harmonics, add_harmonic, jnp.zeros(f0.shape[:-1] + (length,), jnp.float32))
+    return _to_samples(voicing, positions) * harmonics
+
+
 @functools.partial(jax.jit, static_argnames=("sample_rate", "n_fft", "hop_length", "win_length", "power",
                                              "num_harmonics", "voiced_noise"))
 def harmonic_plus_noise(
@@ -125,26 +178,14 @@ def harmonic_plus_noise(
     frames = f0.shape[-1]
     length = (frames - 1) * hop_length + n_fft
     voicing = _voicing_probability(f0, voiced)
-    voiced = voicing > 0.5
     lead = f0.shape[:-1]
-    log_f0 = jax.vmap(interpolate_gaps)(jnp.log(jnp.maximum(f0, 1e-3)).reshape(-1, frames),
-                                        voiced.reshape(-1, frames)).reshape(f0.shape)
-    glide_f0 = jnp.where(jnp.any(voiced, axis=-1, keepdims=True), jnp.exp(log_f0), 100.0)
+    glide_f0 = _glide_f0(f0, voicing > 0.5)
     amplitudes = harmonic_amplitudes(magnitude, glide_f0, sample_rate=sample_rate, n_fft=n_fft,
                                      win_length=win_length, power=power, num_harmonics=num_harmonics)
     amplitudes = amplitudes * voicing[..., None]  # [..., T, H]
 
-    positions = (np.arange(length) - n_fft / 2) / hop_length
-    sample_f0 = _to_samples(glide_f0, positions)  # [..., S]
-    # Phase in cycles, accumulated per hop-sized block and wrapped at block edges (mod 1 is
-    # associative), so float32 keeps sub-1e-5-cycle precision over minutes of audio.
-    padded = -length % hop_length
-    steps = jnp.pad(sample_f0 / sample_rate, [(0, 0)] * len(lead) + [(0, padded)])
-    steps = steps.reshape(*lead, -1, hop_length)
-    within = jnp.cumsum(steps, axis=-1)
-    block_start = jax.lax.associative_scan(lambda a, b: jnp.mod(a + b, 1.0), within[..., -1], axis=-1)
-    block_start = jnp.concatenate([jnp.zeros_like(block_start[..., :1]), block_start[..., :-1]], axis=-1)
-    cycles = jnp.mod(block_start[..., None] + within, 1.0).reshape(*lead, -1)[..., :length]
+    positions = _sample_positions(length, n_fft, hop_length)
+    cycles = _phase_cycles(_to_samples(glide_f0, positions), sample_rate, hop_length)
 
     def add_harmonic(h, signal):
         amplitude = _to_samples(amplitudes[..., h], positions)

@@ -2,7 +2,8 @@
 names discriminators, HiFi-GAN's adversarial training.
 
 Generators (``config.generator``): "istft" (``jaxspeech.models.vocoder``, Vocos' ConvNeXt + inverse
-STFT head, its fields flat in the config) and "hifigan" (``jaxspeech.models.hifigan``, HiFi-GAN's
+STFT head, its fields flat in the config; ``source="mel_f0"`` adds a harmonic source at the pitch read off
+the mel) and "hifigan" (``jaxspeech.models.hifigan``, HiFi-GAN's
 config.json fields flat in the config; ``n_mels`` is its ``num_mels`` and its hop must be the preset's).
 Both map ``(mel [B,T,F], mel_mask [B,T]) -> audio [B, T*hop]``, zero past each row's valid frames.
 
@@ -66,6 +67,9 @@ def _generator(config: Mapping[str, Any]) -> str:
 def init_generator(config: Mapping[str, Any], key: jax.Array) -> tuple[nnx.GraphDef, nnx.State]:
     """(graphdef, params) of ``config.generator`` initialised from ``key``."""
     if _generator(config) == "hifigan":
+        if config.get("source", "none") != "none":
+            raise ValueError(f"source={config['source']!r} is the istft generator's (it sets the head's phase); "
+                             "the hifigan generator has no source input")
         return hifigan.init(hifigan_config(config), key)
     return vocoder.init(config, key)
 

@@ -3,7 +3,8 @@
 Siuzdak 2024, "Vocos: Closing the gap between time-domain and Fourier-based neural vocoders":
 a ConvNeXt backbone at the mel frame rate predicts, per frame, a log-magnitude and a phase
 for every bin of an ``n_fft``-point spectrum (hop = the mel preset's hop); an inverse STFT
-with "same" padding turns them into exactly ``T * hop`` samples. Head frame ``t`` covers samples ``[t*hop - (n_fft-hop)/2, t*hop + (n_fft+hop)/2)``,
+with "same" padding turns them into exactly ``T * hop`` samples. Head frame ``t`` covers samples
+``[t*hop - (n_fft-hop)/2, t*hop + (n_fft+hop)/2)``,
 the span of mel frame ``t`` of the "tts_22k" preset (HiFi-GAN framing), so feeding the true
 magnitude and phase of those frames reproduces the waveform exactly. The phase is ``p`` as
 ``cos p + i sin p`` (Vocos); the magnitude ``exp(log_mag)`` is clipped at 100 as in Vocos.
@@ -18,6 +19,17 @@ Config fields (``default_config()`` lists them):
   num_layers        ConvNeXt blocks
   kernel_size       depthwise convolution taps (odd)
   n_fft             head FFT size (n_fft - hop must be even)
+  source            "none", or "mel_f0": source-filter phase (below)
+
+Source-filter input (``source="mel_f0"``, NSF's idea in the spectral domain): the pitch is read off the
+input mel itself (:func:`jaxspeech.audio.pitch_comb.mel_f0`), a unit-amplitude harmonic excitation at that
+F0 is made where it is voiced (:func:`jaxspeech.audio.harmonic.harmonic_excitation`) and its STFT, in the
+head's own framing, gives each bin a phase; the network's phase is added to it (bins where the excitation is
+silent keep the network's phase alone). So voiced frames get harmonics at the read pitch, coherent from frame
+to frame, and the network learns the filter's magnitude and a phase correction: with a zero correction and the
+excitation's own magnitude the head rebuilds the excitation exactly. The vocoder stays a mel -> waveform
+function; its pitch is whatever pitch the mel carries (resolved below ``lowest_resolved_f0``: use a preset
+such as "tts_22k_128" for low voices).
 
 Padding: frames are right-padded with ``mel_mask`` False. Hidden states are zeroed at padded
 frames before every layer that mixes frames, padded frames get zero spectrum, the overlap-add
@@ -42,11 +54,15 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from jaxspeech.audio.features import get_preset
-from jaxspeech.audio.spectral import istft, window_function
+from jaxspeech.audio.features import MelPreset, get_preset
+from jaxspeech.audio.harmonic import harmonic_excitation
+from jaxspeech.audio.pitch_comb import mel_f0
+from jaxspeech.audio.spectral import istft, stft, window_function
 from jaxspeech.nn.depthwise_conv import ConvNeXtBlock
 
 _MAX_LOG_MAGNITUDE = math.log(1e2)
+SOURCES = ("none", "mel_f0")
+_SILENT_BIN = 1e-3  # excitation STFT magnitudes below this (a unit harmonic peaks near n_fft / 4) carry no phase
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -60,6 +76,7 @@ def default_config() -> ml_collections.ConfigDict:
             num_layers=6,
             kernel_size=7,
             n_fft=1024,
+            source="none",
         )
     )
 
@@ -118,6 +135,31 @@ def istft_head(
     return jnp.where(jnp.arange(frames * hop_length)[None, :] < valid_samples, audio, 0.0)
 
 
+def excitation_spectrum(f0: jax.Array, voiced: jax.Array, frame_mask: jax.Array, *, preset: MelPreset,
+                        n_fft: int) -> jax.Array:
+    """The STFT ``[B,T,n_fft//2+1]`` (complex) of :func:`harmonic_excitation` at ``f0 [B,T]`` Hz where
+    ``voiced [B,T]``, frame t in the head's framing (:func:`istft_head`). Beyond each row's last valid frame
+    of ``frame_mask`` the last valid frame's F0 and voicing are held, as they are past the end of a row
+    vocoded alone, so padding changes no valid frame."""
+    chex.assert_rank([f0, voiced, frame_mask], 2)
+    last = jnp.maximum(jnp.sum(frame_mask, axis=1, keepdims=True) - 1, 0)
+    held = jnp.minimum(jnp.arange(f0.shape[1])[None, :], last)
+    f0, voiced = (jnp.take_along_axis(x, held, axis=1) for x in (f0, voiced))
+    excitation = harmonic_excitation(f0, voiced, sample_rate=preset.sample_rate, n_fft=n_fft,
+                                     hop_length=preset.hop_length)
+    return stft(excitation, n_fft=n_fft, hop_length=preset.hop_length)
+
+
+def source_phase(mel: jax.Array, mel_mask: jax.Array, preset: MelPreset, *, n_fft: int) -> jax.Array:
+    """The phase ``[B,T,n_fft//2+1]`` of the harmonic excitation at the pitch read off ``mel [B,T,F]``
+    (:func:`jaxspeech.audio.pitch_comb.mel_f0`; padded frames of ``mel_mask`` read as silence), 0 in bins
+    where the excitation is silent. A constant of the input: no gradient flows through it."""
+    mel = jax.lax.stop_gradient(jnp.where(mel_mask[..., None], mel, 0.0))
+    f0, voiced = mel_f0(mel, preset)
+    spectrum = excitation_spectrum(f0, voiced & mel_mask, mel_mask, preset=preset, n_fft=n_fft)
+    return jnp.where(jnp.abs(spectrum) > _SILENT_BIN, jnp.angle(spectrum), 0.0)
+
+
 class Vocoder(nnx.Module):
     """Conv embed -> LayerNorm -> ConvNeXt blocks -> LayerNorm -> Linear(n_fft + 2) -> istft_head."""
 
@@ -134,7 +176,10 @@ class Vocoder(nnx.Module):
             raise ValueError(f"n_fft={n_fft} must be >= hop {preset.hop_length} with n_fft - hop even")
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-        self.n_fft, self.hop_length = n_fft, preset.hop_length
+        source = config.get("source", "none")  # imported Vocos configs have none
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+        self.n_fft, self.hop_length, self.preset, self.source = n_fft, preset.hop_length, preset, source
         self.embed = nnx.Conv(n_mels, dim, kernel_size=(kernel_size,), padding="SAME", rngs=rngs)
         self.embed_norm = nnx.LayerNorm(dim, rngs=rngs)
         self.blocks = nnx.List(
@@ -157,6 +202,8 @@ class Vocoder(nnx.Module):
     def __call__(self, mel: jax.Array, mel_mask: jax.Array) -> jax.Array:
         """Waveform ``[B, T*hop]`` float32; zero past each example's valid frames."""
         log_magnitude, phase = self.spectrum(mel, mel_mask)
+        if self.source == "mel_f0":
+            phase = phase + source_phase(mel, mel_mask, self.preset, n_fft=self.n_fft)
         magnitude = jnp.exp(jnp.minimum(log_magnitude, _MAX_LOG_MAGNITUDE))
         return istft_head(magnitude, phase, mel_mask, n_fft=self.n_fft, hop_length=self.hop_length)
 

@@ -108,6 +108,8 @@ def test_hifigan_generator_from_a_vocoder_config():
         neural_vocoder.hifigan_config(config("hifigan", **three_stages))
     with pytest.raises(ValueError, match="unknown generator"):
         neural_vocoder.init_generator(config("wavenet"), jax.random.key(0))
+    with pytest.raises(ValueError, match="hifigan generator has no source"):
+        neural_vocoder.init_generator(config("hifigan", **v1, source="mel_f0"), jax.random.key(0))
     with pytest.raises(ValueError, match="subset"):
         neural_vocoder.init_discriminators(config(discriminators=("mrd",)), jax.random.key(0))
     assert not neural_vocoder.adversarial(config(discriminators=()))

@@ -6,7 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxspeech.audio import log_mel, stft
+from jaxspeech.audio import estimate_f0, get_preset, log_mel, stft
+from jaxspeech.audio.harmonic import harmonic_excitation
 from jaxspeech.models import neural_vocoder, vocoder
 
 HOP, N_FFT = 256, 1024
@@ -52,12 +53,11 @@ def test_istft_head_reproduces_the_signal_from_its_true_magnitude_and_phase():
     assert np.all(rebuilt[1, 7 * HOP:] == 0.0)
 
 
-def test_output_is_frames_times_hop_and_ignores_padded_frames(model):
-    _, graphdef, params = model
+def _assert_padded_frames_are_ignored(graphdef, params, n_mels):
     forward = jax.jit(functools.partial(vocoder.apply, graphdef))
     rng = np.random.default_rng(1)
     frames, lengths = 20, np.array([20, 13])
-    mel = rng.normal(size=(2, frames, 80)).astype(np.float32) - 5.0
+    mel = rng.normal(size=(2, frames, n_mels)).astype(np.float32) - 5.0
     mask = np.arange(frames)[None] < lengths[:, None]
     garbage = np.where(mask[..., None], mel, 1e4).astype(np.float32)
     audio = np.asarray(forward(params, jnp.asarray(garbage), jnp.asarray(mask)))
@@ -67,6 +67,64 @@ def test_output_is_frames_times_hop_and_ignores_padded_frames(model):
         assert alone.shape == (1, n * HOP)
         np.testing.assert_allclose(audio[b, : n * HOP], alone[0], rtol=1e-4, atol=1e-5)
         assert np.all(audio[b, n * HOP:] == 0.0)
+
+
+def test_output_is_frames_times_hop_and_ignores_padded_frames(model):
+    _, graphdef, params = model
+    _assert_padded_frames_are_ignored(graphdef, params, 80)
+
+
+def _glide(seconds, f0_start, f0_end, sr=22050):
+    """A harmonic signal (12 harmonics, 1/h amplitudes) whose F0 glides linearly between the two values."""
+    t = np.arange(int(seconds * sr)) / sr
+    phase = 2 * np.pi * np.cumsum(f0_start + (f0_end - f0_start) * t / seconds) / sr
+    return (0.3 * sum(np.sin(h * phase) / h for h in range(1, 13))).astype(np.float32)
+
+
+def test_the_head_rebuilds_the_harmonic_excitation_from_its_own_spectrum():
+    # The source's spectrum is taken in the head's framing: magnitude and phase of the excitation's STFT,
+    # through istft_head, give back the excitation itself (the samples the head's frames cover).
+    preset = get_preset("tts_22k")
+    frames = 24
+    f0 = jnp.asarray(np.linspace(90.0, 180.0, frames)[None], jnp.float32)
+    voiced = jnp.asarray((np.arange(frames) >= 3)[None])
+    mask = jnp.ones((1, frames), bool)
+    spectrum = vocoder.excitation_spectrum(f0, voiced, mask, preset=preset, n_fft=N_FFT)
+    assert spectrum.shape == (1, frames, N_FFT // 2 + 1)
+    excitation = harmonic_excitation(f0, voiced, sample_rate=22050, n_fft=N_FFT, hop_length=HOP)
+    rebuilt = vocoder.istft_head(jnp.abs(spectrum), jnp.angle(spectrum), mask, n_fft=N_FFT, hop_length=HOP)
+    pad = (N_FFT - HOP) // 2
+    np.testing.assert_allclose(np.asarray(rebuilt[0]), np.asarray(excitation[0, pad:pad + frames * HOP]), atol=1e-4)
+
+
+def test_the_source_phase_puts_the_mels_pitch_in_the_waveform():
+    # The true magnitude of a gliding tone under the phase of the excitation read off its own mel (no learnt
+    # correction) has the tone's pitch; the same magnitude with zero phase has none to speak of.
+    preset = get_preset("tts_22k_128")
+    signal = _glide(1.2, 110.0, 160.0)
+    frames = signal.shape[0] // HOP
+    signal = signal[: frames * HOP]
+    mel = log_mel(jnp.asarray(signal), preset)[None, :frames]
+    mask = jnp.ones((1, frames), bool)
+    magnitude, _ = _true_spectrum(signal[None])
+    phase = vocoder.source_phase(mel, mask, preset, n_fft=N_FFT)
+    rendered = vocoder.istft_head(magnitude, phase, mask, n_fft=N_FFT, hop_length=HOP)
+    flat = vocoder.istft_head(magnitude, jnp.zeros_like(phase), mask, n_fft=N_FFT, hop_length=HOP)
+    truth_f0, truth_voiced = (np.asarray(x) for x in estimate_f0(jnp.asarray(signal), preset))
+    for audio_out, close in ((rendered, True), (flat, False)):
+        f0, voiced = (np.asarray(x) for x in estimate_f0(audio_out[0], preset))
+        both = voiced & truth_voiced
+        cents = np.abs(1200 * np.log2(f0[both] / truth_f0[both])) if both.any() else np.array([1e4])
+        if close:
+            assert both.mean() > 0.8 and np.median(cents) < 15, (both.mean(), np.median(cents))
+        else:
+            assert both.mean() < 0.5 or np.median(cents) > 50, (both.mean(), np.median(cents))
+
+
+def test_a_source_filter_vocoder_ignores_padded_frames():
+    config = tiny_config(preset="tts_22k_128", n_mels=128, source="mel_f0")
+    graphdef, params = vocoder.init(config, jax.random.key(0))
+    _assert_padded_frames_are_ignored(graphdef, params, 128)
 
 
 def _tiny_batch(frames=16, seed=2):
@@ -121,6 +179,8 @@ def test_bad_config_and_batch_are_named(model):
         vocoder.init(tiny_config(kernel_size=4), jax.random.key(0))
     with pytest.raises(ValueError, match="n_fft"):
         vocoder.init(tiny_config(n_fft=1023), jax.random.key(0))
+    with pytest.raises(ValueError, match="source must be one of"):
+        vocoder.init(tiny_config(source="nsf"), jax.random.key(0))
     config, graphdef, params = model
     batch = _tiny_batch()
     batch["audio"] = batch["audio"][:, :-1]

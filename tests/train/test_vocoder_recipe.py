@@ -69,3 +69,16 @@ def test_evaluate_and_vocode_from_the_workdir(resumed):
     np.testing.assert_allclose(fn(mel[1, :30]), audio[1, : 30 * 256], rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="mel must be"):
         fn(mel[..., :40])
+
+
+def test_a_source_filter_vocoder_on_128_filter_mels_trains_evaluates_and_vocodes(tiny_corpus, tmp_path):
+    # The preset decides the mel bins (n_mels follows it); the source reads the pitch off the mel.
+    workdir = tmp_path / "source"
+    overrides = ["--config.model.preset=tts_22k_128", "--config.model.source=mel_f0"]
+    recipe.train(recipe_config("configs/vocoder_istft_tiny.py", tiny_corpus, 2, TINY + overrides, 0), str(workdir))
+    saved = json.loads((workdir / "config.json").read_text())["model"]
+    assert (saved["n_mels"], saved["source"]) == (128, "mel_f0")
+    result = recipe.evaluate(str(workdir), split="test-seen")
+    assert result["step"] == 2 and np.isfinite(result["mcd_db"])
+    audio = recipe.vocode(str(workdir))(np.random.default_rng(0).normal(size=(40, 128)).astype(np.float32) - 5.0)
+    assert audio.shape == (40 * 256,) and np.all(np.isfinite(audio))

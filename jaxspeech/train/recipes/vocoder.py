@@ -86,8 +86,9 @@ def _generator_params(state: State) -> nnx.State:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Trains (or resumes) a vocoder in ``workdir``."""
+    """Trains (or resumes) a vocoder in ``workdir`` (``model.n_mels`` is the preset's)."""
     os.makedirs(workdir, exist_ok=True)
+    config.model.n_mels = audio.get_preset(config.model.preset).n_mels  # the mel bins, whatever the preset
     save_config(config, workdir)
     skips = SkipCounter()
     dataset = _dataset(config, config.data.train_split, skips)
