@@ -171,3 +171,25 @@ def test_crossover_weights_split_the_band_at_the_crossover():
     assert np.all(np.diff(weights) <= 0)
     np.testing.assert_allclose(np.interp(1000.0, freqs, weights), 0.5, atol=0.02)
     assert not crossover_weights(N_FFT, SR, 0.0).any()
+
+
+def test_the_harmonic_excitation_is_the_sum_of_its_harmonics_below_nyquist():
+    # Closed form against the explicit sum of cos(2 pi h c) over h * f0 < Nyquist (at most 128), F0 from
+    # 50 to 300 Hz with unvoiced frames between; silence where unvoiced; harmonic_plus_noise's framing.
+    from jaxspeech.audio.harmonic import harmonic_excitation
+
+    frames, hop, n_fft, sr = 20, 256, 1024, 22050
+    f0 = np.geomspace(50.0, 300.0, frames)[None].astype(np.float32)  # log-linear: the glide through gaps is f0
+    voiced = (np.arange(frames) % 7 != 3)[None]
+    x = np.asarray(harmonic_excitation(jnp.asarray(f0), jnp.asarray(voiced), sample_rate=sr, n_fft=n_fft,
+                                       hop_length=hop, num_harmonics=128))[0]
+    assert x.shape == ((frames - 1) * hop + n_fft,)
+    # The reference: per-sample F0 and voicing interpolated between frame centres, phase integrated in float64.
+    centres = np.arange(frames) * hop + n_fft / 2
+    samples = np.arange(x.shape[0])
+    sample_f0 = np.interp(samples, centres, f0[0].astype(np.float64))
+    cycles = np.cumsum(sample_f0) / sr
+    reference = sum(np.where(h * sample_f0 < sr / 2, np.cos(2 * np.pi * h * cycles), 0.0) for h in range(1, 129))
+    reference *= np.interp(samples, centres, voiced[0].astype(float))
+    np.testing.assert_allclose(x, reference, atol=0.05)  # of a peak of 128 harmonics
+    assert np.all(x[np.interp(samples, centres, voiced[0].astype(float)) == 0.0] == 0.0)
