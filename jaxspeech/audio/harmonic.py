@@ -138,10 +138,10 @@ def harmonic_excitation(f0: jax.Array, voiced: jax.Array, *, sample_rate: int, n
     # Harmonics h = 1 .. H with h * f0 below Nyquist, summed in closed form (O(1) per sample, not O(H)):
     # sum_h cos(2 pi h c) = sin(pi H c) cos(pi (H + 1) c) / sin(pi c), which tends to H where sin(pi c) -> 0.
     count = jnp.clip(jnp.ceil(sample_rate / 2 / sample_f0) - 1.0, 0.0, num_harmonics)
-    ratio = jnp.sin(jnp.pi * jnp.mod(count * cycles, 2.0)) / jnp.where(jnp.abs(jnp.sin(jnp.pi * cycles)) < 1e-4, 1.0,
-                                                                         jnp.sin(jnp.pi * cycles))
-    harmonics = jnp.where(jnp.abs(jnp.sin(jnp.pi * cycles)) < 1e-4, count,
-                          ratio * jnp.cos(jnp.pi * jnp.mod((count + 1.0) * cycles, 2.0)))
+    denominator = jnp.sin(jnp.pi * cycles)
+    at_zero = jnp.abs(denominator) < 1e-4
+    ratio = jnp.sin(jnp.pi * jnp.mod(count * cycles, 2.0)) / jnp.where(at_zero, 1.0, denominator)
+    harmonics = jnp.where(at_zero, count, ratio * jnp.cos(jnp.pi * jnp.mod((count + 1.0) * cycles, 2.0)))
     return _to_samples(voicing, positions) * harmonics
 
 
